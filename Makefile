@@ -1,0 +1,49 @@
+# tracklift: the two commands a newcomer needs are `make run` and `make test`.
+# Both create .venv and install everything into it on first use (about 3 minutes on a fresh machine).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.tracklift-installed
+# Extra arguments for the main job, e.g. `make run ARGS="--scenes 4"`.
+ARGS   ?=
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean sam2
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "tracklift needs $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	# torch first, pinned as a pair with torchvision (see README "GPU install")
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Optional backends. sam2 is source-only and must build against the installed torch.
+sam2: install
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0'
+
+run: install
+	$(VENV)/bin/tracklift run $(ARGS)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_eval_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

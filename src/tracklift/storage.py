@@ -1,0 +1,123 @@
+"""All file access goes through here: fsspec URLs (``file://``, ``s3://``, ``memory://``) or plain paths.
+
+Writes are atomic at the object level: data goes to a temporary key next to the target and is moved into
+place, so a killed job never leaves a half-written file under the final name.
+
+S3 endpoints and credentials come from the usual AWS environment (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ...) or from :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from tracklift.errors import DataError
+
+_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def configure(protocol: str, **options: Any) -> None:
+    """Set fsspec storage options for a protocol, e.g. ``configure("s3", client_kwargs={...})``."""
+    _OPTIONS[protocol] = dict(options)
+
+
+def protocol_of(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(fs, path)`` for a URL; ``path`` is what ``fs`` methods take."""
+    return url_to_fs(str(url), **_OPTIONS.get(protocol_of(str(url)), {}))
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path components onto a URL (always with ``/``)."""
+    url = str(url)
+    if "://" in url:
+        proto, rest = url.split("://", 1)
+        return proto + "://" + posixpath.join(rest, *parts)
+    return posixpath.join(url, *parts)
+
+
+def basename(url: str) -> str:
+    return posixpath.basename(str(url).rstrip("/"))
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def isdir(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.isdir(path)
+
+
+def read_bytes(url: str) -> bytes:
+    """Read a whole file; a missing file is a :class:`DataError` naming it."""
+    fs, path = filesystem(url)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(url, "file not found") from None
+
+
+def read_text(url: str) -> str:
+    data = read_bytes(url)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(url, f"not UTF-8 text ({e})") from None
+
+
+def open_file(url: str, mode: str = "rb"):
+    """Open a file for streaming reads (``.sens`` and other large files)."""
+    fs, path = filesystem(url)
+    if "r" in mode and not fs.exists(path):
+        raise DataError(url, "file not found")
+    return fs.open(path, mode)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` atomically: temporary key, then move into place."""
+    fs, path = filesystem(url)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        fs.mv(tmp, path)
+    except Exception:
+        fs.rm(tmp)
+        raise
+
+
+def write_text(url: str, text: str) -> None:
+    write_bytes(url, text.encode("utf-8"))
+
+
+def makedirs(url: str) -> None:
+    fs, path = filesystem(url)
+    fs.makedirs(path, exist_ok=True)
+
+
+def listdir(url: str) -> list[str]:
+    """Names (not paths) of the entries directly under ``url``; empty if it does not exist."""
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return []
+    return sorted(basename(p) for p in fs.ls(path, detail=False))
+
+
+def remove(url: str, recursive: bool = False) -> None:
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
