@@ -68,4 +68,4 @@ def test_gt_wrong_vertex_count(tmp_path):
     write_scene(data, str(tmp_path / "s"), "tracklift")
     (tmp_path / "s" / "gt_instance.txt").write_text("1\n2\n")
     with pytest.raises(DataError, match="ground truth has 2 values for 300 vertices"):
-        open_scene(str(tmp_path / "s")).gt_instance
+        _ = open_scene(str(tmp_path / "s")).gt_instance
