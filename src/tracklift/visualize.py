@@ -177,3 +177,30 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def frame_strip(colors: list[np.ndarray], id_maps: list[np.ndarray], labels: list[str] | None = None,
+                alpha: float = 0.6) -> np.ndarray:
+    """Frames side by side: RGB on top, the id map blended over it below (same colour = same id).
+
+    Args:
+        colors: list of (H, W, 3) uint8 frames.
+        id_maps: list of (H, W) int id maps (0 = no object, shown as the plain image).
+        labels: optional caption per column.
+    """
+    tops, bottoms = [], []
+    for k, (c, ids) in enumerate(zip(colors, id_maps)):
+        col = id_colors(ids.ravel()).reshape(c.shape).astype(np.float64)
+        blend = np.where((ids > 0)[..., None], (1 - alpha) * c + alpha * col, c * 0.5 + 127)
+        top = c.copy()
+        if labels:
+            im = Image.fromarray(top)
+            ImageDraw.Draw(im).text((4, 3), labels[k], fill=(255, 255, 255))
+            top = np.array(im)
+        tops.append(top)
+        bottoms.append(blend.astype(np.uint8))
+    row1, row2 = hstack_images(tops, pad=3), hstack_images(bottoms, pad=3)
+    out = np.full((row1.shape[0] + row2.shape[0] + 3, row1.shape[1], 3), 255, np.uint8)
+    out[: row1.shape[0]] = row1
+    out[row1.shape[0] + 3 :] = row2
+    return out

@@ -1,0 +1,315 @@
+"""The granularity-consistent tracker: the paper's core idea.
+
+Automatic mask generators choose a granularity per view: the same chair is one mask in one frame and a
+seat plus a back in the next. Lifting such masks frame by frame gives conflicting 3D labels. Here masks
+are generated only on keyframes and *tracked* in between, and a fresh keyframe mask is accepted only if
+it is an object nobody tracks yet:
+
+  - it matches a tracked object (IoU ≥ ``match_iou``)          → the track keeps its id and its mask;
+  - it is a part of one tracked object or a union of several    → rejected (granularity stays as first seen);
+  - it lies mostly over untracked pixels (≥ ``new_ratio``)      → a new id, optionally propagated backward;
+  - it re-finds an object that left the view (3D voxel overlap) → that object's old id.
+
+A track that stays invisible for ``max_lost_keyframes`` keyframes ends. Tracking runs in segments from
+one keyframe to the next, each a fresh tracker window seeded with every live object's mask, so SAM2's
+memory stays bounded and objects can be added on any keyframe. The output is one int32 id map per frame
+with ids stable across the scan.
+
+Thresholds follow SAM2-based trackers (FACTS.md §3: match at IoU 0.7); the paper's own values are
+unpublished, so each is a config field and is measured in benchmarks/bench_pseudo_labels.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracklift.datasets.scene import Frame, Intrinsics, Scene
+from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
+
+
+@dataclass
+class ConsistencyConfig:
+    """Thresholds of the granularity-consistent tracker (all fractions in [0, 1])."""
+
+    keyframe_interval: int = field(default=5, metadata={"help": "frames between keyframes (fresh masks)"})
+    frame_step: int = field(default=1, metadata={"help": "use every n-th frame of the scan"})
+    min_mask_area: int = field(default=64, metadata={"help": "fresh masks smaller than this (pixels) are dropped"})
+    min_score: float = field(default=0.0, metadata={"help": "fresh masks scoring below this are dropped"})
+    match_iou: float = field(default=0.7, metadata={"help": "IoU with a track at which a fresh mask IS that track"})
+    part_ratio: float = field(
+        default=0.8, metadata={"help": "share of a fresh mask inside one track at which it is a part of it"}
+    )
+    union_ratio: float = field(
+        default=0.8, metadata={"help": "share of a track inside a fresh mask at which the mask contains it"}
+    )
+    new_ratio: float = field(
+        default=0.6, metadata={"help": "share of a fresh mask over untracked pixels needed to start a new id"}
+    )
+    new_order: str = field(
+        default="area", metadata={"help": "order of fresh masks for new ids: 'area' (wholes first) or 'score'"}
+    )
+    backward: bool = field(default=True, metadata={"help": "propagate new objects back to the previous keyframe"})
+    max_lost_keyframes: int = field(default=4, metadata={"help": "keyframes a track may stay unseen before it ends"})
+    min_track_area: int = field(default=32, metadata={"help": "a tracked mask smaller than this counts as unseen"})
+    reid_voxel: float = field(default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"})
+    reid_overlap: float = field(
+        default=0.5, metadata={"help": "share of a fresh mask's voxels in a lost track's memory to revive it"}
+    )
+
+
+@dataclass
+class TrackedScene:
+    """Per-frame id maps with ids stable across the scan.
+
+    Attributes:
+        scene_id: the scene.
+        positions: frame positions (indices into ``Scene.frame_ids``) that have an id map.
+        id_maps: {position: (H, W) int32}, 0 = no object.
+        stats: counts and timings (keyframes, fresh masks, matched, rejected, new, revived, ended, seconds).
+    """
+
+    scene_id: str
+    positions: list[int]
+    id_maps: dict[int, np.ndarray]
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Track:
+    id: int
+    born: int
+    last_seen: int
+    lost: int = 0
+    voxels: set = field(default_factory=set)
+
+
+def generate_masks(generator: MaskGenerator, frame: Frame) -> list[Mask2D]:
+    """Fresh masks for a frame; generators that need more than colour + depth (the controlled prior used in
+    experiments) implement ``generate_frame(frame)``."""
+    if hasattr(generator, "generate_frame"):
+        return generator.generate_frame(frame)
+    return generator.generate(frame.color, frame.depth)
+
+
+def _voxel_keys(frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000) -> set:
+    """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
+    vs, us = np.nonzero(mask & (frame.depth > 0))
+    if len(vs) > max_points:
+        sel = np.linspace(0, len(vs) - 1, max_points).astype(np.int64)
+        vs, us = vs[sel], us[sel]
+    z = frame.depth[vs, us].astype(np.float64)
+    cam = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], axis=1)
+    world = cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+    keys = np.floor(world / voxel).astype(np.int64)
+    return set(map(tuple, np.unique(keys, axis=0).tolist()))
+
+
+class GranularityConsistentTracker:
+    """Runs mask generation on keyframes and tracking in between; see the module docstring.
+
+    Args:
+        generator: automatic mask generator (fresh masks on keyframes).
+        tracker: mask tracker (propagation between keyframes).
+        cfg: thresholds.
+    """
+
+    def __init__(self, generator: MaskGenerator, tracker: MaskTracker, cfg: ConsistencyConfig | None = None):
+        self.generator = generator
+        self.tracker = tracker
+        self.cfg = cfg or ConsistencyConfig()
+
+    # -- decisions on one keyframe -------------------------------------------------------------------
+    def classify(self, fresh: list[Mask2D], current: dict[int, np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        """Decide which fresh masks start new objects.
+
+        Args:
+            fresh: keyframe masks (H, W) bool with scores.
+            current: {track id: (H, W) bool} tracked masks on this keyframe.
+
+        Returns:
+            new_masks: masks of new objects (non-overlapping with tracks and each other), in creation order.
+            counts: {"matched", "part", "union", "overlap", "new"} decisions.
+        """
+        cfg = self.cfg
+        counts = {"matched": 0, "part": 0, "union": 0, "overlap": 0, "new": 0}
+        masks = [m for m in fresh if m.area >= cfg.min_mask_area and m.score >= cfg.min_score]
+        if cfg.new_order == "area":
+            masks.sort(key=lambda m: -m.area)
+        else:
+            masks.sort(key=lambda m: -m.score)
+        ids = list(current)
+        stack = np.stack([current[i] for i in ids]) if ids else None
+        areas = stack.reshape(len(ids), -1).sum(1) if ids else None
+        covered = stack.any(0) if ids else None
+        new_masks: list[np.ndarray] = []
+        for m in masks:
+            mask, area = m.mask, float(m.area)
+            if ids:
+                inter = (stack & mask[None]).reshape(len(ids), -1).sum(1)
+                iou = inter / np.maximum(areas + area - inter, 1)
+                if iou.max() >= cfg.match_iou:
+                    counts["matched"] += 1
+                    continue
+                if (inter / area).max() >= cfg.part_ratio:
+                    counts["part"] += 1
+                    continue
+                contained = (inter / np.maximum(areas, 1)) >= cfg.union_ratio
+                if contained.sum() >= 1 and inter[contained].sum() / area >= 0.5:
+                    counts["union"] += 1
+                    continue
+            free = mask if covered is None else mask & ~covered
+            if new_masks:
+                free = free & ~np.any(new_masks, axis=0)
+            if free.sum() / area < cfg.new_ratio or free.sum() < cfg.min_mask_area:
+                counts["overlap"] += 1
+                continue
+            counts["new"] += 1
+            new_masks.append(free)
+        return new_masks, counts
+
+    # -- the whole scan ------------------------------------------------------------------------------
+    def run(self, scene: Scene, log=None) -> TrackedScene:
+        """Track objects through ``scene``; returns per-frame id maps (positions into ``scene.frame_ids``)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        positions = list(range(0, len(scene), max(1, cfg.frame_step)))
+        if not positions:
+            return TrackedScene(scene.scene_id, [], {}, {"frames": 0, "keyframes": 0, "seconds": 0.0})
+        key_idx = list(range(0, len(positions), max(1, cfg.keyframe_interval)))
+        if key_idx[-1] != len(positions) - 1:
+            key_idx.append(len(positions) - 1)
+        frames: dict[int, Frame] = {}
+
+        def frame(i: int) -> Frame:  # i indexes `positions`; cache only the current segment
+            if i not in frames:
+                frames[i] = scene.frame(positions[i])
+            return frames[i]
+
+        intr = scene.intrinsics
+        id_maps: dict[int, np.ndarray] = {}
+        tracks: dict[int, _Track] = {}
+        current: dict[int, np.ndarray] = {}  # masks of visible tracks on the current keyframe
+        next_id = 1
+        stats = {"keyframes": 0, "fresh": 0, "matched": 0, "part": 0, "union": 0, "overlap": 0, "new": 0,
+                 "revived": 0, "ended": 0, "generate_s": 0.0, "track_s": 0.0}
+        prev_key = None
+        for n, ki in enumerate(key_idx):
+            kf = frame(ki)
+            tg = time.perf_counter()
+            fresh = generate_masks(self.generator, kf)
+            stats["generate_s"] += time.perf_counter() - tg
+            stats["keyframes"] += 1
+            stats["fresh"] += len(fresh)
+            new_masks, counts = self.classify(fresh, current)
+            for k, v in counts.items():
+                stats[k] += v
+            born: dict[int, np.ndarray] = {}
+            for m in new_masks:
+                keys = _voxel_keys(kf, intr, m, cfg.reid_voxel)
+                revived = self._reidentify(keys, tracks, current)
+                if revived is not None:
+                    tid = revived
+                    stats["revived"] += 1
+                    stats["new"] -= 1
+                else:
+                    tid = next_id
+                    next_id += 1
+                    tracks[tid] = _Track(tid, born=ki, last_seen=ki)
+                tracks[tid].voxels |= keys
+                tracks[tid].lost = 0
+                tracks[tid].last_seen = ki
+                current[tid] = m
+                born[tid] = m
+            # the keyframe's own map: tracked masks plus the new ones
+            id_maps[positions[ki]] = self._paint(current, kf.depth.shape)
+            tt = time.perf_counter()
+            if born and cfg.backward and prev_key is not None:
+                self._backward(prev_key, ki, born, frame, positions, id_maps, intr)
+            if n + 1 < len(key_idx):
+                current = self._forward(ki, key_idx[n + 1], current, frame, positions, id_maps, intr, tracks)
+            stats["track_s"] += time.perf_counter() - tt
+            # bookkeeping of lost tracks
+            for tid, tr in list(tracks.items()):
+                if tid in current:
+                    tr.lost = 0
+                elif tr.lost >= 0:
+                    tr.lost += 1
+                    if tr.lost > cfg.max_lost_keyframes:
+                        tr.lost = -1  # ended
+                        stats["ended"] += 1
+            prev_key = ki
+            for i in [i for i in frames if i < ki]:
+                del frames[i]
+            if log:
+                log(f"keyframe {n + 1}/{len(key_idx)}: {len(fresh)} fresh, {len(born)} new, {len(current)} tracked")
+        for p in positions:
+            if p not in id_maps:
+                id_maps[p] = np.zeros((intr.height, intr.width), np.int32)
+        stats.update(frames=len(positions), tracks=len(tracks), seconds=time.perf_counter() - t0)
+        return TrackedScene(scene.scene_id, positions, id_maps, stats)
+
+    def _reidentify(self, keys: set, tracks: dict[int, _Track], current: dict[int, np.ndarray]) -> int | None:
+        """Id of a live but unseen track whose 3D memory holds most of ``keys``, or None."""
+        if not keys:
+            return None
+        best, best_share = None, self.cfg.reid_overlap
+        for tid, tr in tracks.items():
+            if tid in current or tr.lost < 0 or not tr.voxels:
+                continue
+            share = len(keys & tr.voxels) / len(keys)
+            if share >= best_share:
+                best, best_share = tid, share
+        return best
+
+    @staticmethod
+    def _paint(masks: dict[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+        """Id map from masks; where masks overlap, the older track (smaller id) keeps the pixel."""
+        out = np.zeros(shape, np.int32)
+        for tid in sorted(masks, reverse=True):
+            out[masks[tid]] = tid
+        return out
+
+    def _forward(self, ki, kj, current, frame, positions, id_maps, intr, tracks) -> dict[int, np.ndarray]:
+        """Propagate ``current`` from keyframe ``ki`` to ``kj`` (inclusive); returns the masks on ``kj``."""
+        if not current:
+            for i in range(ki + 1, kj + 1):
+                id_maps[positions[i]] = np.zeros((intr.height, intr.width), np.int32)
+            return {}
+        window = [frame(i) for i in range(ki, kj + 1)]
+        state = self.tracker.start(window, intr)
+        try:
+            self.tracker.add_masks(state, 0, current)
+            last: dict[int, np.ndarray] = {}
+            for pos, masks in self.tracker.propagate(state, start=0):
+                if pos == 0:
+                    continue
+                visible = {t: m for t, m in masks.items() if m.sum() >= self.cfg.min_track_area}
+                id_maps[positions[ki + pos]] = self._paint(visible, window[pos].depth.shape)
+                last = visible
+        finally:
+            self.tracker.close(state)
+        kf = window[-1]
+        for tid, m in last.items():  # grow each visible track's 3D memory on the next keyframe
+            tracks[tid].voxels |= _voxel_keys(kf, intr, m, self.cfg.reid_voxel, max_points=1000)
+            tracks[tid].last_seen = kj
+        return last
+
+    def _backward(self, ki_prev, ki, born, frame, positions, id_maps, intr) -> None:
+        """Propagate newly born objects back to the previous keyframe, filling only unassigned pixels."""
+        window = [frame(i) for i in range(ki_prev, ki + 1)]
+        state = self.tracker.start(window, intr)
+        try:
+            self.tracker.add_masks(state, len(window) - 1, born)
+            for pos, masks in self.tracker.propagate(state, start=len(window) - 1, reverse=True):
+                if pos == len(window) - 1:
+                    continue
+                target = id_maps[positions[ki_prev + pos]]
+                for tid in sorted(masks):
+                    m = masks[tid]
+                    if m.sum() >= self.cfg.min_track_area:
+                        target[m & (target == 0)] = tid
+        finally:
+            self.tracker.close(state)

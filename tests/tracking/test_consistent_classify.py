@@ -1,0 +1,52 @@
+"""Keyframe decisions of the granularity-consistent tracker on hand-made masks."""
+
+import numpy as np
+
+from tracklift.tracking.base import Mask2D
+from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker
+
+
+def box(y0, y1, x0, x1, shape=(40, 60)):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def classify(fresh, current, **kw):
+    gct = GranularityConsistentTracker(None, None, ConsistencyConfig(min_mask_area=4, **kw))
+    return gct.classify([Mask2D(m, s) for m, s in fresh], current)
+
+
+def test_matching_mask_keeps_track():
+    new, counts = classify([(box(0, 10, 0, 10), 0.9)], {1: box(0, 10, 0, 11)})
+    assert new == [] and counts["matched"] == 1
+
+
+def test_part_of_a_track_is_rejected():
+    chair = box(0, 20, 0, 20)
+    seat = box(10, 20, 0, 20)
+    new, counts = classify([(seat, 0.99)], {1: chair})
+    assert new == [] and counts["part"] == 1
+
+
+def test_union_of_tracks_is_rejected():
+    seat, back = box(10, 20, 0, 20), box(0, 10, 0, 20)
+    new, counts = classify([(box(0, 20, 0, 20), 0.9)], {1: seat, 2: back})
+    assert new == [] and counts["union"] == 1
+
+
+def test_untracked_mask_starts_new_id_without_overlap():
+    tracked = box(0, 10, 0, 10)
+    fresh = box(0, 10, 8, 30)  # 20 of its 220 pixels are tracked
+    new, counts = classify([(fresh, 0.5)], {1: tracked})
+    assert counts["new"] == 1 and len(new) == 1
+    assert not (new[0] & tracked).any() and new[0].sum() == fresh.sum() - 20
+
+
+def test_wholes_first_then_parts_rejected_on_first_sight():
+    # the same keyframe proposes a table and its top: with area order the table wins, the top is a part
+    table, top = box(5, 30, 5, 50), box(5, 10, 5, 50)
+    new, counts = classify([(top, 0.99), (table, 0.8)], {})
+    assert len(new) == 1 and new[0].sum() == table.sum() and counts["overlap"] == 1
+    new, counts = classify([(top, 0.99), (table, 0.8)], {}, new_order="score")
+    assert len(new) == 2 and new[0].sum() == top.sum()  # parts first: the table's rest becomes its own id
