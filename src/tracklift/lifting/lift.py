@@ -1,0 +1,147 @@
+"""Lifting per-frame 2D id maps to per-vertex 3D pseudo-labels.
+
+Two entry points share the projection, visibility test and vote resolution:
+
+  - :func:`lift_tracked` for tracked ids (the same id for the same object in every frame, as the
+    granularity-consistent tracker produces): votes go straight to the ids;
+  - :func:`lift_independent` for per-frame independent ids (plain automatic masks): each frame's segments
+    are first merged across frames into scene-level instances (:mod:`tracklift.lifting.merge`).
+
+``id_maps`` is a list aligned with the scene's frames (position k = 0..len(scene)-1; ``None`` skips a
+frame) or a dict ``{frame position: (H, W) int map}``; 0 = no object.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tracklift.datasets.scene import Scene
+from tracklift.lifting.merge import SegmentMerger
+from tracklift.lifting.project import IdMaps, VisibilityConfig, iter_visible, normalise_id_maps
+from tracklift.lifting.smooth import smooth_labels
+from tracklift.lifting.vote import PseudoLabels, VoteAccumulator
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """Lifting parameters.
+
+    Args:
+        visibility: projection depth test (tolerance 5 cm + 2 % by default).
+        min_votes: a vertex's winning id needs at least this many votes.
+        min_ratio: ... and at least this share of the frames that saw the vertex.
+        smooth: relabel unsure vertices by their mesh neighbours' majority (needs mesh faces).
+        smooth_min_confidence: vertices under this confidence (or unlabelled) may be relabelled.
+        smooth_majority: the neighbours' label must be held by more than this share of all neighbours.
+        smooth_iterations: smoothing passes.
+        merge_iou: independent lifting: IoU to merge a frame's segment into an instance.
+        min_segment_vertices: independent lifting: per-frame segments under this many visible vertices are
+            dropped before merging.
+        member_ratio: independent lifting: vote share relative to a vertex's top id that makes it a member
+            of an instance when computing overlaps.
+        min_overlap_vertices: independent lifting: smallest segment/instance intersection that can merge.
+        frame_step: use every ``frame_step``-th frame that has a map.
+    """
+
+    visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
+    min_votes: int = 2
+    min_ratio: float = 0.5
+    smooth: bool = False
+    smooth_min_confidence: float = 0.5
+    smooth_majority: float = 0.5
+    smooth_iterations: int = 2
+    merge_iou: float = 0.5
+    min_segment_vertices: int = 20
+    member_ratio: float = 0.5
+    min_overlap_vertices: int = 10
+    frame_step: int = 1
+
+
+@dataclass
+class LiftStats:
+    """What a lifting run did: frames used, (vertex, id) pairs stored, wall time in seconds."""
+
+    frames: int = 0
+    pairs: int = 0
+    instances: int = 0
+    seconds: float = 0.0
+
+
+def _every(id_maps: IdMaps, scene: Scene, step: int):
+    if step <= 1:
+        return id_maps
+    maps = normalise_id_maps(scene, id_maps)
+    return {k: m for j, (k, m) in enumerate(maps.items()) if j % step == 0}
+
+
+def _finish(scene: Scene, acc: VoteAccumulator, cfg: LiftConfig) -> PseudoLabels:
+    labels = acc.resolve(cfg.min_votes, cfg.min_ratio)
+    faces = scene.mesh.faces
+    if cfg.smooth and faces is not None and len(faces):
+        labels = smooth_labels(
+            labels, faces, cfg.smooth_min_confidence, cfg.smooth_majority, cfg.smooth_iterations
+        )
+    return labels
+
+
+def lift_tracked(
+    scene: Scene, id_maps: IdMaps, cfg: LiftConfig = LiftConfig(), stats: LiftStats | None = None
+) -> PseudoLabels:
+    """Lift tracked (cross-frame consistent) id maps onto the scene mesh.
+
+    Args:
+        scene: the scan; its mesh vertices are labelled.
+        id_maps: per-frame (H, W) int ids, aligned with ``scene`` frames (see the module docstring).
+        cfg: lifting parameters.
+        stats: optional :class:`LiftStats` filled in place.
+
+    Returns:
+        per-vertex :class:`PseudoLabels` whose ids are the tracked ids.
+    """
+    t0 = time.perf_counter()
+    acc = VoteAccumulator(len(scene.vertices))
+    n = 0
+    for _, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
+        acc.add(idx, ids)
+        n += 1
+    labels = _finish(scene, acc, cfg)
+    if stats is not None:
+        stats.frames, stats.pairs = n, acc.num_pairs
+        stats.instances = len(labels.instance_ids())
+        stats.seconds = time.perf_counter() - t0
+    return labels
+
+
+def lift_independent(
+    scene: Scene, id_maps: IdMaps, cfg: LiftConfig = LiftConfig(), stats: LiftStats | None = None
+) -> PseudoLabels:
+    """Lift per-frame independent id maps: merge segments across frames, then vote.
+
+    Args:
+        scene: the scan; its mesh vertices are labelled.
+        id_maps: per-frame (H, W) int ids whose values mean nothing across frames.
+        cfg: lifting parameters (``merge_iou``, ``min_segment_vertices``, ``member_ratio`` apply here).
+        stats: optional :class:`LiftStats` filled in place.
+
+    Returns:
+        per-vertex :class:`PseudoLabels` with scene-level instance ids 1..K (in order of creation).
+    """
+    t0 = time.perf_counter()
+    merger = SegmentMerger(
+        len(scene.vertices),
+        cfg.merge_iou,
+        cfg.min_segment_vertices,
+        cfg.member_ratio,
+        cfg.min_overlap_vertices,
+    )
+    n = 0
+    for _, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
+        merger.add_frame(idx, ids)
+        n += 1
+    labels = _finish(scene, merger.votes, cfg)
+    if stats is not None:
+        stats.frames, stats.pairs = n, merger.votes.num_pairs
+        stats.instances = len(labels.instance_ids())
+        stats.seconds = time.perf_counter() - t0
+    return labels

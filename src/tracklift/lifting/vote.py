@@ -1,0 +1,212 @@
+"""Sparse voting of per-frame 2D ids into per-vertex 3D pseudo-labels.
+
+Each frame contributes, for every vertex it sees, one vote for the id at that vertex's pixel. Votes are
+kept sparse as sorted ``vertex << 32 | id`` keys with counts, so memory grows with the number of distinct
+(vertex, id) pairs, never with vertices × ids. A frame that sees a vertex on a pixel without an object
+(id 0) adds to the vertex's ``seen`` count but votes for nothing.
+
+Resolution: a vertex's winner is its most-voted id (ties: the smallest id). It is kept when it has at least
+``min_votes`` votes and ``votes / seen >= min_ratio``; otherwise the vertex is unlabelled (0). Its
+``confidence`` is that share (also reported for vertices that fail the test, 0 for vertices without votes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracklift.structures import Instances
+
+_SHIFT = np.int64(32)
+_LOW = np.int64(0xFFFFFFFF)
+
+
+def group_winners(groups: np.ndarray, labels: np.ndarray, counts: np.ndarray | None = None):
+    """Most frequent label per group.
+
+    Args:
+        groups: (P,) int64 group of each entry (vertex, voxel, ...).
+        labels: (P,) int64 label of each entry, in ``[0, 2**32)``.
+        counts: optional (P,) weight of each entry (default 1).
+
+    Returns:
+        ``(group, label, count)`` one row per distinct group, groups ascending: the winning label and its
+        total weight. Ties go to the smallest label.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(groups) == 0:
+        e = np.zeros(0, np.int64)
+        return e, e.copy(), e.copy()
+    keys, counts = _reduce(groups << _SHIFT | labels, counts)
+    g, lab = keys >> _SHIFT, keys & _LOW
+    # lexsort is stable: within a group and equal counts, keys stay in ascending label order
+    order = np.lexsort((-counts, g))
+    gs = g[order]
+    first = order[np.concatenate([[True], gs[1:] != gs[:-1]])]
+    return g[first], lab[first], counts[first]
+
+
+def _reduce(keys: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``counts`` over equal ``keys``; returns sorted unique keys and their sums."""
+    if counts is None:
+        uniq, n = np.unique(keys, return_counts=True)
+        return uniq, n.astype(np.int64)
+    # stable sort: concatenations of sorted runs (the accumulator's case) sort in linear time
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    return k[starts], np.add.reduceat(np.asarray(counts, dtype=np.int64)[order], starts)
+
+
+@dataclass
+class PseudoLabels:
+    """Per-vertex pseudo-labels of one scene.
+
+    Attributes:
+        ids: (N,) int64 instance id per vertex, 0 = unlabelled.
+        confidence: (N,) float32 share of the vertex's visible frames that voted for its winning id.
+        votes: (N,) int32 votes for the winning id.
+        seen: (N,) int32 frames in which the vertex was visible.
+    """
+
+    ids: np.ndarray
+    confidence: np.ndarray
+    votes: np.ndarray
+    seen: np.ndarray
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids, dtype=np.int64)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32)
+        self.votes = np.asarray(self.votes, dtype=np.int32)
+        self.seen = np.asarray(self.seen, dtype=np.int32)
+        n = len(self.ids)
+        for name in ("confidence", "votes", "seen"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(
+                    f"PseudoLabels.{name} has shape {getattr(self, name).shape}, expected ({n},)"
+                )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def instance_ids(self, min_vertices: int = 1) -> np.ndarray:
+        """Sorted non-zero ids that label at least ``min_vertices`` vertices."""
+        uniq, n = np.unique(self.ids[self.ids != 0], return_counts=True)
+        return uniq[n >= min_vertices]
+
+    def filtered_ids(self, min_vertices: int = 1) -> np.ndarray:
+        """(N,) int64 ids with instances under ``min_vertices`` vertices set to 0."""
+        keep = np.isin(self.ids, self.instance_ids(min_vertices))
+        return np.where(keep, self.ids, 0)
+
+    def instance_scores(self, min_vertices: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, scores)``: the kept instance ids and each one's mean vertex confidence, (K,) float32."""
+        ids = self.instance_ids(min_vertices)
+        if len(ids) == 0:
+            return ids, np.zeros(0, np.float32)
+        pos = np.searchsorted(ids, self.ids)
+        pos = np.minimum(pos, len(ids) - 1)
+        member = ids[pos] == self.ids
+        total = np.bincount(pos[member], weights=self.confidence[member], minlength=len(ids))
+        count = np.bincount(pos[member], minlength=len(ids))
+        return ids, (total / np.maximum(count, 1)).astype(np.float32)
+
+    def to_instances(self, min_vertices: int = 100):
+        """As :class:`tracklift.structures.Instances` (masks (K, N) bool, scores (K,)).
+
+        Args:
+            min_vertices: instances with fewer vertices are dropped (ScanNet's evaluator ignores
+                instances under 100 vertices, hence the default).
+
+        Returns:
+            one instance per kept id, in ascending id order, scored by its mean vertex confidence.
+        """
+        ids, scores = self.instance_scores(min_vertices)
+        return Instances.from_ids(self.filtered_ids(min_vertices), scores)
+
+
+class VoteAccumulator:
+    """Sparse (vertex, id) vote counts and per-vertex visibility counts over frames.
+
+    Args:
+        n_vertices: number of mesh vertices N.
+        buffer_entries: pending votes are folded into the sorted store once they exceed this many.
+    """
+
+    def __init__(self, n_vertices: int, buffer_entries: int = 4_000_000):
+        self.n_vertices = int(n_vertices)
+        self.seen = np.zeros(self.n_vertices, np.int64)
+        self._keys = np.zeros(0, np.int64)
+        self._counts = np.zeros(0, np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
+        self._buffer_entries = int(buffer_entries)
+
+    def add(self, vertex_idx: np.ndarray, ids: np.ndarray) -> None:
+        """One frame's votes.
+
+        Args:
+            vertex_idx: (V,) int vertices the frame sees, each at most once.
+            ids: (V,) int id each one reads (0 = seen, no vote); must be in ``[0, 2**32)``.
+        """
+        vertex_idx = np.asarray(vertex_idx, dtype=np.int64)
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() > _LOW):
+            raise ValueError("vote ids must lie in [0, 2**32)")
+        self.seen += np.bincount(vertex_idx, minlength=self.n_vertices)
+        keep = ids != 0
+        keys = np.sort(vertex_idx[keep] << _SHIFT | ids[keep])
+        self._pending.append(keys)
+        self._pending_size += len(keys)
+        if self._pending_size > self._buffer_entries:
+            self.compact()
+
+    def compact(self) -> None:
+        """Fold pending votes into the sorted store."""
+        if not self._pending:
+            return
+        new = np.concatenate(self._pending)
+        keys = np.concatenate([self._keys, new])
+        counts = np.concatenate([self._counts, np.ones(len(new), np.int64)])
+        self._keys, self._counts = _reduce(keys, counts)
+        self._pending, self._pending_size = [], 0
+
+    @property
+    def num_pairs(self) -> int:
+        self.compact()
+        return len(self._keys)
+
+    def rows(self, vertex_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored votes of some vertices.
+
+        Args:
+            vertex_idx: (V,) int vertex indices.
+
+        Returns:
+            ``(row, ids, counts)``: for each stored (vertex, id) pair of those vertices, the position of the
+            vertex in ``vertex_idx``, the id and its vote count.
+        """
+        self.compact()
+        v = np.asarray(vertex_idx, dtype=np.int64)
+        lo = np.searchsorted(self._keys, v << _SHIFT)
+        hi = np.searchsorted(self._keys, (v + 1) << _SHIFT)
+        n = hi - lo
+        row = np.repeat(np.arange(len(v)), n)
+        # position of every stored entry: its range start plus its offset inside the range
+        offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        pos = np.repeat(lo, n) + offsets
+        return row, self._keys[pos] & _LOW, self._counts[pos]
+
+    def resolve(self, min_votes: int = 2, min_ratio: float = 0.5) -> PseudoLabels:
+        """Per-vertex winners (see the module docstring for the rule)."""
+        self.compact()
+        n = self.n_vertices
+        ids = np.zeros(n, np.int64)
+        votes = np.zeros(n, np.int64)
+        v, lab, cnt = group_winners(self._keys >> _SHIFT, self._keys & _LOW, self._counts)
+        ids[v], votes[v] = lab, cnt
+        conf = votes / np.maximum(self.seen, 1)
+        ok = (votes >= max(1, min_votes)) & (conf >= min_ratio)
+        return PseudoLabels(np.where(ok, ids, 0), conf, votes, self.seen)
