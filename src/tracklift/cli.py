@@ -54,6 +54,14 @@ def _cmd_render(cfg) -> int:
     return 0
 
 
+def _cmd_label(cfg) -> int:
+    from tracklift.labeling import label_corpus
+
+    manifest = label_corpus(cfg)
+    failed = [k for k, v in manifest["scenes"].items() if v["status"] != "complete"]
+    return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
+
+
 def _cmd_run(cfg) -> int:
     from tracklift.pipeline import run
 
@@ -63,6 +71,7 @@ def _cmd_run(cfg) -> int:
 
 def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.datasets.corpus import SynthCommandConfig
+    from tracklift.labeling import LabelConfig
     from tracklift.pipeline import RunConfig
     from tracklift.render import RenderConfig
 
@@ -73,6 +82,7 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
             _cmd_run,
         ),
         "synth": ("write a synthetic RGB-D scan corpus with ground truth", SynthCommandConfig, _cmd_synth),
+        "label": ("2D masks → tracked ids → 3D pseudo-labels + curriculum shards", LabelConfig, _cmd_label),
         "eval": ("ScanNet-protocol class-agnostic AP / AP50 / AP25", EvalConfig, _cmd_eval),
         "render": (
             "PNG + coloured PLY of a scene by GT, pseudo-labels or predictions",

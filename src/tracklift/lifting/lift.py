@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tracklift.datasets.scene import Scene
 from tracklift.lifting.merge import SegmentMerger
 from tracklift.lifting.project import IdMaps, VisibilityConfig, iter_visible, normalise_id_maps
@@ -114,7 +116,11 @@ def lift_tracked(
 
 
 def lift_independent(
-    scene: Scene, id_maps: IdMaps, cfg: LiftConfig = LiftConfig(), stats: LiftStats | None = None
+    scene: Scene,
+    id_maps: IdMaps,
+    cfg: LiftConfig = LiftConfig(),
+    stats: LiftStats | None = None,
+    assignments: dict | None = None,
 ) -> PseudoLabels:
     """Lift per-frame independent id maps: merge segments across frames, then vote.
 
@@ -123,6 +129,8 @@ def lift_independent(
         id_maps: per-frame (H, W) int ids whose values mean nothing across frames.
         cfg: lifting parameters (``merge_iou``, ``min_segment_vertices``, ``member_ratio`` apply here).
         stats: optional :class:`LiftStats` filled in place.
+        assignments: optional dict filled in place with ``{frame position: {local id: instance id}}``,
+            the scene-level instance each frame's segment was merged into (0 = none).
 
     Returns:
         per-vertex :class:`PseudoLabels` with scene-level instance ids 1..K (in order of creation).
@@ -136,8 +144,11 @@ def lift_independent(
         cfg.min_overlap_vertices,
     )
     n = 0
-    for _, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
-        merger.add_frame(idx, ids)
+    for pos, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
+        inst = merger.add_frame(idx, ids)
+        if assignments is not None:
+            local, first = np.unique(ids, return_index=True)
+            assignments[pos] = dict(zip(local.tolist(), inst[first].tolist()))
         n += 1
     labels = _finish(scene, merger.votes, cfg)
     if stats is not None:

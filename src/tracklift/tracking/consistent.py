@@ -36,9 +36,13 @@ class ConsistencyConfig:
 
     keyframe_interval: int = field(default=5, metadata={"help": "frames between keyframes (fresh masks)"})
     frame_step: int = field(default=1, metadata={"help": "use every n-th frame of the scan"})
-    min_mask_area: int = field(default=64, metadata={"help": "fresh masks smaller than this (pixels) are dropped"})
+    min_mask_area: int = field(
+        default=64, metadata={"help": "fresh masks smaller than this (pixels) are dropped"}
+    )
     min_score: float = field(default=0.0, metadata={"help": "fresh masks scoring below this are dropped"})
-    match_iou: float = field(default=0.7, metadata={"help": "IoU with a track at which a fresh mask IS that track"})
+    match_iou: float = field(
+        default=0.7, metadata={"help": "IoU with a track at which a fresh mask IS that track"}
+    )
     part_ratio: float = field(
         default=0.8, metadata={"help": "share of a fresh mask inside one track at which it is a part of it"}
     )
@@ -49,12 +53,21 @@ class ConsistencyConfig:
         default=0.6, metadata={"help": "share of a fresh mask over untracked pixels needed to start a new id"}
     )
     new_order: str = field(
-        default="area", metadata={"help": "order of fresh masks for new ids: 'area' (wholes first) or 'score'"}
+        default="area",
+        metadata={"help": "order of fresh masks for new ids: 'area' (wholes first) or 'score'"},
     )
-    backward: bool = field(default=True, metadata={"help": "propagate new objects back to the previous keyframe"})
-    max_lost_keyframes: int = field(default=4, metadata={"help": "keyframes a track may stay unseen before it ends"})
-    min_track_area: int = field(default=32, metadata={"help": "a tracked mask smaller than this counts as unseen"})
-    reid_voxel: float = field(default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"})
+    backward: bool = field(
+        default=True, metadata={"help": "propagate new objects back to the previous keyframe"}
+    )
+    max_lost_keyframes: int = field(
+        default=4, metadata={"help": "keyframes a track may stay unseen before it ends"}
+    )
+    min_track_area: int = field(
+        default=32, metadata={"help": "a tracked mask smaller than this counts as unseen"}
+    )
+    reid_voxel: float = field(
+        default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"}
+    )
     reid_overlap: float = field(
         default=0.5, metadata={"help": "share of a fresh mask's voxels in a lost track's memory to revive it"}
     )
@@ -94,7 +107,9 @@ def generate_masks(generator: MaskGenerator, frame: Frame) -> list[Mask2D]:
     return generator.generate(frame.color, frame.depth)
 
 
-def _voxel_keys(frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000) -> set:
+def _voxel_keys(
+    frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
+) -> set:
     """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
     vs, us = np.nonzero(mask & (frame.depth > 0))
     if len(vs) > max_points:
@@ -171,8 +186,15 @@ class GranularityConsistentTracker:
         return new_masks, counts
 
     # -- the whole scan ------------------------------------------------------------------------------
-    def run(self, scene: Scene, log=None) -> TrackedScene:
-        """Track objects through ``scene``; returns per-frame id maps (positions into ``scene.frame_ids``)."""
+    def run(self, scene: Scene, log=None, on_keyframe=None) -> TrackedScene:
+        """Track objects through ``scene``; returns per-frame id maps (positions into ``scene.frame_ids``).
+
+        Args:
+            scene: the scan.
+            log: optional ``log(str)`` for progress lines.
+            on_keyframe: optional ``on_keyframe(position, fresh_masks)`` called with each keyframe's
+                fresh masks (labeling turns them into the single-view maps of curriculum stage 1).
+        """
         cfg = self.cfg
         t0 = time.perf_counter()
         positions = list(range(0, len(scene), max(1, cfg.frame_step)))
@@ -193,14 +215,27 @@ class GranularityConsistentTracker:
         tracks: dict[int, _Track] = {}
         current: dict[int, np.ndarray] = {}  # masks of visible tracks on the current keyframe
         next_id = 1
-        stats = {"keyframes": 0, "fresh": 0, "matched": 0, "part": 0, "union": 0, "overlap": 0, "new": 0,
-                 "revived": 0, "ended": 0, "generate_s": 0.0, "track_s": 0.0}
+        stats = {
+            "keyframes": 0,
+            "fresh": 0,
+            "matched": 0,
+            "part": 0,
+            "union": 0,
+            "overlap": 0,
+            "new": 0,
+            "revived": 0,
+            "ended": 0,
+            "generate_s": 0.0,
+            "track_s": 0.0,
+        }
         prev_key = None
         for n, ki in enumerate(key_idx):
             kf = frame(ki)
             tg = time.perf_counter()
             fresh = generate_masks(self.generator, kf)
             stats["generate_s"] += time.perf_counter() - tg
+            if on_keyframe is not None:
+                on_keyframe(positions[ki], fresh)
             stats["keyframes"] += 1
             stats["fresh"] += len(fresh)
             new_masks, counts = self.classify(fresh, current)
@@ -244,7 +279,9 @@ class GranularityConsistentTracker:
             for i in [i for i in frames if i < ki]:
                 del frames[i]
             if log:
-                log(f"keyframe {n + 1}/{len(key_idx)}: {len(fresh)} fresh, {len(born)} new, {len(current)} tracked")
+                log(
+                    f"keyframe {n + 1}/{len(key_idx)}: {len(fresh)} fresh, {len(born)} new, {len(current)} tracked"
+                )
         for p in positions:
             if p not in id_maps:
                 id_maps[p] = np.zeros((intr.height, intr.width), np.int32)

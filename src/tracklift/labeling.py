@@ -1,0 +1,268 @@
+"""``tracklift label``: 2D masks → tracked (or independent) id maps → 3D pseudo-labels → curriculum shards.
+
+One process, one scene at a time; the Ray job (``tracklift.actors``) calls :func:`label_scene` per scene.
+
+Output layout under ``out``::
+
+    scenes/<scene_id>/pseudo_labels.npz   per-vertex ids, confidence, votes, seen (lifting.shards)
+    scenes/<scene_id>/pseudo_labels.txt   the same ids, one per vertex (for ``tracklift render/eval``)
+    scenes/<scene_id>/status.json         written LAST: marks the scene complete (stats, timings)
+    shards/stage1/<scene_id>.npz          single-view partial clouds + that view's independent masks
+    shards/stage2/<scene_id>.npz          multi-view chunks + tracked ids
+    shards/stage3/<scene_id>.npz          the full scene + lifted tracked ids
+    pred/<scene_id>.txt + pred/pred_mask/ the pseudo-labels in ScanNet prediction format (scored by eval)
+    manifest.json                         per scene: status, frames, skipped frames, timings, error
+
+A rerun skips scenes whose ``status.json`` says ``complete`` and redoes the rest. A failing scene is
+recorded with its reason and the job goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tracklift import storage
+from tracklift.datasets.formats import list_scenes, open_scene
+from tracklift.datasets.scene import Scene
+from tracklift.errors import ConfigError, DataError
+from tracklift.lifting import (
+    LiftConfig,
+    LiftStats,
+    SampleConfig,
+    lift_independent,
+    lift_tracked,
+    stage1_samples,
+    stage2_samples,
+    stage3_sample,
+    write_pseudo_labels,
+    write_samples,
+)
+from tracklift.tracking.base import MaskGenerator, MaskTracker
+from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker, generate_masks
+
+
+@dataclass
+class LabelConfig:
+    """``tracklift label``: pseudo-label a scan corpus, one scene at a time in this process."""
+
+    scenes: str = field(
+        default="runs/synth", metadata={"help": "corpus root, scene folder, or list file URL"}
+    )
+    out: str = field(default="runs/labels", metadata={"help": "output URL"})
+    format: str = field(default="auto", metadata={"help": "scan format (auto-detected by default)"})
+    generator: str = field(default="weightless", metadata={"help": "mask generator: weightless | sam2"})
+    tracker: str = field(default="geometric", metadata={"help": "mask tracker: geometric | sam2"})
+    method: str = field(
+        default="tracked",
+        metadata={"help": "tracked (granularity-consistent) | independent (per-frame baseline)"},
+    )
+    sam2_checkpoint: str | None = field(
+        default=None, metadata={"help": "SAM2 checkpoint URL (sam2 backends)"}
+    )
+    sam2_config: str = field(
+        default="configs/sam2.1/sam2.1_hiera_t.yaml", metadata={"help": "SAM2 model config"}
+    )
+    sam2_image_size: int = field(default=1024, metadata={"help": "SAM2 input size"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the 2D models"})
+    independent_step: int = field(
+        default=5, metadata={"help": "independent method: frames between mask frames"}
+    )
+    granularity_policy: str = field(
+        default="score", metadata={"help": "how overlapping proposals become one id map per frame"}
+    )
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    write_shards: bool = field(default=True, metadata={"help": "write the stage 1/2/3 training shards"})
+    voxel_size: float = field(default=0.02, metadata={"help": "stage 1/2 sample voxel size (m)"})
+    window: int = field(default=10, metadata={"help": "stage 2 chunk length (frames)"})
+    stride: int = field(default=5, metadata={"help": "stage 2 chunk spacing (frames)"})
+    min_points: int = field(default=100, metadata={"help": "instances under this many points are dropped"})
+    min_votes: int = field(default=2, metadata={"help": "lifting: votes a vertex label needs"})
+    min_ratio: float = field(
+        default=0.5, metadata={"help": "lifting: share of a vertex's views its label needs"}
+    )
+    limit: int | None = field(default=None, metadata={"help": "label at most this many scenes"})
+
+
+def build_generator(cfg: LabelConfig) -> MaskGenerator:
+    if cfg.generator == "weightless":
+        from tracklift.tracking.weightless import WeightlessMaskGenerator
+
+        return WeightlessMaskGenerator()
+    if cfg.generator == "sam2":
+        from tracklift.tracking.sam2_backend import build_sam2_backends
+
+        return build_sam2_backends(_sam2_config(cfg))[0]
+    raise ConfigError(f"unknown generator {cfg.generator!r} (weightless | sam2)")
+
+
+def build_tracker(cfg: LabelConfig) -> MaskTracker:
+    if cfg.tracker == "geometric":
+        from tracklift.tracking.geometric import GeometricTracker
+
+        return GeometricTracker()
+    if cfg.tracker == "sam2":
+        from tracklift.tracking.sam2_backend import build_sam2_backends
+
+        return build_sam2_backends(_sam2_config(cfg))[1]
+    raise ConfigError(f"unknown tracker {cfg.tracker!r} (geometric | sam2)")
+
+
+def _sam2_config(cfg: LabelConfig):
+    from tracklift.tracking.sam2_loading import Sam2Config
+
+    return Sam2Config(
+        config=cfg.sam2_config,
+        checkpoint=cfg.sam2_checkpoint,
+        device=cfg.device,
+        image_size=cfg.sam2_image_size,
+    )
+
+
+@dataclass
+class SceneLabels:
+    """Everything labeling produced for one scene (in memory)."""
+
+    scene_id: str
+    labels: object  # lifting.PseudoLabels
+    tracked_maps: dict[int, np.ndarray]  # position → id map (tracked method), else {}
+    single_maps: dict[int, np.ndarray]  # position → independent id map (stage-1 views)
+    stats: dict
+
+
+def label_scene(
+    scene: Scene, cfg: LabelConfig, generator: MaskGenerator, tracker: MaskTracker | None, log=None
+) -> SceneLabels:
+    """Run the 2D stage and the lifting on one scene."""
+    from tracklift.tracking.weightless import select_granularity
+
+    if len(scene) == 0:
+        raise DataError(scene.source, "scene has no usable frames")
+    lcfg = LiftConfig(min_votes=cfg.min_votes, min_ratio=cfg.min_ratio)
+    stats: dict = {"frames": len(scene), "skipped_frames": len(scene.skipped)}
+    t0 = time.perf_counter()
+    lift_stats = LiftStats()
+    rng = np.random.default_rng(0)
+    shape = (scene.intrinsics.height, scene.intrinsics.width)
+    if cfg.method == "tracked":
+        if tracker is None:
+            raise ConfigError("the tracked method needs a tracker")
+        gct = GranularityConsistentTracker(generator, tracker, cfg.consistency)
+        single_maps = {}
+
+        def keep_single_view(pos, masks):
+            single_maps[pos] = select_granularity(masks, cfg.granularity_policy, rng=rng, shape=shape)
+
+        tracked = gct.run(scene, log=log, on_keyframe=keep_single_view)
+        stats["tracking"] = tracked.stats
+        t_lift = time.perf_counter()
+        labels = lift_tracked(scene, tracked.id_maps, lcfg, lift_stats)
+        tracked_maps = tracked.id_maps
+    elif cfg.method == "independent":
+        single_maps = {}
+        tg = time.perf_counter()
+        for pos in range(0, len(scene), max(1, cfg.independent_step)):
+            masks = generate_masks(generator, scene.frame(pos))
+            single_maps[pos] = select_granularity(masks, cfg.granularity_policy, rng=rng, shape=shape)
+        stats["tracking"] = {"generate_s": time.perf_counter() - tg, "keyframes": len(single_maps)}
+        t_lift = time.perf_counter()
+        labels = lift_independent(scene, single_maps, lcfg, lift_stats)
+        tracked_maps = {}
+    else:
+        raise ConfigError(f"unknown method {cfg.method!r} (tracked | independent)")
+    stats["lift_s"] = time.perf_counter() - t_lift
+    stats["label_s"] = time.perf_counter() - t0
+    stats["instances"] = len(labels.instance_ids(cfg.min_points))
+    return SceneLabels(scene.scene_id, labels, tracked_maps, single_maps, stats)
+
+
+def write_scene_outputs(out: str, scene: Scene, result: SceneLabels, cfg: LabelConfig) -> None:
+    """Write a scene's products; ``status.json`` last, so a killed job never looks complete."""
+    from tracklift.evaluation import write_predictions
+
+    sid = scene.scene_id
+    base = storage.join(out, "scenes", sid)
+    write_pseudo_labels(
+        storage.join(base, "pseudo_labels.npz"),
+        result.labels,
+        sid,
+        meta={"generator": cfg.generator, "tracker": cfg.tracker, "method": cfg.method},
+    )
+    ids = result.labels.filtered_ids(cfg.min_points)
+    storage.write_text(storage.join(base, "pseudo_labels.txt"), "\n".join(map(str, ids.tolist())) + "\n")
+    write_predictions(storage.join(out, "pred"), sid, result.labels.to_instances(cfg.min_points))
+    if cfg.write_shards:
+        scfg = SampleConfig(
+            voxel_size=cfg.voxel_size, min_points=cfg.min_points, window=cfg.window, stride=cfg.stride
+        )
+        t0 = time.perf_counter()
+        s1 = list(stage1_samples(scene, result.single_maps, scfg))
+        maps2 = result.tracked_maps or None
+        s2 = list(stage2_samples(scene, maps2, scfg)) if maps2 else []
+        s3 = [stage3_sample(scene, result.labels, scfg)]
+        for stage, samples in ((1, s1), (2, s2), (3, s3)):
+            if samples:
+                write_samples(storage.join(out, "shards", f"stage{stage}", f"{sid}.npz"), samples)
+        result.stats["samples"] = {"stage1": len(s1), "stage2": len(s2), "stage3": len(s3)}
+        result.stats["shards_s"] = time.perf_counter() - t0
+    storage.write_text(
+        storage.join(base, "status.json"),
+        json.dumps({"status": "complete", **result.stats}, indent=1, default=float),
+    )
+
+
+def scene_is_complete(out: str, scene_id: str) -> bool:
+    url = storage.join(out, "scenes", scene_id, "status.json")
+    if not storage.exists(url):
+        return False
+    try:
+        return json.loads(storage.read_text(url)).get("status") == "complete"
+    except (json.JSONDecodeError, DataError):
+        return False
+
+
+def label_corpus(cfg: LabelConfig, log=print) -> dict:
+    """Label every scene of ``cfg.scenes`` in this process; returns the manifest."""
+    urls = list_scenes(cfg.scenes, cfg.format)
+    if cfg.limit is not None:
+        urls = urls[: cfg.limit]
+    if not urls:
+        raise DataError(cfg.scenes, "no scenes found")
+    generator = build_generator(cfg)
+    tracker = build_tracker(cfg) if cfg.method == "tracked" else None
+    manifest: dict = {"config": asdict(cfg), "scenes": {}}
+    for i, url in enumerate(urls):
+        sid = storage.basename(url)
+        t0 = time.perf_counter()
+        try:
+            scene = open_scene(url, cfg.format)
+            sid = scene.scene_id
+            if scene_is_complete(cfg.out, sid):
+                log(f"[label] {i + 1}/{len(urls)} {sid}: complete, skipped")
+                manifest["scenes"][sid] = {"status": "complete", "skipped_rerun": True, "url": url}
+                continue
+            result = label_scene(scene, cfg, generator, tracker)
+            write_scene_outputs(cfg.out, scene, result, cfg)
+            entry = {"status": "complete", "url": url, **result.stats}
+            log(
+                f"[label] {i + 1}/{len(urls)} {sid}: {len(scene)} frames, {result.stats['instances']} instances "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+        except Exception as e:  # one bad scene never stops the corpus
+            entry = {
+                "status": "failed",
+                "url": url,
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(limit=5),
+            }
+            log(f"[label] {i + 1}/{len(urls)} {sid}: FAILED: {type(e).__name__}: {e}")
+        entry["seconds"] = time.perf_counter() - t0
+        manifest["scenes"][sid] = entry
+    storage.write_text(storage.join(cfg.out, "manifest.json"), json.dumps(manifest, indent=1, default=float))
+    n_ok = sum(1 for e in manifest["scenes"].values() if e["status"] == "complete")
+    log(f"[label] {n_ok}/{len(urls)} scenes complete; manifest: {storage.join(cfg.out, 'manifest.json')}")
+    return manifest
