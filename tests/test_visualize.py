@@ -8,7 +8,10 @@ from tracklift.visualize import id_colors, render_overview
 def test_id_colors_stable_and_distinct():
     c1 = id_colors(np.array([0, 3001, 3002, 3001]))
     assert (c1[1] == c1[3]).all() and not (c1[1] == c1[2]).all()
-    assert (c1[0] == 209).all()  # grey for "no instance"
+    assert (c1[0] == 0).all()
+    assert (id_colors(np.array([0]), none_color=(9, 9, 9)) == 9).all()
+    assert id_colors(np.array([[0, 2001], [2001, 5]])).shape == (2, 2, 3)
+    assert len({tuple(c) for c in id_colors(np.arange(1, 200) + 4000)}) == 199
     np.testing.assert_array_equal(id_colors(np.array([3002])), c1[2:3])
 
 

@@ -65,7 +65,7 @@ def render_scene(cfg: RenderConfig) -> list[str]:
     if cfg.labels == "rgb":
         colors = mesh.colors
     else:
-        colors = id_colors(per_vertex_ids(scene, cfg.labels))
+        colors = id_colors(per_vertex_ids(scene, cfg.labels), none_color=(210, 210, 210))
     hide = None
     if cfg.hide_walls and scene.load_gt is not None:
         label = scene.gt_instance // 1000

@@ -36,16 +36,21 @@ def write_gt_file(url: str, gt: np.ndarray) -> None:
     storage.write_text(url, "\n".join(map(str, np.asarray(gt, dtype=np.int64).tolist())) + "\n")
 
 
-def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = print) -> list[str]:
+def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = print, synth=None) -> list[str]:
     """Generate ``cfg.scenes`` scenes into ``cfg.out``; scenes already complete are skipped (resumable).
+
+    Args:
+        cfg: command config.
+        log: progress sink.
+        synth: optional full :class:`~tracklift.datasets.synthetic.SynthConfig` (overrides size and frames).
 
     Returns: the scene URLs, in order.
     """
-    from tracklift.datasets.synthetic import SynthConfig, generate_scene
+    from tracklift.datasets import synthetic
 
     if cfg.format not in FORMATS:
         raise ValueError(f"unknown format {cfg.format!r}; choose from {', '.join(FORMATS)}")
-    scfg = SynthConfig(width=cfg.width, height=cfg.height, n_frames=cfg.frames)
+    scfg = synth or synthetic.SynthConfig(width=cfg.width, height=cfg.height, n_frames=cfg.frames)
     urls = []
     for i in range(cfg.scenes):
         seed = cfg.seed + i
@@ -57,13 +62,13 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
             log(f"[synth] {i + 1}/{cfg.scenes} {scene_id}: already complete, skipped")
             continue
         t0 = time.perf_counter()
-        data = generate_scene(seed, scfg, scene_id=scene_id)
+        data = synthetic.generate_scene(seed, scfg, scene_id=scene_id)
         write_scene(data, url, cfg.format)
         write_gt_file(gt_url(cfg.out, scene_id), data.gt_instance)
         storage.write_text(marker, f"seed={seed}\n")
         n_inst = len(np.unique(data.gt_instance[data.gt_instance >= 1000]))
         log(
-            f"[synth] {i + 1}/{cfg.scenes} {scene_id}: {len(data.frames)} frames {cfg.width}x{cfg.height}, "
+            f"[synth] {i + 1}/{cfg.scenes} {scene_id}: {len(data.frames)} frames {scfg.width}x{scfg.height}, "
             f"{len(data.mesh.vertices)} vertices, {n_inst} instances ({time.perf_counter() - t0:.1f} s)"
         )
     return urls

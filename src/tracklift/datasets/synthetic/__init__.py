@@ -1,0 +1,56 @@
+"""Synthetic RGB-D scans with ground truth: procedural furnished rooms and a hand-held camera video.
+
+    from tracklift.datasets.synthetic import SynthConfig, generate_scene
+    data = generate_scene(seed=0, cfg=SynthConfig(width=320, height=240, n_frames=60))
+
+A room has a floor, four walls (each its own instance), furniture built from parts (a table is a top and
+four legs, a chair a seat, back and legs, a bookshelf boards holding boxes and books, a couch a base,
+back, arm rests and cushions…), small things on tables and shelves, a door and pictures. The mesh is
+ScanNet-like (about 4 cm grid, per-vertex colours) with per-vertex GT instance ids in ScanNet's encoding
+(``label_id * 1000 + instance``, ScanNet200 label ids) and per-vertex part ids. Frames are rendered by
+ray casting (trimesh + embree) with shading, texture, colour noise, depth noise growing with depth²
+and depth holes; each frame carries GT instance and part maps.
+
+``raycast``, ``render_view`` and ``overview_pose`` are reusable for pictures of any mesh
+(see :mod:`.raycast`).
+"""
+
+from tracklift.datasets.synthetic.config import DEFAULT_CONFIG, SynthConfig
+from tracklift.datasets.synthetic.generator import (
+    build_scene_mesh,
+    default_scene_id,
+    generate_scene,
+    render_frame,
+)
+from tracklift.datasets.synthetic.labels import LABEL_IDS
+from tracklift.datasets.synthetic.layout import Layout, generate_layout
+from tracklift.datasets.synthetic.raycast import (
+    RayCaster,
+    camera_directions,
+    kinect_intrinsics,
+    look_at,
+    overview_pose,
+    raycast,
+    render_view,
+)
+from tracklift.datasets.synthetic.trajectory import make_trajectory
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "LABEL_IDS",
+    "Layout",
+    "RayCaster",
+    "SynthConfig",
+    "build_scene_mesh",
+    "camera_directions",
+    "default_scene_id",
+    "generate_layout",
+    "generate_scene",
+    "kinect_intrinsics",
+    "look_at",
+    "make_trajectory",
+    "overview_pose",
+    "raycast",
+    "render_frame",
+    "render_view",
+]

@@ -1,0 +1,110 @@
+"""Configuration of the synthetic RGB-D scan generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracklift.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that shapes a synthetic scan. Same seed + same config → identical arrays.
+
+    The room (layout, furniture, colours) depends only on the seed and the room fields (``n_groups``,
+    ``room_size``, ``wall_height``, ``mesh_resolution``, ``min_object_vertices``, ``ceiling``), so the same
+    seed rendered at another image size or length shows the same room.
+
+    Args:
+        width: image width in pixels (colour and depth share it).
+        height: image height in pixels.
+        n_frames: number of frames of the camera video (30-300 is the intended range).
+        focal: focal length as a fraction of the width (``fx = fy = focal * width``; Kinect ≈ 0.9).
+        n_groups: furniture groups to place (a dining set, a desk corner, a bookshelf, a sofa corner, a
+            cabinet, a plant, a box stack); groups that do not fit in the room are left out.
+        room_size: (min, max) metres of each side of the rectangular room.
+        wall_height: (min, max) wall height in metres.
+        ceiling: add a ceiling (label ``ceiling``); without it, rays above the walls see nothing.
+        mesh_resolution: grid spacing of the triangle mesh in metres (the axis-aligned edge length;
+            triangle diagonals are √2 longer). 0.04 gives ScanNet-like density.
+        min_object_vertices: small objects are tessellated finer until they have at least this many
+            vertices (the evaluator drops instances under 100 vertices).
+        step: camera travel between consecutive frames on straight stretches (±20 %; slower in bends),
+            metres (about 30 fps video subsampled
+            ×10 at walking speed).
+        max_turn: largest camera rotation between consecutive frames, degrees (before hand shake).
+        camera_height: (min, max) camera height above the floor in metres.
+        shake: hand-shake amplitude; 1.0 ≈ 0.6° rotation and 4 mm translation jitter (std).
+        depth_noise: scale of the depth noise model σ(z) = 1.2 mm + 1.9 mm·(z − 0.4 m)² (Kinect-like;
+            1.9 mm at 1 m, 14 mm at 3 m); 0 disables noise.
+        hole_prob: share of pixels lost to random, blob-shaped depth dropouts.
+        grazing_angle: degrees between the ray and the surface normal beyond which depth is dropped.
+        edge_dropout: probability that the far side of a depth discontinuity is dropped (sensor shadow).
+        min_depth: nearest valid depth in metres (closer → 0).
+        max_depth: farthest valid depth in metres (farther → 0).
+        color_noise: standard deviation of the colour sensor noise, 8-bit levels.
+        texture: amplitude of the surface texture (relative albedo variation).
+    """
+
+    width: int = 320
+    height: int = 240
+    n_frames: int = 60
+    focal: float = 0.9
+    n_groups: int = 5
+    room_size: tuple[float, float] = (3.5, 5.0)
+    wall_height: tuple[float, float] = (2.4, 2.7)
+    ceiling: bool = False
+    mesh_resolution: float = 0.04
+    min_object_vertices: int = 200
+    step: float = 0.08
+    max_turn: float = 5.0
+    camera_height: tuple[float, float] = (1.2, 1.8)
+    shake: float = 1.0
+    depth_noise: float = 1.0
+    hole_prob: float = 0.01
+    grazing_angle: float = 80.0
+    edge_dropout: float = 0.5
+    min_depth: float = 0.3
+    max_depth: float = 7.0
+    color_noise: float = 2.5
+    texture: float = 0.08
+
+    def __post_init__(self):
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"SynthConfig: {what}")
+
+        need(16 <= self.width <= 4096 and 16 <= self.height <= 4096, "width and height must be in [16, 4096]")
+        need(1 <= self.n_frames <= 5000, "n_frames must be in [1, 5000]")
+        need(0.2 <= self.focal <= 5.0, "focal must be in [0.2, 5]")
+        need(0 <= self.n_groups <= 12, "n_groups must be in [0, 12]")
+        need(3.0 <= self.room_size[0] <= self.room_size[1] <= 12.0, "room_size must be 3 <= min <= max <= 12")
+        need(2.2 <= self.wall_height[0] <= self.wall_height[1] <= 4.0, "wall_height must be in [2.2, 4]")
+        need(0.005 <= self.mesh_resolution <= 0.2, "mesh_resolution must be in [0.005, 0.2] metres")
+        need(self.min_object_vertices >= 0, "min_object_vertices must be >= 0")
+        need(0.005 <= self.step <= 0.5, "step must be in [0.005, 0.5] metres")
+        need(0.5 <= self.max_turn <= 45.0, "max_turn must be in [0.5, 45] degrees")
+        lo, hi = self.camera_height
+        need(0.8 <= lo <= hi <= min(2.0, self.wall_height[0] - 0.2), "camera_height must be in [0.8, 2.0]")
+        need(self.shake >= 0 and self.depth_noise >= 0 and self.color_noise >= 0, "noise levels must be >= 0")
+        need(0.0 <= self.hole_prob < 0.5, "hole_prob must be in [0, 0.5)")
+        need(45.0 <= self.grazing_angle <= 90.0, "grazing_angle must be in [45, 90] degrees")
+        need(0.0 <= self.edge_dropout <= 1.0, "edge_dropout must be in [0, 1]")
+        need(0.0 <= self.min_depth < self.max_depth, "need 0 <= min_depth < max_depth")
+        need(0.0 <= self.texture <= 0.5, "texture must be in [0, 0.5]")
+
+    @property
+    def room_fields(self) -> tuple:
+        """The fields the room layout depends on (the rest only change the video)."""
+        return (
+            self.n_groups,
+            self.room_size,
+            self.wall_height,
+            self.ceiling,
+            self.mesh_resolution,
+            self.min_object_vertices,
+        )
+
+
+#: The defaults (frozen, so safe to share as a default argument).
+DEFAULT_CONFIG = SynthConfig()
