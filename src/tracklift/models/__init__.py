@@ -1,0 +1,43 @@
+"""The 3D network: sparse-voxel UNet + query mask decoder, Hungarian-matched losses, inference.
+
+Public API::
+
+    cfg = ModelConfig.preset("tiny")                  # or from YAML via tracklift.config.from_dict
+    model = Segmenter.from_config(cfg)                # backend "torch" unless cfg.backend says otherwise
+    losses = model(PointBatch.collate(samples))       # training mode + targets → loss dict; sum the values
+    inst = model.predict(points, colors)              # Instances: (K, N) bool masks, (K,) scores
+    save_checkpoint(model, "s3://bucket/ckpt.pt");  model = load_checkpoint("s3://bucket/ckpt.pt")
+"""
+
+from tracklift.models.batch import PointBatch
+from tracklift.models.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from tracklift.models.config import DecoderConfig, InferenceConfig, LossConfig, ModelConfig, UNetConfig
+from tracklift.models.decoder import DecoderOutput, QueryDecoder
+from tracklift.models.matcher import HungarianMatcher
+from tracklift.models.segmenter import Segmenter, SegmenterOutput
+from tracklift.models.sparse import SparseBackend, SparseTensor, available_backends, get_backend, voxelize
+from tracklift.models.unet import SparseUNet
+
+__all__ = [
+    "DecoderConfig",
+    "DecoderOutput",
+    "HungarianMatcher",
+    "InferenceConfig",
+    "LossConfig",
+    "ModelConfig",
+    "PointBatch",
+    "QueryDecoder",
+    "Segmenter",
+    "SegmenterOutput",
+    "SparseBackend",
+    "SparseTensor",
+    "SparseUNet",
+    "UNetConfig",
+    "available_backends",
+    "get_backend",
+    "load_checkpoint",
+    "load_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+    "voxelize",
+]

@@ -1,0 +1,1 @@
+"""Sparse-convolution backends; ``torch`` is the always-available reference."""

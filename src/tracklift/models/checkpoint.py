@@ -1,0 +1,151 @@
+"""Segmenter checkpoints: one ``torch.save`` dict at a storage URL (file://, s3://, memory://, paths).
+
+Layout (version 1)::
+
+    {"format": "tracklift.segmenter", "version": 1,
+     "config": dataclasses.asdict(ModelConfig), "backend": "torch",
+     "state_dict": {...}, "extra": {...}}      # extra: anything the caller adds (trainer state)
+
+Weights do not depend on the sparse backend (see :mod:`tracklift.models.sparse`), so a checkpoint
+written with one backend loads into another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+from typing import Any
+
+import torch
+
+from tracklift import storage
+from tracklift.config import from_dict
+from tracklift.errors import ConfigError, DataError
+from tracklift.models.config import ModelConfig, architecture_differences
+from tracklift.models.segmenter import Segmenter
+
+FORMAT = "tracklift.segmenter"
+VERSION = 1
+
+
+def checkpoint_dict(model: Segmenter, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint of ``model`` as a dict (tensors on CPU)."""
+    if model.config is None:
+        raise ValueError("the model has no ModelConfig: build it with Segmenter.from_config to save it")
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": dataclasses.asdict(model.config),
+        "backend": model.backend.name,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+
+
+def save_checkpoint(model: Segmenter, url: str, extra: dict[str, Any] | None = None) -> None:
+    """Write ``model``'s checkpoint to ``url`` atomically."""
+    buf = io.BytesIO()
+    torch.save(checkpoint_dict(model, extra), buf)
+    storage.write_bytes(url, buf.getvalue())
+
+
+def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
+    """Read and check a checkpoint.
+
+    Returns:
+        ``(checkpoint dict, its ModelConfig)``.
+
+    Raises:
+        DataError: missing file, not a tracklift segmenter checkpoint, unknown version, bad config.
+    """
+    data = storage.read_bytes(url)
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for corrupt or foreign files
+        raise DataError(url, f"not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DataError(url, f"not a tracklift segmenter checkpoint (no format={FORMAT!r} entry)")
+    if ckpt.get("version") != VERSION:
+        raise DataError(
+            url, f"checkpoint version {ckpt.get('version')!r}, this tracklift reads version {VERSION}"
+        )
+    for key in ("config", "state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            raise DataError(url, f"checkpoint has no {key!r} dict")
+    try:
+        cfg = from_dict(ModelConfig, ckpt["config"], where="checkpoint config").validate()
+    except (ConfigError, ValueError) as e:
+        raise DataError(url, f"bad model config: {e}") from None
+    return ckpt, cfg
+
+
+def _state_problems(model: Segmenter, state: dict[str, torch.Tensor]) -> list[str]:
+    own = model.state_dict()
+    problems = []
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing:
+        problems.append(
+            f"missing weights {missing[:5]}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
+    if unexpected:
+        problems.append(
+            f"unexpected weights {unexpected[:5]}"
+            + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+        )
+    for k in sorted(set(own) & set(state)):
+        if tuple(own[k].shape) != tuple(state[k].shape):
+            problems.append(
+                f"{k}: shape {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+            )
+    return problems
+
+
+def load_weights(model: Segmenter, url: str) -> dict[str, Any]:
+    """Load a checkpoint's weights into an existing model (e.g. the next curriculum stage).
+
+    Returns:
+        the checkpoint's ``extra`` dict.
+
+    Raises:
+        DataError: the checkpoint's architecture differs from the model's (naming the fields), or its
+            weights do not fit (naming the tensors).
+    """
+    ckpt, cfg = read_checkpoint(url)
+    if model.config is not None:
+        diffs = architecture_differences(cfg, model.config)
+        if diffs:
+            raise DataError(
+                url, "checkpoint of another architecture (checkpoint vs model): " + "; ".join(diffs)
+            )
+        if cfg.voxel_size != model.config.voxel_size:
+            warnings.warn(
+                f"{url}: checkpoint trained at voxel_size {cfg.voxel_size} m, model uses {model.config.voxel_size} m",
+                stacklevel=2,
+            )
+    problems = _state_problems(model, ckpt["state_dict"])
+    if problems:
+        raise DataError(url, "checkpoint weights do not fit the model: " + "; ".join(problems))
+    model.load_state_dict(ckpt["state_dict"])
+    return ckpt.get("extra", {})
+
+
+def load_checkpoint(url: str, device: torch.device | str = "cpu", backend: str | None = None) -> Segmenter:
+    """Build the model a checkpoint describes and load its weights.
+
+    Args:
+        url: the checkpoint.
+        device: where to put the model (``"cpu"``, ``"cuda"``, ...).
+        backend: sparse backend to run it with (default: the one it was saved with).
+
+    Returns:
+        the model, in eval mode, on ``device``.
+    """
+    ckpt, cfg = read_checkpoint(url)
+    model = Segmenter.from_config(cfg, backend=backend)
+    problems = _state_problems(model, ckpt["state_dict"])
+    if problems:
+        raise DataError(url, "checkpoint weights do not match its own config: " + "; ".join(problems))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,211 @@
+"""Typed configuration of the 3D segmenter: backbone, decoder, losses, inference.
+
+Loadable from YAML / CLI through :mod:`tracklift.config` (``from_dict(ModelConfig, ...)``) and stored in
+checkpoints. Presets: :func:`ModelConfig.preset` (``"tiny"`` for tests, ``"small"``, ``"base"``).
+
+Loss and matching weights default to Mask3D's: ``conf/matcher/hungarian_matcher.yaml`` sets
+``cost_class: 2, cost_mask: 5, cost_dice: 2, num_points: -1`` (all points), ``trainer/trainer.py`` uses
+the same numbers as the loss weights, and ``conf/loss/set_criterion.yaml`` weighs the no-object class by
+``eos_coef: 0.1`` (JonasSchult/Mask3D).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Fields that decide parameter shapes or how weights are used: checkpoints must agree on them.
+ARCHITECTURE_FIELDS = {
+    "use_xyz": None,
+    "unet": ("widths", "depth", "norm"),
+    "decoder": (
+        "hidden_dim",
+        "num_queries",
+        "num_heads",
+        "ffn_dim",
+        "num_layers",
+        "attn_levels",
+        "pos_freqs",
+    ),
+}
+
+
+@dataclass
+class UNetConfig:
+    """Residual sparse UNet backbone.
+
+    Args:
+        widths: channels per level, finest first; the number of levels is ``len(widths)`` (each level
+            halves the resolution of the previous one).
+        depth: residual blocks per level (encoder and decoder).
+        norm: ``"bn"`` (BatchNorm over voxels) or ``"ln"`` (LayerNorm per voxel).
+    """
+
+    widths: list[int] = field(
+        default_factory=lambda: [32, 64, 96, 128, 160], metadata={"help": "channels per level"}
+    )
+    depth: int = field(default=2, metadata={"help": "residual blocks per level"})
+    norm: Literal["bn", "ln"] = field(default="bn", metadata={"help": "feature normalisation"})
+
+
+@dataclass
+class DecoderConfig:
+    """Mask3D-style query decoder.
+
+    Args:
+        hidden_dim: query / attention width D.
+        num_queries: number of learned queries Q (maximum instances per scene).
+        num_heads: attention heads (must divide ``hidden_dim``).
+        ffn_dim: hidden width of the feed-forward blocks.
+        num_layers: decoder layers; layer i cross-attends to level ``attn_levels[i % len(attn_levels)]``.
+        attn_levels: backbone levels to attend to (0 = finest), coarse first like Mask3D's ``hlevels``.
+        max_attn_voxels: at most this many voxels of a level per scene take part in one cross-attention
+            (a random subset in training, an even subset at inference); None = all.
+        masked_attention: restrict each query's cross-attention to the voxels its previous mask covers.
+        pos_freqs: Fourier frequencies of the voxel positional encoding (``hidden_dim // 2`` if 0).
+        dropout: attention / FFN dropout.
+    """
+
+    hidden_dim: int = 128
+    num_queries: int = 100
+    num_heads: int = 8
+    ffn_dim: int = 1024
+    num_layers: int = 6
+    attn_levels: list[int] = field(default_factory=lambda: [3, 2, 1, 0])
+    max_attn_voxels: int | None = 4096
+    masked_attention: bool = True
+    pos_freqs: int = 0
+    dropout: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """Hungarian matching costs and loss weights (Mask3D defaults, see the module doc).
+
+    Args:
+        mask_weight: weight of the per-point mask BCE (cost and loss).
+        dice_weight: weight of the mask Dice (cost and loss).
+        objectness_weight: weight of the objectness term (cost −prob, loss BCE).
+        no_object_weight: relative weight of unmatched queries in the objectness loss (Mask3D eos_coef).
+        num_points: labelled points per scene used for matching and mask losses (a fresh random subset
+            every forward); None = all.
+        aux_loss: add the losses of every intermediate decoder prediction (``loss_*_<i>``).
+    """
+
+    mask_weight: float = 5.0
+    dice_weight: float = 2.0
+    objectness_weight: float = 2.0
+    no_object_weight: float = 0.1
+    num_points: int | None = None
+    aux_loss: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """Turning queries into instances.
+
+    Args:
+        mask_threshold: a voxel is in a query's mask when its mask probability exceeds this.
+        score_threshold: instances scoring below this are dropped (score = objectness × mask quality).
+        nms_iou: of two masks overlapping with IoU above this, the lower-scoring one is dropped
+            (1.0 disables duplicate removal).
+        min_points: masks with fewer points are dropped.
+        max_instances: keep at most this many instances per scene (highest scores).
+    """
+
+    mask_threshold: float = 0.5
+    score_threshold: float = 0.1
+    nms_iou: float = 0.7
+    min_points: int = 1
+    max_instances: int = 200
+
+
+@dataclass
+class ModelConfig:
+    """The whole segmenter.
+
+    Args:
+        backend: sparse-convolution backend name (``"torch"``; others when installed).
+        voxel_size: voxel side, metres.
+        use_xyz: add the scene-centred coordinates (metres) to the RGB input features.
+        unet, decoder, loss, inference: the parts.
+    """
+
+    backend: str = "torch"
+    voxel_size: float = 0.02
+    use_xyz: bool = True
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    @property
+    def in_channels(self) -> int:
+        return 6 if self.use_xyz else 3
+
+    def validate(self) -> ModelConfig:
+        """Raise ValueError on inconsistent values; returns self."""
+        u, d = self.unet, self.decoder
+        if not u.widths or any(w <= 0 for w in u.widths):
+            raise ValueError(f"unet.widths must be positive, got {u.widths}")
+        if u.depth < 1:
+            raise ValueError(f"unet.depth must be >= 1, got {u.depth}")
+        if d.hidden_dim % d.num_heads:
+            raise ValueError(f"decoder.hidden_dim {d.hidden_dim} is not divisible by num_heads {d.num_heads}")
+        bad = [lvl for lvl in d.attn_levels if not 0 <= lvl < len(u.widths)]
+        if bad or not d.attn_levels:
+            raise ValueError(f"decoder.attn_levels {d.attn_levels} must be levels 0..{len(u.widths) - 1}")
+        if d.num_layers < 1 or d.num_queries < 1:
+            raise ValueError("decoder.num_layers and decoder.num_queries must be >= 1")
+        if not self.voxel_size > 0:
+            raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
+        return self
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> ModelConfig:
+        """A named configuration: ``tiny`` (tests: 3 levels 16-32-64, 8 queries), ``small``, ``base``
+        (Mask3D-sized: 5 levels, 100 queries, 128-d decoder)."""
+        if name == "tiny":
+            cfg = cls(
+                voxel_size=0.05,
+                unet=UNetConfig(widths=[16, 32, 64], depth=1),
+                decoder=DecoderConfig(
+                    hidden_dim=32, num_queries=8, num_heads=4, ffn_dim=64, num_layers=3, attn_levels=[2, 1, 0]
+                ),
+            )
+        elif name == "small":
+            cfg = cls(
+                voxel_size=0.02,
+                unet=UNetConfig(widths=[32, 64, 96, 128], depth=1),
+                decoder=DecoderConfig(
+                    hidden_dim=96,
+                    num_queries=50,
+                    num_heads=4,
+                    ffn_dim=256,
+                    num_layers=3,
+                    attn_levels=[3, 2, 1],
+                ),
+            )
+        elif name == "base":
+            cfg = cls()
+        else:
+            raise ValueError(f"unknown model preset {name!r}; known: tiny, small, base")
+        return dataclasses.replace(cfg, **overrides).validate()
+
+
+def architecture_differences(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """Human-readable list of the architecture fields on which two configs differ (empty if none)."""
+    diffs = []
+    for part, names in ARCHITECTURE_FIELDS.items():
+        if names is None:
+            va, vb = getattr(a, part), getattr(b, part)
+            if va != vb:
+                diffs.append(f"{part}: {va!r} vs {vb!r}")
+            continue
+        pa, pb = getattr(a, part), getattr(b, part)
+        for n in names:
+            va, vb = getattr(pa, n), getattr(pb, n)
+            if (list(va) if isinstance(va, tuple) else va) != (list(vb) if isinstance(vb, tuple) else vb):
+                diffs.append(f"{part}.{n}: {va!r} vs {vb!r}")
+    return diffs

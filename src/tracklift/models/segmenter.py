@@ -1,0 +1,171 @@
+"""The task wrapper: voxelize → sparse UNet → query decoder; losses in training, instances at inference."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tracklift.models.batch import PointBatch
+from tracklift.models.config import InferenceConfig, ModelConfig
+from tracklift.models.criterion import InstanceCriterion
+from tracklift.models.decoder import DecoderOutput, QueryDecoder
+from tracklift.models.inference import scene_instances
+from tracklift.models.losses import scene_targets
+from tracklift.models.sparse import Voxelization, get_backend
+from tracklift.models.unet import SparseUNet
+from tracklift.structures import Instances
+
+
+@dataclass
+class SegmenterOutput:
+    """Raw predictions for a batch.
+
+    Attributes:
+        decoder: every decoder stage's mask logits (over each scene's voxels) and objectness logits.
+        voxels: the voxelization (point ↔ voxel maps, voxel offsets per scene).
+    """
+
+    decoder: DecoderOutput
+    voxels: Voxelization
+
+    def scene_point2voxel(self, b: int, batch: PointBatch) -> torch.Tensor:
+        """(N_b,) int64 scene-local voxel index of each point of scene b."""
+        start = int(self.voxels.tensor.batch_offsets()[b])
+        return self.voxels.point2voxel[batch.slices()[b]] - start
+
+
+class Segmenter(nn.Module):
+    """Class-agnostic 3D instance segmenter.
+
+    Args:
+        backbone: the sparse UNet (input channels 3 for RGB, 6 with xyz).
+        decoder: the query decoder.
+        criterion: matching and losses.
+        voxel_size: voxel side, metres.
+        use_xyz: append scene-centred xyz (metres) to the RGB features.
+        inference: thresholds for :meth:`predict`.
+        config: the config the parts were built from (needed to save checkpoints).
+    """
+
+    def __init__(
+        self,
+        backbone: SparseUNet,
+        decoder: QueryDecoder,
+        criterion: InstanceCriterion,
+        voxel_size: float,
+        use_xyz: bool = True,
+        inference: InferenceConfig | None = None,
+        config: ModelConfig | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.criterion = criterion
+        self.voxel_size = float(voxel_size)
+        self.use_xyz = use_xyz
+        self.inference = inference or InferenceConfig()
+        self.config = config
+        self.num_points = config.loss.num_points if config is not None else None
+        self.backend = backbone.stem.conv.backend
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, backend: str | None = None) -> Segmenter:
+        """Build from a :class:`ModelConfig`; ``backend`` overrides ``cfg.backend``."""
+        if backend is not None:
+            cfg = dataclasses.replace(cfg, backend=backend)
+        cfg.validate()
+        be = get_backend(cfg.backend)
+        backbone = SparseUNet.from_config(cfg.unet, cfg.in_channels, be)
+        decoder = QueryDecoder.from_config(cfg.decoder, backbone.widths)
+        return cls(
+            backbone,
+            decoder,
+            InstanceCriterion.from_config(cfg.loss),
+            cfg.voxel_size,
+            cfg.use_xyz,
+            cfg.inference,
+            cfg,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.query_feat.weight.device
+
+    def input_features(self, batch: PointBatch) -> torch.Tensor:
+        """(N, 3 or 6) point features: RGB mapped to [-1, 1], then optionally xyz minus the scene mean."""
+        feats = [batch.color * 2.0 - 1.0]
+        if self.use_xyz:
+            centred = torch.empty_like(batch.coord)
+            for sl in batch.slices():
+                centred[sl] = batch.coord[sl] - batch.coord[sl].mean(0)
+            feats.append(centred)
+        return torch.cat(feats, dim=1)
+
+    def run(self, batch: PointBatch, all_stages: bool = True) -> SegmenterOutput:
+        """Voxelize, run the backbone and the decoder (``batch`` must be on the model's device);
+        ``all_stages=False`` keeps only the final decoder predictions."""
+        vox = self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
+        levels = self.backbone(vox.tensor)
+        return SegmenterOutput(self.decoder(levels, all_stages), vox)
+
+    def losses(self, out: SegmenterOutput, batch: PointBatch) -> dict[str, torch.Tensor]:
+        """Weighted loss dict (sum the values for the training loss). Needs ``batch.instance``."""
+        if batch.instance is None:
+            raise ValueError("the batch has no instance targets")
+        targets = [
+            scene_targets(
+                out.scene_point2voxel(b, batch),
+                batch.instance[sl],
+                self.num_points,
+                dtype=out.decoder.objectness[0].dtype,
+            )
+            for b, sl in enumerate(batch.slices())
+        ]
+        return self.criterion(out.decoder, targets)
+
+    def forward(self, batch: PointBatch) -> dict[str, torch.Tensor] | SegmenterOutput:
+        """Training mode with targets: the loss dict (``loss_mask``, ``loss_dice``, ``loss_objectness`` and
+        their ``_<stage>`` auxiliary versions). Otherwise the raw :class:`SegmenterOutput`."""
+        batch = batch.to(self.device)
+        out = self.run(batch)
+        if self.training and batch.instance is not None:
+            return self.losses(out, batch)
+        return out
+
+    @torch.no_grad()
+    def predict_batch(self, batch: PointBatch) -> list[Instances]:
+        """Instances of every scene of a batch (runs in eval mode, restores the previous mode)."""
+        was_training = self.training
+        self.eval()
+        try:
+            batch = batch.to(self.device)
+            out = self.run(batch, all_stages=False)
+            return [
+                scene_instances(
+                    out.decoder.mask_logits[-1][b],
+                    out.decoder.objectness[-1][b],
+                    out.scene_point2voxel(b, batch),
+                    self.inference,
+                )
+                for b in range(batch.num_scenes)
+            ]
+        finally:
+            self.train(was_training)
+
+    def predict(self, points, colors) -> Instances:
+        """Segment one point cloud.
+
+        Args:
+            points: (N, 3) float coordinates, metres (N >= 2, all finite).
+            colors: (N, 3) uint8 RGB, or floats in [0, 1].
+
+        Returns:
+            :class:`~tracklift.structures.Instances` with (K, N) bool masks and (K,) scores.
+
+        Raises:
+            ValueError: empty or single-point cloud, NaN / infinite coordinates, bad colours.
+        """
+        return self.predict_batch(PointBatch.from_arrays(points, colors))[0]
