@@ -34,6 +34,7 @@ from tracklift.lifting import (
     LiftConfig,
     LiftStats,
     SampleConfig,
+    VisibilityConfig,
     lift_independent,
     lift_tracked,
     stage1_samples,
@@ -84,6 +85,13 @@ class LabelConfig:
     min_votes: int = field(default=2, metadata={"help": "lifting: votes a vertex label needs"})
     min_ratio: float = field(
         default=0.5, metadata={"help": "lifting: share of a vertex's views its label needs"}
+    )
+    depth_abs_tol: float = field(
+        default=0.05,
+        metadata={"help": "lifting: visibility depth tolerance, metres (plus depth_rel_tol * depth)"},
+    )
+    depth_rel_tol: float = field(
+        default=0.02, metadata={"help": "lifting: relative visibility depth tolerance"}
     )
     limit: int | None = field(default=None, metadata={"help": "label at most this many scenes"})
 
@@ -142,7 +150,8 @@ def label_scene(
 
     if len(scene) == 0:
         raise DataError(scene.source, "scene has no usable frames")
-    lcfg = LiftConfig(min_votes=cfg.min_votes, min_ratio=cfg.min_ratio)
+    vis = VisibilityConfig(depth_abs_tol=cfg.depth_abs_tol, depth_rel_tol=cfg.depth_rel_tol)
+    lcfg = LiftConfig(visibility=vis, min_votes=cfg.min_votes, min_ratio=cfg.min_ratio)
     stats: dict = {"frames": len(scene), "skipped_frames": len(scene.skipped)}
     t0 = time.perf_counter()
     lift_stats = LiftStats()

@@ -12,14 +12,17 @@ def box(y0, y1, x0, x1, shape=(40, 60)):
     return m
 
 
-def classify(fresh, current, **kw):
+def classify(fresh, current, seen_before=None, **kw):
     gct = GranularityConsistentTracker(None, None, ConsistencyConfig(min_mask_area=4, **kw))
-    return gct.classify([Mask2D(m, s) for m, s in fresh], current)
+    new, updates, counts = gct.classify([Mask2D(m, s) for m, s in fresh], current, seen_before)
+    classify.updates = updates
+    return new, counts
 
 
 def test_matching_mask_keeps_track():
     new, counts = classify([(box(0, 10, 0, 10), 0.9)], {1: box(0, 10, 0, 11)})
     assert new == [] and counts["matched"] == 1
+    assert classify.updates[1].sum() == 100  # the sharper fresh mask replaces the propagated one
 
 
 def test_part_of_a_track_is_rejected():
@@ -50,3 +53,14 @@ def test_wholes_first_then_parts_rejected_on_first_sight():
     assert len(new) == 1 and new[0].sum() == table.sum() and counts["overlap"] == 1
     new, counts = classify([(top, 0.99), (table, 0.8)], {}, new_order="score")
     assert len(new) == 2 and new[0].sum() == top.sum()  # parts first: the table's rest becomes its own id
+
+
+def test_track_grows_over_newly_visible_surface_only():
+    leg = box(20, 40, 0, 5)  # the track so far: what was visible of a chair
+    chair = box(0, 40, 0, 20)  # the fresh mask shows the whole chair
+    new, counts = classify([(chair, 0.9)], {1: leg}, seen_before=lambda px: 0.0)
+    assert counts["extended"] == 1 and new == []
+    assert classify.updates[1].sum() == chair.sum()
+    # the same pixels were in view before and not part of the track: its granularity was a choice, kept
+    new, counts = classify([(chair, 0.9)], {1: leg}, seen_before=lambda px: 1.0)
+    assert counts["extended"] == 0 and 1 not in classify.updates

@@ -22,6 +22,7 @@ unpublished, so each is a config field and is measured in benchmarks/bench_pseud
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
 class ConsistencyConfig:
     """Thresholds of the granularity-consistent tracker (all fractions in [0, 1])."""
 
-    keyframe_interval: int = field(default=5, metadata={"help": "frames between keyframes (fresh masks)"})
+    keyframe_interval: int = field(default=3, metadata={"help": "frames between keyframes (fresh masks)"})
     frame_step: int = field(default=1, metadata={"help": "use every n-th frame of the scan"})
     min_mask_area: int = field(
         default=64, metadata={"help": "fresh masks smaller than this (pixels) are dropped"}
@@ -60,10 +61,27 @@ class ConsistencyConfig:
         default=True, metadata={"help": "propagate new objects back to the previous keyframe"}
     )
     max_lost_keyframes: int = field(
-        default=4, metadata={"help": "keyframes a track may stay unseen before it ends"}
+        default=10, metadata={"help": "keyframes a track may stay unseen before it ends"}
     )
     min_track_area: int = field(
         default=32, metadata={"help": "a tracked mask smaller than this counts as unseen"}
+    )
+    extend_seen_max: float = field(
+        default=0.3,
+        metadata={
+            "help": "a track grows over a fresh mask's extra pixels only if at most this share was "
+            "visible on the previous keyframe (new surface of the same object, not a coarser granularity)"
+        },
+    )
+    merge_votes: bool = field(
+        default=True,
+        metadata={
+            "help": "merge tracks that most keyframes propose as one mask (granularity chosen by the "
+            "views' majority rather than the first view)"
+        },
+    )
+    merge_min_votes: int = field(
+        default=1, metadata={"help": "keyframes that must show a track set as one mask"}
     )
     reid_voxel: float = field(
         default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"}
@@ -122,6 +140,42 @@ def _voxel_keys(
     return set(map(tuple, np.unique(keys, axis=0).tolist()))
 
 
+def visible_share(
+    pixels: np.ndarray,
+    frame: Frame,
+    prev: Frame,
+    intr: Intrinsics,
+    max_points: int = 2000,
+    abs_tol: float = 0.05,
+    rel_tol: float = 0.02,
+) -> float:
+    """Share of ``pixels`` (bool (H, W) on ``frame``) whose 3D points were visible on ``prev``.
+
+    A point counts as visible before if it projects inside ``prev``'s image in front of the camera and
+    agrees with ``prev``'s depth there (tolerance ``abs_tol + rel_tol * z`` metres).
+    """
+    vs, us = np.nonzero(pixels & (frame.depth > 0))
+    if len(vs) == 0:
+        return 1.0  # nothing measurable: do not let it grow a track
+    if len(vs) > max_points:
+        sel = np.linspace(0, len(vs) - 1, max_points).astype(np.int64)
+        vs, us = vs[sel], us[sel]
+    z = frame.depth[vs, us].astype(np.float64)
+    cam = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], axis=1)
+    world = cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+    w2c = np.linalg.inv(prev.pose)
+    pc = world @ w2c[:3, :3].T + w2c[:3, 3]
+    zp = pc[:, 2]
+    ok = zp > 1e-3
+    u = np.round(pc[:, 0] / np.maximum(zp, 1e-3) * intr.fx + intr.cx).astype(np.int64)
+    v = np.round(pc[:, 1] / np.maximum(zp, 1e-3) * intr.fy + intr.cy).astype(np.int64)
+    ok &= (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+    d = np.zeros(len(z))
+    d[ok] = prev.depth[v[ok], u[ok]]
+    ok &= (d > 0) & (np.abs(d - zp) < abs_tol + rel_tol * zp)
+    return float(ok.mean())
+
+
 class GranularityConsistentTracker:
     """Runs mask generation on keyframes and tracking in between; see the module docstring.
 
@@ -137,19 +191,31 @@ class GranularityConsistentTracker:
         self.cfg = cfg or ConsistencyConfig()
 
     # -- decisions on one keyframe -------------------------------------------------------------------
-    def classify(self, fresh: list[Mask2D], current: dict[int, np.ndarray]) -> tuple[list[np.ndarray], dict]:
-        """Decide which fresh masks start new objects.
+    def classify(
+        self,
+        fresh: list[Mask2D],
+        current: dict[int, np.ndarray],
+        seen_before: Callable[[np.ndarray], float] | None = None,
+    ) -> tuple[list[np.ndarray], dict[int, np.ndarray], dict]:
+        """Decide what each fresh keyframe mask is.
 
         Args:
             fresh: keyframe masks (H, W) bool with scores.
             current: {track id: (H, W) bool} tracked masks on this keyframe.
+            seen_before: optional ``f(pixels) -> share`` of a pixel set that was already visible on the
+                previous keyframe. A fresh mask that contains exactly one track and extends it over pixels
+                that were NOT visible before is the same object showing more of itself: the track grows.
+                Over pixels that were visible before, the track's granularity was a choice: it stays.
 
         Returns:
             new_masks: masks of new objects (non-overlapping with tracks and each other), in creation order.
-            counts: {"matched", "part", "union", "overlap", "new"} decisions.
+            updates: {track id: refreshed mask} for matched (replaced) and extended (grown) tracks.
+            counts: decisions {"matched", "extended", "part", "union", "overlap", "new"}; also
+                ``counts["unions"]``: the sets of ≥ 2 track ids proposed as one mask, and
+                ``counts["matched_ids"]``: the tracks a fresh mask matched.
         """
         cfg = self.cfg
-        counts = {"matched": 0, "part": 0, "union": 0, "overlap": 0, "new": 0}
+        counts = {"matched": 0, "extended": 0, "part": 0, "union": 0, "overlap": 0, "new": 0}
         masks = [m for m in fresh if m.area >= cfg.min_mask_area and m.score >= cfg.min_score]
         if cfg.new_order == "area":
             masks.sort(key=lambda m: -m.area)
@@ -160,20 +226,38 @@ class GranularityConsistentTracker:
         areas = stack.reshape(len(ids), -1).sum(1) if ids else None
         covered = stack.any(0) if ids else None
         new_masks: list[np.ndarray] = []
+        updates: dict[int, np.ndarray] = {}
+        unions: set[tuple[int, ...]] = set()
+        matched_ids: set[int] = set()
         for m in masks:
             mask, area = m.mask, float(m.area)
             if ids:
                 inter = (stack & mask[None]).reshape(len(ids), -1).sum(1)
                 iou = inter / np.maximum(areas + area - inter, 1)
-                if iou.max() >= cfg.match_iou:
+                best = int(np.argmax(iou))
+                if iou[best] >= cfg.match_iou:
                     counts["matched"] += 1
+                    matched_ids.add(ids[best])
+                    if ids[best] not in updates:  # the fresh mask is sharper than the propagated one
+                        updates[ids[best]] = mask & ~(covered & ~stack[best])
                     continue
                 if (inter / area).max() >= cfg.part_ratio:
                     counts["part"] += 1
                     continue
                 contained = (inter / np.maximum(areas, 1)) >= cfg.union_ratio
+                touched = inter / np.maximum(areas, 1) > 0.05
+                if contained.sum() == 1 and touched.sum() == 1 and seen_before is not None:
+                    t = int(np.flatnonzero(contained)[0])
+                    rest = mask & ~covered
+                    if rest.sum() >= cfg.min_mask_area and seen_before(rest) < cfg.extend_seen_max:
+                        counts["extended"] += 1
+                        if ids[t] not in updates:
+                            updates[ids[t]] = stack[t] | rest
+                        continue
                 if contained.sum() >= 1 and inter[contained].sum() / area >= 0.5:
                     counts["union"] += 1
+                    if contained.sum() >= 2:
+                        unions.add(tuple(sorted(ids[i] for i in np.flatnonzero(contained))))
                     continue
             free = mask if covered is None else mask & ~covered
             if new_masks:
@@ -183,7 +267,7 @@ class GranularityConsistentTracker:
                 continue
             counts["new"] += 1
             new_masks.append(free)
-        return new_masks, counts
+        return new_masks, updates, {**counts, "unions": unions, "matched_ids": matched_ids}
 
     # -- the whole scan ------------------------------------------------------------------------------
     def run(self, scene: Scene, log=None, on_keyframe=None) -> TrackedScene:
@@ -229,6 +313,7 @@ class GranularityConsistentTracker:
             "track_s": 0.0,
         }
         prev_key = None
+        union_votes: dict[tuple[int, ...], list[int]] = {}  # track set → [views as one mask, views apart]
         for n, ki in enumerate(key_idx):
             kf = frame(ki)
             tg = time.perf_counter()
@@ -238,9 +323,15 @@ class GranularityConsistentTracker:
                 on_keyframe(positions[ki], fresh)
             stats["keyframes"] += 1
             stats["fresh"] += len(fresh)
-            new_masks, counts = self.classify(fresh, current)
+            seen_before = None
+            if prev_key is not None:
+                prev = frame(prev_key)
+                seen_before = lambda px, kf=kf, prev=prev: visible_share(px, kf, prev, intr)  # noqa: E731
+            new_masks, updates, counts = self.classify(fresh, current, seen_before)
+            self._vote_granularity(counts.pop("unions"), counts.pop("matched_ids"), current, union_votes)
             for k, v in counts.items():
-                stats[k] += v
+                stats[k] = stats.get(k, 0) + v
+            current.update(updates)
             born: dict[int, np.ndarray] = {}
             for m in new_masks:
                 keys = _voxel_keys(kf, intr, m, cfg.reid_voxel)
@@ -285,8 +376,52 @@ class GranularityConsistentTracker:
         for p in positions:
             if p not in id_maps:
                 id_maps[p] = np.zeros((intr.height, intr.width), np.int32)
+        merged = self._merge_by_votes(union_votes, id_maps, next_id)
+        stats["merged"] = merged
         stats.update(frames=len(positions), tracks=len(tracks), seconds=time.perf_counter() - t0)
         return TrackedScene(scene.scene_id, positions, id_maps, stats)
+
+    def _vote_granularity(self, unions, matched_ids, current, votes) -> None:
+        """Count, per set of tracks once proposed as one mask, the keyframes that see them as one
+        object (proposed together, not matched apart) and as separate objects (matched apart, not
+        proposed together). Keyframes that propose both say nothing."""
+        for key in unions:
+            votes.setdefault(key, [0, 0])
+        for key, v in votes.items():
+            if not all(t in current for t in key):
+                continue
+            together, apart = key in unions, all(t in matched_ids for t in key)
+            if together and not apart:
+                v[0] += 1
+            elif apart and not together:
+                v[1] += 1
+
+    def _merge_by_votes(self, votes, id_maps, next_id) -> int:
+        """Merge track sets that most views show as one object (the scan-level granularity choice);
+        relabel every id map. Returns the number of tracks merged away."""
+        cfg = self.cfg
+        if not cfg.merge_votes:
+            return 0
+        parent = np.arange(next_id + 1)
+
+        def find(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        merged = 0
+        for key, (together, apart) in sorted(votes.items(), key=lambda kv: -kv[1][0]):
+            if together >= cfg.merge_min_votes and together >= apart:
+                roots = sorted({find(t) for t in key})
+                for r in roots[1:]:
+                    parent[r] = roots[0]
+                    merged += 1
+        if merged:
+            lut = np.array([find(a) for a in range(next_id + 1)], np.int32)
+            for p, m in id_maps.items():
+                id_maps[p] = lut[m]
+        return merged
 
     def _reidentify(self, keys: set, tracks: dict[int, _Track], current: dict[int, np.ndarray]) -> int | None:
         """Id of a live but unseen track whose 3D memory holds most of ``keys``, or None."""
