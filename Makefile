@@ -10,7 +10,7 @@ ARGS   ?=
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean sam2
+.PHONY: install run test lint format bench clean
 
 install: $(STAMP)
 
@@ -21,11 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned as a pair with torchvision (see README "GPU install")
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PIP) install --quiet -e '.[dev]'
+	# sam2 is source-only on PyPI and must build against the torch above (its CUDA extension is optional)
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0' 'hydra-core>=1.3' 'iopath>=0.1.10'
 	touch $(STAMP)
-
-# Optional backends. sam2 is source-only and must build against the installed torch.
-sam2: install
-	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0'
 
 run: install
 	$(VENV)/bin/tracklift run $(ARGS)

@@ -1,0 +1,75 @@
+"""The granularity-consistent tracker end to end, with the real geometric tracker on a synthetic scan."""
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tracklift.datasets.synthetic import SynthConfig, generate_scene
+from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker
+from tracklift.tracking.geometric import GeometricTracker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from controlled_prior import ControlledPrior, PriorConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(21, SynthConfig(width=160, height=120, n_frames=16)).as_scene()
+
+
+def dominant_ids(scene, id_maps, min_px=60):
+    """{GT object: [dominant tracked id per frame where the object is visible]}."""
+    out = {}
+    for pos, ids in id_maps.items():
+        inst = scene.frame(pos).instance
+        for g in np.unique(inst[inst >= 1000]):
+            sel = inst == g
+            if sel.sum() >= min_px:
+                out.setdefault(int(g), []).append(Counter(ids[sel].tolist()).most_common(1)[0][0])
+    return out
+
+
+def test_ids_are_stable_across_the_scan(scene):
+    prior = ControlledPrior(PriorConfig(p_split=0.0, p_miss=0.0, boundary_px=0))
+    tracked = GranularityConsistentTracker(prior, GeometricTracker(), ConsistencyConfig()).run(scene)
+    assert sorted(tracked.id_maps) == list(range(len(scene)))
+    assert all(m.dtype == np.int32 and m.shape == (120, 160) for m in tracked.id_maps.values())
+    doms = dominant_ids(scene, tracked.id_maps)
+    shares = [Counter(d).most_common(1)[0][1] / len(d) for d in doms.values()]
+    assert np.mean(shares) > 0.8  # one object, one id, in (almost) every frame
+    # each tracked id stays on one object: its pixels are (almost) all on one GT object
+    purity = []
+    for pos, ids in tracked.id_maps.items():
+        inst = scene.frame(pos).instance
+        for i in np.unique(ids[ids > 0]):
+            on = inst[ids == i]
+            purity.append(Counter(on.tolist()).most_common(1)[0][1] / len(on))
+    assert np.mean(purity) > 0.9
+    assert tracked.stats["keyframes"] == 6  # frames 0, 3, ..., 15 (the last frame is always one)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: a track grown over a small neighbouring object "
+    "makes the neighbour's fresh mask look like a part of it, so it never gets its own id",
+)
+def test_small_objects_next_to_larger_ones_keep_their_own_id(scene):
+    prior = ControlledPrior(PriorConfig(p_split=0.0, p_miss=0.0, boundary_px=0))
+    tracked = GranularityConsistentTracker(prior, GeometricTracker(), ConsistencyConfig()).run(scene)
+    usual = [Counter(d).most_common(1)[0][0] for d in dominant_ids(scene, tracked.id_maps).values()]
+    usual = [u for u in usual if u != 0]
+    assert len(set(usual)) >= 0.9 * len(usual)
+
+
+def test_granularity_chosen_once_per_object(scene):
+    """With views that split objects into parts at random, tracked ids keep one granularity per object:
+    an object's usual id covers the same share of it in every frame far more often than per-frame masks."""
+    prior = ControlledPrior(PriorConfig(p_split=0.5, p_miss=0.0, boundary_px=0, seed=3))
+    tracked = GranularityConsistentTracker(prior, GeometricTracker(), ConsistencyConfig()).run(scene)
+    doms = dominant_ids(scene, tracked.id_maps)
+    shares = [Counter(d).most_common(1)[0][1] / len(d) for d in doms.values()]
+    assert np.mean(shares) > 0.8
+    assert tracked.stats["part"] + tracked.stats["union"] + tracked.stats["matched"] > 0
