@@ -190,3 +190,12 @@ def test_mask_fast_path_and_general_path_agree(root):
     assert read_mask(f"{root}/b.txt", 3).tolist() == [False, True, False]
     with pytest.raises(DataError, match="has 3 lines"):
         read_mask(f"{root}/a.txt", 4)
+
+
+def test_missing_prediction_folder_is_an_error_not_zero(tmp_path):
+    from tracklift.errors import DataError
+    from tracklift.evaluation import evaluate_dirs, write_gt
+
+    write_gt(str(tmp_path / "gt" / "s.txt"), np.full(200, 3001))
+    with pytest.raises(DataError, match="no_such_dir: prediction folder not found"):
+        evaluate_dirs(str(tmp_path / "no_such_dir"), str(tmp_path / "gt"))

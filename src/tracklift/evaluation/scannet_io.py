@@ -193,6 +193,9 @@ def evaluate_dirs(
     scene_ids = _scene_ids(gt_url) if scenes is None else list(scenes)
     if not scene_ids:
         raise DataError(gt_url, "no GT files (<scene>.txt) found")
+    if not storage.isdir(pred_url):
+        # a typo in the path would otherwise score as "no predictions anywhere" (AP 0)
+        raise DataError(pred_url, "prediction folder not found")
     acc = APAccumulator(preset)
     for scene_id in scene_ids:
         gt_file = storage.join(gt_url, f"{scene_id}.txt")
