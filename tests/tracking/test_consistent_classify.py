@@ -13,8 +13,9 @@ def box(y0, y1, x0, x1, shape=(40, 60)):
 
 
 def classify(fresh, current, seen_before=None, **kw):
+    in_memory = kw.pop("in_memory", None)
     gct = GranularityConsistentTracker(None, None, ConsistencyConfig(min_mask_area=4, **kw))
-    new, updates, counts = gct.classify([Mask2D(m, s) for m, s in fresh], current, seen_before)
+    new, updates, counts = gct.classify([Mask2D(m, s) for m, s in fresh], current, seen_before, in_memory)
     classify.updates = updates
     return new, counts
 
@@ -64,3 +65,13 @@ def test_track_grows_over_newly_visible_surface_only():
     # the same pixels were in view before and not part of the track: its granularity was a choice, kept
     new, counts = classify([(chair, 0.9)], {1: leg}, seen_before=lambda px: 1.0)
     assert counts["extended"] == 0 and 1 not in classify.updates
+
+
+def test_part_outside_the_tracks_memory_is_a_leaked_neighbour():
+    shelf = box(0, 30, 0, 30)  # the propagated shelf mask has grown over a box standing next to it
+    box_mask = box(20, 30, 20, 30)
+    new, counts = classify([(box_mask, 0.9)], {1: shelf}, in_memory=lambda tid, px: 0.0)
+    assert counts["reclaimed"] == 1 and len(new) == 1 and new[0].sum() == 100
+    assert not (classify.updates[1] & box_mask).any()  # the shelf gives the pixels back
+    new, counts = classify([(box_mask, 0.9)], {1: shelf}, in_memory=lambda tid, px: 0.9)
+    assert counts["part"] == 1 and new == []  # a real part (seen as the shelf's before) stays rejected

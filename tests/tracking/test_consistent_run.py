@@ -51,12 +51,8 @@ def test_ids_are_stable_across_the_scan(scene):
     assert tracked.stats["keyframes"] == 6  # frames 0, 3, ..., 15 (the last frame is always one)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: a track grown over a small neighbouring object "
-    "makes the neighbour's fresh mask look like a part of it, so it never gets its own id",
-)
 def test_small_objects_next_to_larger_ones_keep_their_own_id(scene):
+    """A propagated mask that grows over a neighbour must not make the neighbour's fresh mask a "part"."""
     prior = ControlledPrior(PriorConfig(p_split=0.0, p_miss=0.0, boundary_px=0))
     tracked = GranularityConsistentTracker(prior, GeometricTracker(), ConsistencyConfig()).run(scene)
     usual = [Counter(d).most_common(1)[0][0] for d in dominant_ids(scene, tracked.id_maps).values()]

@@ -73,11 +73,19 @@ class ConsistencyConfig:
             "visible on the previous keyframe (new surface of the same object, not a coarser granularity)"
         },
     )
+    part_memory_min: float = field(
+        default=0.3,
+        metadata={
+            "help": "a fresh mask inside a track is a part of it only if this share of its 3D points is "
+            "in the track's confirmed memory; otherwise the track leaked over a neighbour"
+        },
+    )
     merge_votes: bool = field(
         default=True,
         metadata={
-            "help": "merge tracks that most keyframes propose as one mask (granularity chosen by the "
-            "views' majority rather than the first view)"
+            "help": "merge tracks that most single-granularity keyframes propose as one mask (granularity "
+            "chosen by the views' majority rather than the first view; views with nested multi-scale masks "
+            "do not vote)"
         },
     )
     merge_min_votes: int = field(
@@ -140,6 +148,15 @@ def _voxel_keys(
     return set(map(tuple, np.unique(keys, axis=0).tolist()))
 
 
+def single_granularity(masks: list[Mask2D], tolerance: float = 0.02) -> bool:
+    """True when a frame's masks barely overlap (at most ``tolerance`` of their summed area)."""
+    if len(masks) < 2:
+        return True
+    total = sum(m.area for m in masks)
+    union = np.any(np.stack([m.mask for m in masks]), axis=0).sum()
+    return total - union <= tolerance * max(total, 1)
+
+
 def visible_share(
     pixels: np.ndarray,
     frame: Frame,
@@ -196,6 +213,7 @@ class GranularityConsistentTracker:
         fresh: list[Mask2D],
         current: dict[int, np.ndarray],
         seen_before: Callable[[np.ndarray], float] | None = None,
+        in_memory: Callable[[int, np.ndarray], float] | None = None,
     ) -> tuple[list[np.ndarray], dict[int, np.ndarray], dict]:
         """Decide what each fresh keyframe mask is.
 
@@ -206,6 +224,9 @@ class GranularityConsistentTracker:
                 previous keyframe. A fresh mask that contains exactly one track and extends it over pixels
                 that were NOT visible before is the same object showing more of itself: the track grows.
                 Over pixels that were visible before, the track's granularity was a choice: it stays.
+            in_memory: optional ``f(track id, pixels) -> share`` of a pixel set whose 3D points lie in the
+                track's confirmed 3D memory (its keyframe masks). A fresh mask inside a track but outside
+                its memory is a neighbour the propagated mask grew over: it becomes its own object.
 
         Returns:
             new_masks: masks of new objects (non-overlapping with tracks and each other), in creation order.
@@ -215,7 +236,7 @@ class GranularityConsistentTracker:
                 ``counts["matched_ids"]``: the tracks a fresh mask matched.
         """
         cfg = self.cfg
-        counts = {"matched": 0, "extended": 0, "part": 0, "union": 0, "overlap": 0, "new": 0}
+        counts = {"matched": 0, "extended": 0, "part": 0, "reclaimed": 0, "union": 0, "overlap": 0, "new": 0}
         masks = [m for m in fresh if m.area >= cfg.min_mask_area and m.score >= cfg.min_score]
         if cfg.new_order == "area":
             masks.sort(key=lambda m: -m.area)
@@ -241,8 +262,21 @@ class GranularityConsistentTracker:
                     if ids[best] not in updates:  # the fresh mask is sharper than the propagated one
                         updates[ids[best]] = mask & ~(covered & ~stack[best])
                     continue
-                if (inter / area).max() >= cfg.part_ratio:
-                    counts["part"] += 1
+                host = int(np.argmax(inter / area))
+                if inter[host] / area >= cfg.part_ratio:
+                    hid = ids[host]
+                    confirmed = hid in updates and (updates[hid] & mask).sum() / area >= cfg.part_ratio
+                    if confirmed or in_memory is None or in_memory(hid, mask) >= cfg.part_memory_min:
+                        counts["part"] += 1
+                        continue
+                    # a leak: the neighbour takes its pixels back and starts its own track
+                    counts["reclaimed"] += 1
+                    base = updates.get(hid, current[hid])
+                    updates[hid] = base & ~mask
+                    if new_masks:
+                        mask = mask & ~np.any(new_masks, axis=0)
+                    new_masks.append(mask)
+                    counts["new"] += 1
                     continue
                 contained = (inter / np.maximum(areas, 1)) >= cfg.union_ratio
                 touched = inter / np.maximum(areas, 1) > 0.05
@@ -327,8 +361,20 @@ class GranularityConsistentTracker:
             if prev_key is not None:
                 prev = frame(prev_key)
                 seen_before = lambda px, kf=kf, prev=prev: visible_share(px, kf, prev, intr)  # noqa: E731
-            new_masks, updates, counts = self.classify(fresh, current, seen_before)
-            self._vote_granularity(counts.pop("unions"), counts.pop("matched_ids"), current, union_votes)
+
+            def in_memory(tid: int, px: np.ndarray, kf=kf) -> float:
+                keys = _voxel_keys(kf, intr, px, cfg.reid_voxel, max_points=1500)
+                return len(keys & tracks[tid].voxels) / len(keys) if keys else 1.0
+
+            new_masks, updates, counts = self.classify(fresh, current, seen_before, in_memory)
+            for tid, m in updates.items():  # confirmed on this keyframe: the track's memory grows
+                tracks[tid].voxels |= _voxel_keys(kf, intr, m, cfg.reid_voxel, max_points=1500)
+            unions, matched_ids = counts.pop("unions"), counts.pop("matched_ids")
+            # Only a view that offers one granularity (non-overlapping masks, as a single-choice
+            # segmenter gives) states "these are one object"; a nested multi-scale proposal set (SAM,
+            # weightless) offers every granularity at once and says nothing about the choice.
+            if single_granularity(fresh):
+                self._vote_granularity(unions, matched_ids, current, union_votes)
             for k, v in counts.items():
                 stats[k] = stats.get(k, 0) + v
             current.update(updates)
@@ -463,9 +509,7 @@ class GranularityConsistentTracker:
                 last = visible
         finally:
             self.tracker.close(state)
-        kf = window[-1]
-        for tid, m in last.items():  # grow each visible track's 3D memory on the next keyframe
-            tracks[tid].voxels |= _voxel_keys(kf, intr, m, self.cfg.reid_voxel, max_points=1000)
+        for tid in last:  # memory grows only from keyframe-confirmed masks (see classify)
             tracks[tid].last_seen = kj
         return last
 
