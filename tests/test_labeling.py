@@ -37,6 +37,9 @@ def test_label_corpus_writes_everything_and_survives_a_bad_scene(corpus, tmp_pat
     # products of a complete scene
     labels, meta = read_pseudo_labels(storage.join(out, "scenes", "synth0040_00", "pseudo_labels.npz"))
     assert meta["method"] == "tracked" and (labels.ids > 0).sum() > 1000
+    for name in ("tracks.png", "pseudo_labels.png"):
+        png = storage.read_bytes(storage.join(out, "scenes", "synth0040_00", name))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
     for stage in (1, 2, 3):
         samples = read_samples(storage.join(out, "shards", f"stage{stage}", "synth0040_00.npz"))
         assert samples and all(s.stage == stage and len(s.points) == len(s.instance) for s in samples)
@@ -60,3 +63,30 @@ def test_independent_baseline_runs_through_the_same_code(corpus, tmp_path):
     labels, meta = read_pseudo_labels(storage.join(out, "scenes", "synth0040_00", "pseudo_labels.npz"))
     assert meta["method"] == "independent" and len(np.unique(labels.ids)) > 3
     assert not storage.exists(storage.join(out, "shards", "stage2", "synth0040_00.npz"))  # no tracked ids
+
+
+def test_frames_without_depth_and_a_pose_jump_do_not_stop_a_scene():
+    from tracklift.datasets.synthetic import generate_scene
+    from tracklift.labeling import build_generator, build_tracker, label_scene
+
+    data = generate_scene(44, SynthConfig(width=160, height=120, n_frames=9, n_groups=2))
+    data.frames[3].depth[:] = 0.0  # a frame with no valid depth
+    jump = np.eye(4)
+    jump[:3, 3] = [3.0, 0.0, 0.0]
+    for f in data.frames[6:]:
+        f.pose = jump @ f.pose  # the trajectory jumps by 3 m
+    cfg = LabelConfig(write_shards=False)
+    result = label_scene(data.as_scene(), cfg, build_generator(cfg), build_tracker(cfg))
+    assert result.stats["frames"] == 9 and result.tracked_maps[3].shape == (120, 160)
+    assert (result.labels.ids > 0).any()
+
+
+def test_scene_without_frames_is_a_clear_error():
+    from tracklift.datasets.synthetic import generate_scene
+    from tracklift.errors import DataError
+    from tracklift.labeling import label_scene
+
+    data = generate_scene(45, SynthConfig(width=32, height=24, n_frames=1, n_groups=1))
+    data.frames = []
+    with pytest.raises(DataError, match="no usable frames"):
+        label_scene(data.as_scene(), LabelConfig(), None, None)

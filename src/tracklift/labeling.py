@@ -6,6 +6,8 @@ Output layout under ``out``::
 
     scenes/<scene_id>/pseudo_labels.npz   per-vertex ids, confidence, votes, seen (lifting.shards)
     scenes/<scene_id>/pseudo_labels.txt   the same ids, one per vertex (for ``tracklift render/eval``)
+    scenes/<scene_id>/tracks.png          frames and their id maps (same colour = same id)
+    scenes/<scene_id>/pseudo_labels.png   the 3D pseudo-labels from above
     scenes/<scene_id>/status.json         written LAST: marks the scene complete (stats, timings)
     shards/stage1/<scene_id>.npz          single-view partial clouds + that view's independent masks
     shards/stage2/<scene_id>.npz          multi-view chunks + tracked ids
@@ -78,6 +80,9 @@ class LabelConfig:
     )
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     write_shards: bool = field(default=True, metadata={"help": "write the stage 1/2/3 training shards"})
+    pictures: bool = field(
+        default=True, metadata={"help": "write tracks.png (frames + id maps) and pseudo_labels.png per scene"}
+    )
     voxel_size: float = field(default=0.02, metadata={"help": "stage 1/2 sample voxel size (m)"})
     window: int = field(default=10, metadata={"help": "stage 2 chunk length (frames)"})
     stride: int = field(default=5, metadata={"help": "stage 2 chunk spacing (frames)"})
@@ -218,10 +223,34 @@ def write_scene_outputs(out: str, scene: Scene, result: SceneLabels, cfg: LabelC
                 write_samples(storage.join(out, "shards", f"stage{stage}", f"{sid}.npz"), samples)
         result.stats["samples"] = {"stage1": len(s1), "stage2": len(s2), "stage3": len(s3)}
         result.stats["shards_s"] = time.perf_counter() - t0
+    if cfg.pictures:
+        write_pictures(base, scene, result)
     storage.write_text(
         storage.join(base, "status.json"),
         json.dumps({"status": "complete", **result.stats}, indent=1, default=float),
     )
+
+
+def write_pictures(base: str, scene: Scene, result: SceneLabels, n_frames: int = 6) -> None:
+    """``tracks.png``: frames with their id maps (same colour = same id); ``pseudo_labels.png``: the 3D labels."""
+    from tracklift.visualize import frame_strip, id_colors, png_bytes, render_overview
+
+    maps = result.tracked_maps or result.single_maps
+    if maps:
+        keys = sorted(maps)
+        pick = [keys[round(i)] for i in np.linspace(0, len(keys) - 1, min(n_frames, len(keys)))]
+        colors = [scene.frame(p).color for p in pick]
+        strip = frame_strip(colors, [maps[p] for p in pick], labels=[f"frame {p}" for p in pick])
+        storage.write_bytes(storage.join(base, "tracks.png"), png_bytes(strip))
+    ids = result.labels.filtered_ids(1)
+    img = render_overview(
+        scene.mesh,
+        id_colors(ids, none_color=(210, 210, 210)),
+        640,
+        480,
+        title=f"{scene.scene_id}: 3D pseudo-labels",
+    )
+    storage.write_bytes(storage.join(base, "pseudo_labels.png"), png_bytes(img))
 
 
 def scene_is_complete(out: str, scene_id: str) -> bool:
