@@ -129,7 +129,7 @@ def _sam2_config(cfg: LabelConfig):
     from tracklift.tracking.sam2_loading import Sam2Config
 
     return Sam2Config(
-        config=cfg.sam2_config,
+        model_config=cfg.sam2_config,
         checkpoint=cfg.sam2_checkpoint,
         device=cfg.device,
         image_size=cfg.sam2_image_size,

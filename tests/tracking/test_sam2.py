@@ -424,3 +424,11 @@ def test_granularity_consistent_tracker_runs_on_sam2(model):
     assert tracked.stats["fresh"] == sum(n for _, n in calls) > 0
     ids = set(np.unique(np.concatenate([m.ravel() for m in tracked.id_maps.values()]))) - {0}
     assert ids and max(ids) <= tracked.stats["tracks"]
+
+
+def test_label_command_builds_the_sam2_backends(model):
+    from tracklift.labeling import LabelConfig, build_generator, build_tracker
+
+    cfg = LabelConfig(generator="sam2", tracker="sam2", sam2_image_size=SIZE)
+    assert isinstance(build_generator(cfg), Sam2MaskGenerator)
+    assert isinstance(build_tracker(cfg), Sam2Tracker)
