@@ -24,6 +24,104 @@ class EvalConfig:
     json: str | None = field(default=None, metadata={"help": "write the metrics as JSON to this URL"})
 
 
+@dataclass
+class TrainCommandConfig:
+    """``tracklift train``: the three-stage curriculum on the shards written by ``tracklift label``."""
+
+    labels: str = field(
+        default="runs/labels", metadata={"help": "labeling output URL (holds shards/stage{1,2,3})"}
+    )
+    out: str = field(
+        default="runs/train", metadata={"help": "checkpoint folder URL (<out>/stage{N}/last.pt)"}
+    )
+    stage: str = field(
+        default="all",
+        metadata={
+            "help": "all | 1 | 2 | 3 (a single stage starts from the previous one's checkpoint when it exists)"
+        },
+    )
+    model: str = field(default="small", metadata={"help": "model preset: tiny | small | base"})
+    epochs: list[int] = field(default_factory=lambda: [4, 4, 4], metadata={"help": "epochs of stages 1,2,3"})
+    lr: float = field(default=2e-4, metadata={"help": "learning rate (Segment3D: 2e-4)"})
+    batch_size: int = field(default=2, metadata={"help": "samples per step"})
+    max_points: int = field(default=100_000, metadata={"help": "larger samples are subsampled (logged)"})
+    voxel_size: float | None = field(default=None, metadata={"help": "override the preset's voxel size (m)"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
+
+
+@dataclass
+class PredictConfig:
+    """``tracklift predict``: segment every scene's mesh vertices; writes ScanNet prediction files."""
+
+    checkpoint: str = field(default="", metadata={"help": "model checkpoint URL"})
+    scenes: str = field(default="", metadata={"help": "corpus root, scene folder, or list file URL"})
+    out: str = field(
+        default="runs/pred", metadata={"help": "prediction folder URL (scored by tracklift eval)"}
+    )
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+
+
+def _cmd_train(cfg: TrainCommandConfig) -> int:
+    import logging
+
+    from tracklift.training import StageConfig, TrainConfig, checkpoint_url, train_curriculum, train_stage
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if len(cfg.epochs) != 3:
+        raise TrackliftError("--epochs takes three numbers, one per stage (e.g. 4,4,4)")
+    stages = [
+        StageConfig(stage=i + 1, epochs=e, lr=cfg.lr, batch_size=cfg.batch_size, max_points=cfg.max_points)
+        for i, e in enumerate(cfg.epochs)
+    ]
+    overrides = {"voxel_size": cfg.voxel_size} if cfg.voxel_size else {}
+    tcfg = TrainConfig(
+        labels=cfg.labels,
+        out=cfg.out,
+        model=cfg.model,
+        model_overrides=overrides,
+        stages=stages,
+        device=cfg.device,
+        self_train=cfg.self_train,
+    )
+    if cfg.stage == "all":
+        urls = train_curriculum(tcfg)
+    else:
+        n = int(cfg.stage)
+        from tracklift import storage
+
+        prev = checkpoint_url(cfg.out, n - 1) if n > 1 else None
+        init = prev if prev and storage.exists(prev) else None
+        urls = {n: train_stage(tcfg, stages[n - 1], init)}
+    for n, url in sorted(urls.items()):
+        print(f"stage {n}: {url}")
+    return 0
+
+
+def _cmd_predict(cfg: PredictConfig) -> int:
+    import time
+
+    from tracklift.datasets.formats import list_scenes, open_scene
+    from tracklift.evaluation import write_predictions
+    from tracklift.models import Segmenter
+
+    if not cfg.checkpoint or not cfg.scenes:
+        raise TrackliftError("tracklift predict needs --checkpoint and --scenes")
+    model = Segmenter.from_checkpoint(cfg.checkpoint, device=cfg.device)
+    urls = list_scenes(cfg.scenes)
+    for i, url in enumerate(urls):
+        scene = open_scene(url)
+        t0 = time.perf_counter()
+        inst = model.predict(scene.vertices, scene.colors)
+        write_predictions(cfg.out, scene.scene_id, inst)
+        print(
+            f"[predict] {i + 1}/{len(urls)} {scene.scene_id}: {len(inst)} instances "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+    return 0
+
+
 def _cmd_synth(cfg) -> int:
     from tracklift.datasets.corpus import synthesize_corpus
 
@@ -82,6 +180,16 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
             _cmd_run,
         ),
         "synth": ("write a synthetic RGB-D scan corpus with ground truth", SynthCommandConfig, _cmd_synth),
+        "train": (
+            "three-stage curriculum training on the pseudo-label shards",
+            TrainCommandConfig,
+            _cmd_train,
+        ),
+        "predict": (
+            "segment scenes with a trained checkpoint (ScanNet prediction format)",
+            PredictConfig,
+            _cmd_predict,
+        ),
         "label": ("2D masks → tracked ids → 3D pseudo-labels + curriculum shards", LabelConfig, _cmd_label),
         "eval": ("ScanNet-protocol class-agnostic AP / AP50 / AP25", EvalConfig, _cmd_eval),
         "render": (

@@ -155,6 +155,13 @@ class Segmenter(nn.Module):
         finally:
             self.train(was_training)
 
+    @classmethod
+    def from_checkpoint(cls, url: str, device: str = "cpu", backend: str | None = None) -> Segmenter:
+        """Load a trained model (file path, ``s3://``, ``memory://``) in eval mode, ready for :meth:`predict`."""
+        from tracklift.models.checkpoint import load_checkpoint
+
+        return load_checkpoint(url, device=device, backend=backend)
+
     def predict(self, points, colors) -> Instances:
         """Segment one point cloud.
 
