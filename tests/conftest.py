@@ -9,19 +9,7 @@ import numpy as np
 import pytest
 
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, SceneData
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """Camera→world pose (OpenCV axes: x right, y down, z forward) looking from eye to target."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, y, z, eye
-    return pose
+from tracklift.datasets.synthetic.raycast import look_at
 
 
 def _smooth_color(rng, height, width) -> np.ndarray:

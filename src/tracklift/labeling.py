@@ -31,6 +31,7 @@ import numpy as np
 from tracklift import storage
 from tracklift.datasets.formats import list_scenes, open_scene
 from tracklift.datasets.scene import Scene
+from tracklift.datasets.tracklift_format import write_int_lines
 from tracklift.errors import ConfigError, DataError
 from tracklift.lifting import (
     LiftConfig,
@@ -207,7 +208,7 @@ def write_scene_outputs(out: str, scene: Scene, result: SceneLabels, cfg: LabelC
         meta={"generator": cfg.generator, "tracker": cfg.tracker, "method": cfg.method},
     )
     ids = result.labels.filtered_ids(cfg.min_points)
-    storage.write_text(storage.join(base, "pseudo_labels.txt"), "\n".join(map(str, ids.tolist())) + "\n")
+    write_int_lines(storage.join(base, "pseudo_labels.txt"), ids)
     write_predictions(storage.join(out, "pred"), sid, result.labels.to_instances(cfg.min_points))
     if cfg.write_shards:
         scfg = SampleConfig(

@@ -93,7 +93,11 @@ def run(cfg: RunConfig) -> dict:
     if cfg.label:
         # a short scan sees part of a room: also score only the vertices it saw in >= 2 frames
         seen = _seen_masks(storage.join(cfg.out, "labels_tracked"), urls)
-        seen_results = {name: _evaluate_seen(url, gt_dir, seen, cfg.preset) for name, url in preds.items()}
+        unseen = {sid: ~mask for sid, mask in seen.items()}
+        seen_results = {
+            name: evaluate_dirs(url, gt_dir, preset=cfg.preset, scenes=list(seen), ignore=unseen)
+            for name, url in preds.items()
+        }
         results = {"whole_mesh": results, "seen_vertices": seen_results}
         table += "\n\nvertices the scans saw (>= 2 frames):\n" + format_table(seen_results)
     _log(table)
@@ -115,16 +119,6 @@ def _seen_masks(labels_url: str, urls: list[str]) -> dict[str, np.ndarray]:
         labels, _ = read_pseudo_labels(storage.join(labels_url, "scenes", sid, "pseudo_labels.npz"))
         out[sid] = labels.seen >= 2
     return out
-
-
-def _evaluate_seen(pred_url: str, gt_dir: str, seen: dict[str, np.ndarray], preset: str) -> dict:
-    from tracklift.evaluation import APAccumulator, read_gt, read_predictions
-
-    acc = APAccumulator(preset)
-    for sid, mask in seen.items():
-        gt = read_gt(storage.join(gt_dir, f"{sid}.txt"))
-        acc.add(sid, read_predictions(pred_url, sid, len(gt)), gt, ignore=~mask)
-    return acc.result()
 
 
 def _write_report(cfg: RunConfig, urls: list[str], table: str, elapsed: float) -> None:

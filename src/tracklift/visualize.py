@@ -40,15 +40,12 @@ def id_colors(ids: np.ndarray, none_color=(0, 0, 0)) -> np.ndarray:
 
 def vertex_normals(mesh: Mesh) -> np.ndarray:
     """(N, 3) unit normals, area-weighted from faces; (0, 0, 1) for vertices without faces."""
-    n = np.zeros((len(mesh.vertices), 3))
-    if mesh.faces is not None and len(mesh.faces):
-        v = mesh.vertices.astype(np.float64)
-        f = mesh.faces
-        fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-        for k in range(3):
-            np.add.at(n, f[:, k], fn)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.where(norm > 0, n / np.maximum(norm, 1e-12), np.array([0.0, 0.0, 1.0]))
+    from tracklift.datasets.synthetic.primitives import vertex_normals as face_weighted_normals
+
+    if mesh.faces is None or len(mesh.faces) == 0:
+        return np.tile([0.0, 0.0, 1.0], (len(mesh.vertices), 1))
+    n = face_weighted_normals(mesh.vertices.astype(np.float64), mesh.faces)
+    n[np.linalg.norm(n, axis=1) == 0] = (0.0, 0.0, 1.0)
     return n
 
 
@@ -59,24 +56,14 @@ def overview_camera(
     elevation_deg: float = 60.0,
     azimuth_deg: float = -60.0,
 ) -> tuple[Intrinsics, np.ndarray]:
-    """An oblique bird's-eye camera that frames the whole scene; returns (intrinsics, cam→world pose)."""
-    lo, hi = np.percentile(vertices, 1, axis=0), np.percentile(vertices, 99, axis=0)
-    center = (lo + hi) / 2
-    radius = float(np.linalg.norm(hi - lo)) / 2
-    el, az = np.radians(elevation_deg), np.radians(azimuth_deg)
-    direction = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    fov = np.radians(45.0)
-    dist = radius / np.tan(fov / 2) * 1.05
-    eye = center + direction * dist
-    z = center - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, y, z, eye
-    f = (min(width, height) / 2) / np.tan(fov / 2)
-    return Intrinsics(f, f, width / 2 - 0.5, height / 2 - 0.5, width, height), pose
+    """An oblique bird's-eye camera (45° field of view) that frames the whole scene; returns (intrinsics,
+    cam→world pose). The 1st-99th percentile box is framed, so stray vertices do not shrink the picture."""
+    from tracklift.datasets.synthetic.raycast import overview_pose
+
+    f = (min(width, height) / 2) / np.tan(np.radians(45.0) / 2)
+    intr = Intrinsics(f, f, width / 2 - 0.5, height / 2 - 0.5, width, height)
+    box = np.percentile(vertices, [1, 99], axis=0)
+    return intr, overview_pose(box, intr, elevation_deg, azimuth_deg)
 
 
 def splat_render(

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift import storage
-from tracklift.datasets.formats import FORMATS, list_scenes, open_scene, scene_dir, write_scene
+from tracklift.datasets.formats import FORMATS, scene_dir, write_scene
+from tracklift.datasets.tracklift_format import write_int_lines
 
 COMPLETE_MARKER = ".complete"
 
@@ -30,10 +31,6 @@ class SynthCommandConfig:
 def gt_url(root: str, scene_id: str) -> str:
     """Benchmark GT file (ScanNet text format) of a scene: ``<root>/gt/<scene_id>.txt``."""
     return storage.join(root, "gt", f"{scene_id}.txt")
-
-
-def write_gt_file(url: str, gt: np.ndarray) -> None:
-    storage.write_text(url, "\n".join(map(str, np.asarray(gt, dtype=np.int64).tolist())) + "\n")
 
 
 def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = print, synth=None) -> list[str]:
@@ -64,7 +61,7 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
         t0 = time.perf_counter()
         data = synthetic.generate_scene(seed, scfg, scene_id=scene_id)
         write_scene(data, url, cfg.format)
-        write_gt_file(gt_url(cfg.out, scene_id), data.gt_instance)
+        write_int_lines(gt_url(cfg.out, scene_id), data.gt_instance)
         storage.write_text(marker, f"seed={seed}\n")
         n_inst = len(np.unique(data.gt_instance[data.gt_instance >= 1000]))
         log(
@@ -72,16 +69,3 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
             f"{len(data.mesh.vertices)} vertices, {n_inst} instances ({time.perf_counter() - t0:.1f} s)"
         )
     return urls
-
-
-def export_gt(corpus_url: str, out_url: str, format: str = "auto") -> list[str]:
-    """Write ``<out>/<scene_id>.txt`` per-vertex GT files for every labelled scene of a corpus."""
-    written = []
-    for url in list_scenes(corpus_url, format):
-        scene = open_scene(url, format)
-        gt = scene.gt_instance
-        if gt is None:
-            continue
-        write_gt_file(storage.join(out_url, f"{scene.scene_id}.txt"), gt)
-        written.append(scene.scene_id)
-    return written

@@ -15,6 +15,7 @@ import posixpath
 import numpy as np
 
 from tracklift import storage
+from tracklift.datasets.tracklift_format import write_int_lines
 from tracklift.errors import DataError
 from tracklift.evaluation.instance_ap import APAccumulator
 from tracklift.evaluation.presets import EvalPreset
@@ -72,8 +73,7 @@ def read_gt(url: str) -> np.ndarray:
 
 def write_gt(url: str, ids: np.ndarray) -> None:
     """Write (N,) per-vertex GT ids, one per line."""
-    ids = np.asarray(ids, dtype=np.int64)
-    storage.write_text(url, "\n".join(map(str, ids.tolist())) + "\n")
+    write_int_lines(url, ids)
 
 
 def read_mask(url: str, num_points: int) -> np.ndarray:
@@ -177,6 +177,7 @@ def evaluate_dirs(
     gt_url: str,
     preset: str | EvalPreset = "all_annotated",
     scenes: list[str] | None = None,
+    ignore: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Evaluate a prediction folder against a GT folder (ScanNet protocol, class-agnostic).
 
@@ -186,6 +187,7 @@ def evaluate_dirs(
         preset: see :mod:`tracklift.evaluation.presets`.
         scenes: scene ids to evaluate; default every ``*.txt`` in the GT folder. A scene without a
             prediction listing counts as having no predictions.
+        ignore: optional ``{scene_id: (N,) bool}``, vertices removed before evaluating (True = removed).
 
     Returns:
         See :meth:`tracklift.evaluation.instance_ap.APAccumulator.result`.
@@ -204,7 +206,7 @@ def evaluate_dirs(
             pred = read_predictions(pred_url, scene_id, len(gt))
         else:
             pred = Instances.empty(len(gt))
-        acc.add(scene_id, pred, gt)
+        acc.add(scene_id, pred, gt, ignore=None if ignore is None else ignore.get(scene_id))
     return acc.result()
 
 

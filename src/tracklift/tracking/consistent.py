@@ -29,6 +29,7 @@ import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
 from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
+from tracklift.tracking.geometry import project
 
 
 @dataclass
@@ -133,18 +134,22 @@ def generate_masks(generator: MaskGenerator, frame: Frame) -> list[Mask2D]:
     return generator.generate(frame.color, frame.depth)
 
 
-def _voxel_keys(
-    frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
-) -> set:
-    """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
+def _mask_points(frame: Frame, intr: Intrinsics, mask: np.ndarray, max_points: int) -> np.ndarray:
+    """(M, 3) world points of a mask's pixels with valid depth, evenly subsampled to at most ``max_points``."""
     vs, us = np.nonzero(mask & (frame.depth > 0))
     if len(vs) > max_points:
         sel = np.linspace(0, len(vs) - 1, max_points).astype(np.int64)
         vs, us = vs[sel], us[sel]
     z = frame.depth[vs, us].astype(np.float64)
     cam = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], axis=1)
-    world = cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
-    keys = np.floor(world / voxel).astype(np.int64)
+    return cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+
+
+def _voxel_keys(
+    frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
+) -> set:
+    """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
+    keys = np.floor(_mask_points(frame, intr, mask, max_points) / voxel).astype(np.int64)
     return set(map(tuple, np.unique(keys, axis=0).tolist()))
 
 
@@ -171,23 +176,12 @@ def visible_share(
     A point counts as visible before if it projects inside ``prev``'s image in front of the camera and
     agrees with ``prev``'s depth there (tolerance ``abs_tol + rel_tol * z`` metres).
     """
-    vs, us = np.nonzero(pixels & (frame.depth > 0))
-    if len(vs) == 0:
+    world = _mask_points(frame, intr, pixels, max_points)
+    if len(world) == 0:
         return 1.0  # nothing measurable: do not let it grow a track
-    if len(vs) > max_points:
-        sel = np.linspace(0, len(vs) - 1, max_points).astype(np.int64)
-        vs, us = vs[sel], us[sel]
-    z = frame.depth[vs, us].astype(np.float64)
-    cam = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], axis=1)
-    world = cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
-    w2c = np.linalg.inv(prev.pose)
-    pc = world @ w2c[:3, :3].T + w2c[:3, 3]
-    zp = pc[:, 2]
-    ok = zp > 1e-3
-    u = np.round(pc[:, 0] / np.maximum(zp, 1e-3) * intr.fx + intr.cx).astype(np.int64)
-    v = np.round(pc[:, 1] / np.maximum(zp, 1e-3) * intr.fy + intr.cy).astype(np.int64)
-    ok &= (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
-    d = np.zeros(len(z))
+    u, v, zp = project(world, intr, prev.pose)
+    ok = (zp > 1e-3) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+    d = np.zeros(len(world))
     d[ok] = prev.depth[v[ok], u[ok]]
     ok &= (d > 0) & (np.abs(d - zp) < abs_tol + rel_tol * zp)
     return float(ok.mean())
