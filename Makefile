@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[dev]'
 	# sam2 is source-only on PyPI and must build against the torch above (its CUDA extension is optional)
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0' 'hydra-core>=1.3' 'iopath>=0.1.10'
+	# Sparse-convolution backends (README "Sparse-convolution backends"). MinkowskiEngine 0.5.4 is source-only:
+	# it builds CPU-only against the torch above and links OpenBLAS (about 11 min once; pip caches the wheel).
+	@if command -v dpkg >/dev/null && ! dpkg -s libopenblas-dev >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libopenblas-dev; \
+	  else echo "MinkowskiEngine needs libopenblas-dev: sudo apt-get install -y libopenblas-dev"; exit 1; fi; \
+	fi
+	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=2 $(PIP) install --quiet --no-build-isolation MinkowskiEngine==0.5.4
+	# spconv's CPU wheel (forward only on CPU); CUDA 12 machines install spconv-cu120 instead (same module)
+	$(PIP) install --quiet spconv==2.3.8
 	touch $(STAMP)
 
 run: install

@@ -5,7 +5,7 @@ training runs. They say whether the machinery behaves sensibly, not how the meth
 
 Steps:
 
-1. Synthesize a training corpus (seeds 100-105) and a held-out corpus (seeds 5000-5002), 320x240, 30 frames.
+1. Synthesize a training corpus (seeds 100-107) and a held-out corpus (seeds 6000-6003), 320x240, 30 frames.
 2. Label both with the weightless generator + geometric tracker (tight depth tolerances: synthetic depth is
    clean). The training labels give the stage 1/2/3 shards; the held-out labels give the pseudo-labels to
    compare against (``pred/``), the per-vertex ``seen`` counts and the stage-3 samples (mesh vertices +
@@ -19,7 +19,9 @@ Steps:
 
     .venv/bin/python benchmarks/bench_curriculum.py [--work /tmp/tracklift_bench_curriculum] [--fresh]
 
-Writes benchmarks/results/curriculum.json. Nothing was tuned on the held-out seeds (5000+).
+Writes benchmarks/results/curriculum.json. The settings (model ``small``, voxel 0.04 m, lr 1e-3, 4 epochs per
+stage, stage-3 samples cropped to the scanned vertices) were chosen in session 2 from runs scored on seeds
+5000-5002; the numbers this script reports are on seeds 6000+, which no choice looked at.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from tracklift.training import (
 )
 from tracklift.training.trainer import train_stage
 
-TRAIN_SEED, HELD_OUT_SEED = 100, 5000
+TRAIN_SEED, HELD_OUT_SEED = 100, 6000
 MIN_SEEN = 2  # vertices seen in at least this many frames are the "seen" evaluation set
 
 
@@ -184,6 +186,17 @@ def run(args) -> dict:
         results[name]["mean_instances_per_scene"] = float(
             np.mean([len(p.scores) for p in ev.predictions.values()])
         )
+    best_stage = max(("stage2", "stage3"), key=lambda k: results[k]["AP50"])
+    results["verdict"] = {
+        # the headline comparisons, stated as measured (seen-vertex AP50 and AP)
+        "curriculum_improves_on_stage1_AP50": results[best_stage]["AP50"] > results["stage1"]["AP50"],
+        "stage3_improves_on_stage1_AP50": results["stage3"]["AP50"] > results["stage1"]["AP50"],
+        "curriculum_beats_no_curriculum_AP50": results["stage3"]["AP50"] > results["no_curriculum"]["AP50"],
+        "network_beats_pseudo_labels_AP50": max(results[k]["AP50"] for k in urls)
+        > results["pseudo_labels"]["AP50"],
+        "network_beats_pseudo_labels_AP": max(results[k]["AP"] for k in urls)
+        > results["pseudo_labels"]["AP"],
+    }
     seen_share = float(np.mean([(seen >= MIN_SEEN).mean() for _, seen in truth.values()]))
     results["meta"] = {
         "synthetic": True,
@@ -232,26 +245,28 @@ def print_table(results: dict) -> None:
             f"{100 * a['AP']:7.1f} {100 * a['AP50']:6.1f} {100 * a['AP25']:6.1f}"
         )
     print("seconds per stage:", results["meta"]["seconds_per_stage"])
+    for k, v in results["verdict"].items():
+        print(f"{k}: {v}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/tracklift_bench_curriculum", help="scratch folder (reused)")
     ap.add_argument("--fresh", action="store_true", help="delete the scratch folder first")
-    ap.add_argument("--train-scenes", type=int, default=6)
-    ap.add_argument("--held-out-scenes", type=int, default=3)
+    ap.add_argument("--train-scenes", type=int, default=8)
+    ap.add_argument("--held-out-scenes", type=int, default=4)
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     # synthetic depth is clean; same tolerances as bench_pseudo_labels (chosen on training seeds 10-11)
     ap.add_argument("--depth-abs-tol", type=float, default=0.02)
     ap.add_argument("--depth-rel-tol", type=float, default=0.01)
-    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--model", default="small")
     ap.add_argument("--voxel-size", type=float, default=0.04)
-    ap.add_argument("--epochs1", type=int, default=10)
-    ap.add_argument("--epochs2", type=int, default=15)
-    ap.add_argument("--epochs3", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--epochs1", type=int, default=4)
+    ap.add_argument("--epochs2", type=int, default=4)
+    ap.add_argument("--epochs3", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--max-points", type=int, default=30_000)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curriculum.json"))

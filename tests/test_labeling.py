@@ -41,7 +41,7 @@ def test_label_corpus_writes_everything_and_survives_a_bad_scene(corpus, tmp_pat
         png = storage.read_bytes(storage.join(out, "scenes", "synth0040_00", name))
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
     for stage in (1, 2, 3):
-        samples = read_samples(storage.join(out, "shards", f"stage{stage}", "synth0040_00.npz"))
+        samples = read_samples(storage.join(out, "shards", f"stage{stage}", "synth0040_00.parquet"))
         assert samples and all(s.stage == stage and len(s.points) == len(s.instance) for s in samples)
     # the pseudo-labels are scored like any prediction (quality is measured in benchmarks/, not here:
     # 10 frames at 160x120 see little of a room)
@@ -62,7 +62,7 @@ def test_independent_baseline_runs_through_the_same_code(corpus, tmp_path):
     assert manifest["scenes"]["synth0040_00"]["status"] == "complete"
     labels, meta = read_pseudo_labels(storage.join(out, "scenes", "synth0040_00", "pseudo_labels.npz"))
     assert meta["method"] == "independent" and len(np.unique(labels.ids)) > 3
-    assert not storage.exists(storage.join(out, "shards", "stage2", "synth0040_00.npz"))  # no tracked ids
+    assert not storage.exists(storage.join(out, "shards", "stage2", "synth0040_00.parquet"))  # no tracked ids
 
 
 def test_frames_without_depth_and_a_pose_jump_do_not_stop_a_scene():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tracklift import config as config_lib
 from tracklift.errors import TrackliftError
+from tracklift.openvocab.config import ClipConfig
 
 
 @dataclass
@@ -46,8 +47,33 @@ class TrainCommandConfig:
     batch_size: int = field(default=2, metadata={"help": "samples per step"})
     max_points: int = field(default=100_000, metadata={"help": "larger samples are subsampled (logged)"})
     voxel_size: float | None = field(default=None, metadata={"help": "override the preset's voxel size (m)"})
+    backend: str | None = field(
+        default=None,
+        metadata={"help": "sparse-conv backend: torch (default) | minkowski (spconv: no CPU training)"},
+    )
     device: str = field(default="cpu", metadata={"help": "torch device"})
     self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
+    # --- where it runs (both runners train the same epochs; training/distributed.py) ---
+    runner: str = field(
+        default="auto",
+        metadata={
+            "help": "local: one process; ray: Ray Train DDP workers on a local Ray or the cluster at "
+            "--address; auto: ray when --address or RAY_ADDRESS is set, else local"
+        },
+    )
+    address: str | None = field(
+        default=None, metadata={"help": "Ray cluster address (auto, host:port); default RAY_ADDRESS"}
+    )
+    num_workers: int = field(default=2, metadata={"help": "ray: training workers (DDP processes)"})
+    use_gpu: bool = field(default=False, metadata={"help": "ray: one GPU per worker, NCCL (else gloo, CPU)"})
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "ray: CPUs reserved per worker"})
+    max_failures: int = field(default=3, metadata={"help": "ray: worker-group restarts per stage"})
+    ray_storage: str | None = field(
+        default=None,
+        metadata={
+            "help": "ray: Ray Train run storage (path or s3://, shared on a cluster); default <out>/ray_runs"
+        },
+    )
 
 
 @dataclass
@@ -59,7 +85,28 @@ class PredictConfig:
     out: str = field(
         default="runs/pred", metadata={"help": "prediction folder URL (scored by tracklift eval)"}
     )
+    backend: str | None = field(
+        default=None,
+        metadata={"help": "sparse-conv backend: torch | minkowski | spconv (default: the checkpoint's)"},
+    )
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    clip: ClipConfig = field(
+        default_factory=ClipConfig,
+        metadata={"help": "with --clip.checkpoint: also write <out>/<scene>_clip.npz (CLIP features)"},
+    )
+
+
+@dataclass
+class QueryConfig:
+    """``tracklift query``: rank predicted instances by CLIP similarity to a text prompt."""
+
+    pred: str = field(default="", metadata={"help": "prediction folder URL (with <scene>_clip.npz files)"})
+    text: str = field(default="", metadata={"help": "the prompt, e.g. 'a wooden chair'"})
+    scenes: str = field(
+        default="", metadata={"help": "scans of the predictions: computes missing <scene>_clip.npz first"}
+    )
+    top_k: int = field(default=10, metadata={"help": "instances to print (0 = all)"})
+    clip: ClipConfig = field(default_factory=ClipConfig, metadata={"help": "the CLIP model of the features"})
 
 
 def _cmd_train(cfg: TrainCommandConfig) -> int:
@@ -75,6 +122,8 @@ def _cmd_train(cfg: TrainCommandConfig) -> int:
         for i, e in enumerate(cfg.epochs)
     ]
     overrides = {"voxel_size": cfg.voxel_size} if cfg.voxel_size else {}
+    if cfg.backend:
+        overrides["backend"] = cfg.backend
     tcfg = TrainConfig(
         labels=cfg.labels,
         out=cfg.out,
@@ -84,15 +133,37 @@ def _cmd_train(cfg: TrainCommandConfig) -> int:
         device=cfg.device,
         self_train=cfg.self_train,
     )
+    if cfg.runner not in ("auto", "local", "ray"):
+        raise TrackliftError(f"--runner must be auto, local or ray, got {cfg.runner!r}")
+    import os
+
+    from tracklift.training.distributed import RayTrainOptions, train_curriculum_ray, train_stage_ray
+
+    use_ray = cfg.runner == "ray" or (
+        cfg.runner == "auto" and bool(cfg.address or os.environ.get("RAY_ADDRESS"))
+    )
+    ray_kw = dict(
+        use_gpu=cfg.use_gpu,
+        storage_path=cfg.ray_storage,
+        max_failures=cfg.max_failures,
+        cpus_per_worker=cfg.cpus_per_worker,
+    )
     if cfg.stage == "all":
-        urls = train_curriculum(tcfg)
+        if use_ray:
+            urls = train_curriculum_ray(tcfg, cfg.num_workers, cfg.address, **ray_kw)
+        else:
+            urls = train_curriculum(tcfg)
     else:
         n = int(cfg.stage)
         from tracklift import storage
 
         prev = checkpoint_url(cfg.out, n - 1) if n > 1 else None
         init = prev if prev and storage.exists(prev) else None
-        urls = {n: train_stage(tcfg, stages[n - 1], init)}
+        if use_ray:
+            opts = RayTrainOptions(num_workers=cfg.num_workers, address=cfg.address, **ray_kw)
+            urls = {n: train_stage_ray(tcfg, stages[n - 1], init, opts)}
+        else:
+            urls = {n: train_stage(tcfg, stages[n - 1], init)}
     for n, url in sorted(urls.items()):
         print(f"stage {n}: {url}")
     return 0
@@ -107,18 +178,46 @@ def _cmd_predict(cfg: PredictConfig) -> int:
 
     if not cfg.checkpoint or not cfg.scenes:
         raise TrackliftError("tracklift predict needs --checkpoint and --scenes")
-    model = Segmenter.from_checkpoint(cfg.checkpoint, device=cfg.device)
+    if not cfg.clip.checkpoint and (cfg.clip.model_config or cfg.clip.model != ClipConfig().model):
+        raise TrackliftError("--clip.model needs --clip.checkpoint (CLIP weights are user-supplied)")
+    model = Segmenter.from_checkpoint(cfg.checkpoint, device=cfg.device, backend=cfg.backend)
+    encoder = None
+    if cfg.clip.checkpoint:
+        from tracklift.openvocab import ClipEncoder, write_scene_features
+
+        encoder = ClipEncoder.from_config(cfg.clip)
     urls = list_scenes(cfg.scenes)
     for i, url in enumerate(urls):
         scene = open_scene(url)
         t0 = time.perf_counter()
         inst = model.predict(scene.vertices, scene.colors)
         write_predictions(cfg.out, scene.scene_id, inst)
+        if encoder is not None:
+            write_scene_features(cfg.out, scene, inst, encoder, cfg.clip)
         print(
             f"[predict] {i + 1}/{len(urls)} {scene.scene_id}: {len(inst)} instances "
             f"({time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
+    return 0
+
+
+def _cmd_query(cfg: QueryConfig) -> int:
+    from tracklift.openvocab import ClipEncoder, fill_missing_features, query_predictions
+
+    if not cfg.pred or not cfg.text:
+        raise TrackliftError("tracklift query needs --pred and --text")
+    if not cfg.clip.checkpoint:
+        raise TrackliftError("tracklift query needs --clip.checkpoint (CLIP weights are user-supplied)")
+    encoder = ClipEncoder.from_config(cfg.clip)
+    if cfg.scenes:
+        for scene_id in fill_missing_features(cfg.pred, cfg.scenes, encoder, cfg.clip):
+            print(f"[query] computed CLIP features of {scene_id}", flush=True)
+    hits = query_predictions(cfg.pred, cfg.text, encoder, top_k=cfg.top_k or None)
+    print(f"{'rank':>4}  {'similarity':>10}  scene  instance")
+    for rank, h in enumerate(hits, start=1):
+        sim = f"{h.similarity:10.4f}" if h.seen else f"{'unseen':>10}"
+        print(f"{rank:>4}  {sim}  {h.scene_id}  {h.mask}")
     return 0
 
 
@@ -160,6 +259,13 @@ def _cmd_label(cfg) -> int:
     return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
 
 
+def _cmd_serve(cfg) -> int:
+    from tracklift.serving.app import serve_forever
+
+    serve_forever(cfg.validate())
+    return 0
+
+
 def _cmd_run(cfg) -> int:
     from tracklift.pipeline import run
 
@@ -172,6 +278,7 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.labeling import LabelConfig
     from tracklift.pipeline import RunConfig
     from tracklift.render import RenderConfig
+    from tracklift.serving.config import ServeConfig
 
     return {
         "run": (
@@ -190,8 +297,22 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
             PredictConfig,
             _cmd_predict,
         ),
-        "label": ("2D masks → tracked ids → 3D pseudo-labels + curriculum shards", LabelConfig, _cmd_label),
+        "query": (
+            "rank predicted instances by CLIP similarity to a text prompt",
+            QueryConfig,
+            _cmd_query,
+        ),
+        "label": (
+            "2D masks → tracked ids → 3D pseudo-labels + curriculum shards (one process or Ray actors)",
+            LabelConfig,
+            _cmd_label,
+        ),
         "eval": ("ScanNet-protocol class-agnostic AP / AP50 / AP25", EvalConfig, _cmd_eval),
+        "serve": (
+            "Ray Serve HTTP API: segment clouds / stored scenes, CLIP text queries (blocks until Ctrl-C)",
+            ServeConfig,
+            _cmd_serve,
+        ),
         "render": (
             "PNG + coloured PLY of a scene by GT, pseudo-labels or predictions",
             RenderConfig,

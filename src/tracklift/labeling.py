@@ -1,6 +1,9 @@
 """``tracklift label``: 2D masks → tracked (or independent) id maps → 3D pseudo-labels → curriculum shards.
 
-One process, one scene at a time; the Ray job (``tracklift.actors``) calls :func:`label_scene` per scene.
+Two runners share every line of the per-scene work (:func:`label_one`): ``--runner local`` labels one scene
+at a time in this process (:func:`label_corpus`); ``--runner ray`` streams scene URIs through a Ray Data
+actor pool (:func:`tracklift.actors.pipeline.label_corpus_ray`), locally or on the cluster at ``--address``
+(or ``RAY_ADDRESS``). ``--runner auto`` (the default) picks Ray when an address is given.
 
 Output layout under ``out``::
 
@@ -9,22 +12,27 @@ Output layout under ``out``::
     scenes/<scene_id>/tracks.png          frames and their id maps (same colour = same id)
     scenes/<scene_id>/pseudo_labels.png   the 3D pseudo-labels from above
     scenes/<scene_id>/status.json         written LAST: marks the scene complete (stats, timings)
-    shards/stage1/<scene_id>.npz          single-view partial clouds + that view's independent masks
-    shards/stage2/<scene_id>.npz          multi-view chunks + tracked ids
-    shards/stage3/<scene_id>.npz          the full scene + lifted tracked ids
+    shards/stage1/<scene_id>.parquet      single-view partial clouds + that view's independent masks
+    shards/stage2/<scene_id>.parquet      multi-view chunks + tracked ids
+    shards/stage3/<scene_id>.parquet      the full scene + lifted tracked ids
+                                          (``.npz`` with ``--shard-format npz``; lifting.shards)
     pred/<scene_id>.txt + pred/pred_mask/ the pseudo-labels in ScanNet prediction format (scored by eval)
     manifest.json                         per scene: status, frames, skipped frames, timings, error
 
 A rerun skips scenes whose ``status.json`` says ``complete`` and redoes the rest. A failing scene is
-recorded with its reason and the job goes on.
+recorded with its reason and the job goes on. Every file is written to a temporary key and moved into place
+(:mod:`tracklift.storage`); temporaries left by a killed run are swept at the start and end of a run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -46,6 +54,7 @@ from tracklift.lifting import (
     write_pseudo_labels,
     write_samples,
 )
+from tracklift.lifting.shards import SHARD_SUFFIXES
 from tracklift.tracking.base import MaskGenerator, MaskTracker
 from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker, generate_masks
 
@@ -100,6 +109,57 @@ class LabelConfig:
         default=0.02, metadata={"help": "lifting: relative visibility depth tolerance"}
     )
     limit: int | None = field(default=None, metadata={"help": "label at most this many scenes"})
+    shard_format: Literal["parquet", "npz"] = field(
+        default="parquet", metadata={"help": "curriculum shard files: parquet | npz"}
+    )
+    # --- where it runs (the per-scene work above is the same in both runners) ---
+    runner: Literal["auto", "local", "ray"] = field(
+        default="auto",
+        metadata={
+            "help": "local: one process; ray: a Ray Data actor pool on a local Ray or the cluster at "
+            "--address; auto: ray when --address or RAY_ADDRESS is set, else local"
+        },
+    )
+    address: str | None = field(
+        default=None,
+        metadata={"help": "Ray cluster address (auto, host:port, ray://host:10001); default RAY_ADDRESS"},
+    )
+    num_actors: int = field(
+        default=2, metadata={"help": "ray: labeling actors (each builds its models once)"}
+    )
+    num_cpus: float = field(default=1.0, metadata={"help": "ray: CPUs reserved per labeling actor"})
+    num_gpus: float = field(
+        default=0.0, metadata={"help": "ray: GPUs per labeling actor (0 on CPU-only clusters)"}
+    )
+    scene_retries: int = field(
+        default=2,
+        metadata={"help": "ray: times a scene is redone on a restarted actor after its actor died"},
+    )
+    storage_retries: int = field(
+        default=5,
+        metadata={
+            "help": "ray: attempts of a storage read/write step (exponential backoff) before a scene fails"
+        },
+    )
+
+    def __post_init__(self):
+        if self.shard_format not in ("parquet", "npz"):
+            raise ConfigError(f"shard_format must be parquet or npz, got {self.shard_format!r}")
+        if self.runner not in ("auto", "local", "ray"):
+            raise ConfigError(f"runner must be auto, local or ray, got {self.runner!r}")
+        if self.num_actors < 1 or self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError("num_actors must be >= 1 and num_cpus / num_gpus >= 0")
+
+    @property
+    def shard_suffix(self) -> str:
+        return "." + self.shard_format
+
+    def ray_address(self) -> str | None:
+        """The Ray address to use: ``address``, else ``RAY_ADDRESS``, else None (start a local Ray)."""
+        return self.address or os.environ.get("RAY_ADDRESS") or None
+
+    def uses_ray(self) -> bool:
+        return self.runner == "ray" or (self.runner == "auto" and self.ray_address() is not None)
 
 
 def build_generator(cfg: LabelConfig) -> MaskGenerator:
@@ -220,8 +280,13 @@ def write_scene_outputs(out: str, scene: Scene, result: SceneLabels, cfg: LabelC
         s2 = list(stage2_samples(scene, maps2, scfg)) if maps2 else []
         s3 = [stage3_sample(scene, result.labels, scfg)]
         for stage, samples in ((1, s1), (2, s2), (3, s3)):
+            folder = storage.join(out, "shards", f"stage{stage}")
             if samples:
-                write_samples(storage.join(out, "shards", f"stage{stage}", f"{sid}.npz"), samples)
+                write_samples(storage.join(folder, sid + cfg.shard_suffix), samples)
+            # a shard of this scene in the other format (an earlier run) would be read twice by training
+            for suffix in SHARD_SUFFIXES:
+                if suffix != cfg.shard_suffix or not samples:
+                    storage.remove(storage.join(folder, sid + suffix))
         result.stats["samples"] = {"stage1": len(s1), "stage2": len(s2), "stage3": len(s3)}
         result.stats["shards_s"] = time.perf_counter() - t0
     if cfg.pictures:
@@ -254,54 +319,155 @@ def write_pictures(base: str, scene: Scene, result: SceneLabels, n_frames: int =
     storage.write_bytes(storage.join(base, "pseudo_labels.png"), png_bytes(img))
 
 
-def scene_is_complete(out: str, scene_id: str) -> bool:
+def scene_status(out: str, scene_id: str) -> dict | None:
+    """The ``status.json`` of a complete scene (its stats), or None when the scene is not complete."""
     url = storage.join(out, "scenes", scene_id, "status.json")
     if not storage.exists(url):
-        return False
+        return None
     try:
-        return json.loads(storage.read_text(url)).get("status") == "complete"
+        status = json.loads(storage.read_text(url))
     except (json.JSONDecodeError, DataError):
-        return False
+        return None
+    return status if isinstance(status, dict) and status.get("status") == "complete" else None
 
 
-def label_corpus(cfg: LabelConfig, log=print) -> dict:
-    """Label every scene of ``cfg.scenes`` in this process; returns the manifest."""
+def scene_is_complete(out: str, scene_id: str) -> bool:
+    return scene_status(out, scene_id) is not None
+
+
+Retry = Callable[[Callable[[], object], str], object]
+
+
+def _no_retry(fn: Callable[[], object], what: str) -> object:
+    return fn()
+
+
+def label_one(
+    url: str,
+    cfg: LabelConfig,
+    generator: MaskGenerator,
+    tracker: MaskTracker | None,
+    retry: Retry = _no_retry,
+    log=None,
+) -> tuple[str, dict]:
+    """Label one scene URL and write its outputs; never raises for a bad scene.
+
+    Both runners call this per scene. Storage-bound steps go through ``retry(fn, what)`` (the Ray actor
+    passes an exponential-backoff retry of transient storage errors; the default calls ``fn`` once).
+
+    Args:
+        url: scene folder URL.
+        cfg: labeling config (``out`` is where the outputs go).
+        generator, tracker: built once per process / actor (:func:`build_generator`, :func:`build_tracker`).
+        retry: wraps each storage-bound step.
+        log: passed to the tracker (per-frame progress), or None.
+
+    Returns:
+        ``(scene_id, manifest entry)``; the entry has ``status`` (``complete`` or ``failed``), ``url``,
+        ``seconds`` and either the scene's stats (frames, skipped_frames, instances, timings, samples) or
+        ``error`` and ``traceback``. A scene complete from an earlier run is skipped (``skipped_rerun``) and
+        its entry carries the stats of its ``status.json``.
+    """
+    sid = storage.basename(url)
+    t0 = time.perf_counter()
+    try:
+        scene = retry(lambda: open_scene(url, cfg.format), "open the scene")
+        sid = scene.scene_id
+        done = retry(lambda: scene_status(cfg.out, sid), "read status.json")
+        if done is not None:
+            entry = {**done, "status": "complete", "skipped_rerun": True, "url": url}
+        else:
+            result = retry(
+                lambda: label_scene(scene, cfg, generator, tracker, log=log), "label (reads frames)"
+            )
+            retry(lambda: write_scene_outputs(cfg.out, scene, result, cfg), "write the outputs")
+            entry = {"status": "complete", "url": url, **result.stats}
+    except Exception as e:  # one bad scene never stops the corpus
+        entry = {
+            "status": "failed",
+            "url": url,
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(limit=5),
+        }
+    entry["seconds"] = time.perf_counter() - t0
+    return sid, entry
+
+
+class Progress:
+    """Progress lines: scenes done / total, failures, rate (scenes/min) and ETA.
+
+    Args:
+        total: scenes in the run.
+        log: sink for the lines.
+        prefix: line prefix, e.g. ``[label]``.
+    """
+
+    def __init__(self, total: int, log: Callable[[str], None], prefix: str = "[label]"):
+        self.total, self.log, self.prefix = total, log, prefix
+        self.done = self.failed = self.skipped = 0
+        self.t0 = time.perf_counter()
+
+    def update(self, sid: str, entry: dict) -> None:
+        self.done += 1
+        self.failed += entry["status"] != "complete"
+        self.skipped += bool(entry.get("skipped_rerun"))
+        elapsed = time.perf_counter() - self.t0
+        worked = max(self.done - self.skipped, 0)
+        rate = worked / elapsed * 60 if elapsed > 0 else 0.0
+        left = self.total - self.done
+        eta = f"{left / rate:.1f} min" if rate > 0 else "-"
+        if entry["status"] != "complete":
+            what = f"FAILED: {entry.get('error', '?')}"
+        elif entry.get("skipped_rerun"):
+            what = "complete, skipped"
+        else:
+            what = f"{entry.get('frames', '?')} frames, {entry.get('instances', '?')} instances"
+        self.log(
+            f"{self.prefix} {self.done}/{self.total} {sid}: {what} ({entry.get('seconds', 0.0):.1f} s) | "
+            f"{rate:.2f} scenes/min, ETA {eta}, {self.failed} failed"
+        )
+
+
+def corpus_urls(cfg: LabelConfig) -> list[str]:
+    """The scene URLs a run labels (``cfg.limit`` applied); no scene is a :class:`DataError`."""
     urls = list_scenes(cfg.scenes, cfg.format)
     if cfg.limit is not None:
         urls = urls[: cfg.limit]
     if not urls:
         raise DataError(cfg.scenes, "no scenes found")
+    return urls
+
+
+def write_manifest(cfg: LabelConfig, scenes: dict[str, dict], run: dict | None = None) -> dict:
+    """Write ``<out>/manifest.json`` (atomically) and return it: the config, run facts, per-scene entries."""
+    manifest: dict = {"config": asdict(cfg), "scenes": dict(sorted(scenes.items()))}
+    if run is not None:
+        manifest["run"] = run
+    storage.write_text(storage.join(cfg.out, "manifest.json"), json.dumps(manifest, indent=1, default=float))
+    return manifest
+
+
+def label_corpus(cfg: LabelConfig, log=print) -> dict:
+    """Label every scene of ``cfg.scenes``: in this process, or on Ray when ``cfg`` asks for it.
+
+    Returns: the manifest (also written to ``<out>/manifest.json``).
+    """
+    if cfg.uses_ray():
+        from tracklift.actors.pipeline import label_corpus_ray
+
+        return label_corpus_ray(cfg, log=log)
+    urls = corpus_urls(cfg)
+    storage.remove_temporaries(cfg.out)  # leftovers of a killed run; nothing writes here now
     generator = build_generator(cfg)
     tracker = build_tracker(cfg) if cfg.method == "tracked" else None
-    manifest: dict = {"config": asdict(cfg), "scenes": {}}
-    for i, url in enumerate(urls):
-        sid = storage.basename(url)
-        t0 = time.perf_counter()
-        try:
-            scene = open_scene(url, cfg.format)
-            sid = scene.scene_id
-            if scene_is_complete(cfg.out, sid):
-                log(f"[label] {i + 1}/{len(urls)} {sid}: complete, skipped")
-                manifest["scenes"][sid] = {"status": "complete", "skipped_rerun": True, "url": url}
-                continue
-            result = label_scene(scene, cfg, generator, tracker)
-            write_scene_outputs(cfg.out, scene, result, cfg)
-            entry = {"status": "complete", "url": url, **result.stats}
-            log(
-                f"[label] {i + 1}/{len(urls)} {sid}: {len(scene)} frames, {result.stats['instances']} instances "
-                f"({time.perf_counter() - t0:.1f} s)"
-            )
-        except Exception as e:  # one bad scene never stops the corpus
-            entry = {
-                "status": "failed",
-                "url": url,
-                "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(limit=5),
-            }
-            log(f"[label] {i + 1}/{len(urls)} {sid}: FAILED: {type(e).__name__}: {e}")
-        entry["seconds"] = time.perf_counter() - t0
-        manifest["scenes"][sid] = entry
-    storage.write_text(storage.join(cfg.out, "manifest.json"), json.dumps(manifest, indent=1, default=float))
-    n_ok = sum(1 for e in manifest["scenes"].values() if e["status"] == "complete")
+    progress = Progress(len(urls), log)
+    scenes: dict[str, dict] = {}
+    for url in urls:
+        sid, entry = label_one(url, cfg, generator, tracker)
+        scenes[sid] = entry
+        progress.update(sid, entry)
+    run = {"runner": "local", "seconds": time.perf_counter() - progress.t0}
+    manifest = write_manifest(cfg, scenes, run)
+    n_ok = sum(1 for e in scenes.values() if e["status"] == "complete")
     log(f"[label] {n_ok}/{len(urls)} scenes complete; manifest: {storage.join(cfg.out, 'manifest.json')}")
     return manifest

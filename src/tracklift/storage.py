@@ -9,7 +9,9 @@ S3 endpoints and credentials come from the usual AWS environment (``AWS_ENDPOINT
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 import uuid
 from typing import Any
 
@@ -46,6 +48,21 @@ def join(url: str, *parts: str) -> str:
 
 def basename(url: str) -> str:
     return posixpath.basename(str(url).rstrip("/"))
+
+
+def dirname(url: str) -> str:
+    """The URL of the folder holding ``url`` (``s3://b/x/y`` → ``s3://b/x``)."""
+    url = str(url).rstrip("/")
+    if "://" in url:
+        proto, rest = url.split("://", 1)
+        return proto + "://" + posixpath.dirname(rest)
+    return posixpath.dirname(url)
+
+
+def absolute(url: str) -> str:
+    """``url`` with a plain relative path made absolute: Ray workers may run in another directory."""
+    url = str(url)
+    return url if "://" in url else os.path.abspath(url)
 
 
 def exists(url: str) -> bool:
@@ -121,3 +138,28 @@ def remove(url: str, recursive: bool = False) -> None:
     fs, path = filesystem(url)
     if fs.exists(path):
         fs.rm(path, recursive=recursive)
+
+
+def configured_options() -> dict[str, dict[str, Any]]:
+    """The options set with :func:`configure`, per protocol: hand them to another process (a Ray worker),
+    which calls ``configure(protocol, **options)`` with them, so both see the same endpoints."""
+    return {proto: dict(opts) for proto, opts in _OPTIONS.items()}
+
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{12}$")  # the names write_bytes gives its temporary keys
+
+
+def remove_temporaries(url: str) -> list[str]:
+    """Delete the temporary keys that writers killed mid-write left anywhere under ``url``.
+
+    Only call this when no writer is running under ``url`` (e.g. at the start and end of a job).
+
+    Returns: the paths removed.
+    """
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return []
+    found = [p for p in fs.find(path) if _TEMPORARY.search(p)]
+    for p in found:
+        fs.rm(p)
+    return found

@@ -8,7 +8,14 @@ Modules: ``project`` (projection, depth test), ``vote`` (sparse votes, :class:`P
 
 from tracklift.lifting.lift import LiftConfig, LiftStats, lift_independent, lift_tracked
 from tracklift.lifting.project import VisibilityConfig
-from tracklift.lifting.samples import Sample, SampleConfig, stage1_samples, stage2_samples, stage3_sample
+from tracklift.lifting.samples import (
+    Sample,
+    SampleConfig,
+    scanned_part,
+    stage1_samples,
+    stage2_samples,
+    stage3_sample,
+)
 from tracklift.lifting.shards import read_pseudo_labels, read_samples, write_pseudo_labels, write_samples
 from tracklift.lifting.vote import PseudoLabels
 
@@ -26,6 +33,7 @@ __all__ = [
     "stage1_samples",
     "stage2_samples",
     "stage3_sample",
+    "scanned_part",
     "write_pseudo_labels",
     "write_samples",
 ]

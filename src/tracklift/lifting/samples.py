@@ -35,7 +35,9 @@ class Sample:
     Attributes:
         points: (M, 3) float32 world coordinates, metres.
         colors: (M, 3) uint8 RGB.
-        instance: (M,) int64 instance id per point, 0 = unlabelled / ignore.
+        instance: (M,) int64 instance id per point: > 0 an instance, 0 = unlabelled (ignored by the
+            losses), -1 = outside the scan (stage 3 only: a mesh vertex no frame saw, which a reconstruction
+            from this scan would not contain; training leaves such points out, see :func:`scanned_part`).
         scene_id: the scene it comes from.
         stage: curriculum stage, 1, 2 or 3.
         frames: positions (in the scene's frame list) of the frames used; empty for stage 3.
@@ -66,7 +68,7 @@ class Sample:
 
     @property
     def num_instances(self) -> int:
-        return len(np.unique(self.instance[self.instance != 0]))
+        return len(np.unique(self.instance[self.instance > 0]))
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class SampleConfig:
         window: stage 2 window length, frames.
         stride: stage 2 window start spacing, frames.
         frame_step: stage 1 uses every ``frame_step``-th frame that has a map.
+        stage3_min_seen: stage 3 marks mesh vertices seen by fewer frames than this as outside the scan
+            (id -1). A reconstructed scan (ScanNet's meshes) only holds surfaces its frames saw; a synthetic
+            scene's mesh is the whole room, most of it never filmed, and training on those vertices teaches
+            the network that unfilmed objects are no objects. 0 keeps every vertex.
     """
 
     voxel_size: float = 0.02
@@ -88,6 +94,7 @@ class SampleConfig:
     window: int = 10
     stride: int = 5
     frame_step: int = 1
+    stage3_min_seen: int = 1
 
 
 def backproject(
@@ -228,10 +235,11 @@ def stage3_sample(scene: Scene, labels: PseudoLabels, cfg: SampleConfig = Sample
     Args:
         scene: the scan (mesh vertices and colours are used as they are, no downsampling).
         labels: per-vertex pseudo-labels of this scene's mesh.
-        cfg: ``min_points`` applies.
+        cfg: ``min_points`` and ``stage3_min_seen`` apply.
 
     Returns:
-        :class:`Sample` with ``stage=3`` and no frames.
+        :class:`Sample` with ``stage=3``, no frames, one point per mesh vertex in vertex order; vertices seen
+        by fewer than ``cfg.stage3_min_seen`` frames have id -1.
     """
     if len(labels) != len(scene.vertices):
         raise DataError(
@@ -239,4 +247,28 @@ def stage3_sample(scene: Scene, labels: PseudoLabels, cfg: SampleConfig = Sample
             f"{len(labels)} pseudo-labels for a mesh of {len(scene.vertices)} vertices",
         )
     ids = drop_small(labels.ids, cfg.min_points)
+    if cfg.stage3_min_seen > 0:
+        ids = np.where(labels.seen < cfg.stage3_min_seen, -1, ids)
     return Sample(scene.vertices, scene.colors, ids, scene.scene_id, 3, ())
+
+
+def scanned_part(sample: Sample) -> tuple[Sample, np.ndarray | None]:
+    """The points of ``sample`` inside the scan (id >= 0) and their positions in ``sample``.
+
+    Returns:
+        ``(part, index)``: ``part`` is ``sample`` itself and ``index`` None when no point is marked -1;
+        otherwise ``index`` is the (M',) int64 positions of the kept points.
+    """
+    outside = sample.instance < 0
+    if not outside.any():
+        return sample, None
+    index = np.flatnonzero(~outside)
+    part = Sample(
+        sample.points[index],
+        sample.colors[index],
+        sample.instance[index],
+        sample.scene_id,
+        sample.stage,
+        sample.frames,
+    )
+    return part, index

@@ -1,12 +1,28 @@
 """Pseudo-label shards and per-scene pseudo-label files, through :mod:`tracklift.storage`.
 
-Both are NumPy ``.npz`` archives (a zip of ``.npy`` arrays): readable everywhere numpy is, loadable without
-pickle, written in one object so the storage layer's temporary-key-then-move makes them atomic on
-``file://``, ``s3://`` and ``memory://``. Parquet would need one row per point or list columns for no gain
-here: training reads whole samples, never columns across samples. Set ``compress=True`` to deflate the
-archive (about 2× smaller for stage 3, slower to write).
+Sample shards come in two formats, picked by the URL's extension: Parquet (``.parquet``, the labeling
+job's default, what ``ray.data.read_parquet`` reads on a cluster) and NumPy ``.npz`` (a zip of ``.npy``
+arrays, readable everywhere numpy is). Pseudo-label files are ``.npz``. Every file is written in one object,
+so the storage layer's temporary-key-then-move makes it atomic on ``file://``, ``s3://`` and ``memory://``.
+Set ``compress=True`` to deflate (``.npz``; about 2× smaller for stage 3, slower to write) or zstd-compress
+(``.parquet``).
 
-Sample shard (``kind = "samples"``), S samples with M_s points each, concatenated Pointcept-style:
+Parquet sample shard: one row per sample; arrays are stored as little-endian bytes so a row is one whole
+sample (training reads whole samples, never columns across samples):
+
+    scene_id    string
+    stage       int32          1, 2 or 3
+    frames      list<int32>    frame positions used (empty for stage 3)
+    num_points  int64          M
+    points      binary         float32 (M, 3) world metres, little-endian
+    colors      binary         uint8 (M, 3) RGB
+    ids         binary         int32 (M,) instance id, 0 = unlabelled / ignore, little-endian
+
+The schema metadata holds ``tracklift.kind = samples`` and ``tracklift.version = 1``.
+:func:`sample_from_row` turns one row (a dict, e.g. from ``ray.data.read_parquet(...).iter_rows()``)
+back into a :class:`Sample`.
+
+NumPy sample shard (``kind = "samples"``), S samples with M_s points each, concatenated Pointcept-style:
 
     kind           ()        str      "samples"
     version        ()        int64    1
@@ -35,7 +51,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -75,13 +91,16 @@ def _need(url: str, arrays: dict[str, np.ndarray], names: Sequence[str]) -> None
 
 
 def write_samples(url: str, samples: Sequence[Sample], compress: bool = False) -> None:
-    """Write samples as one shard, atomically.
+    """Write samples as one shard, atomically: Parquet when ``url`` ends with ``.parquet``, else ``.npz``.
 
     Args:
-        url: target (``.npz``), any fsspec URL or path.
+        url: target (``.parquet`` or ``.npz``), any fsspec URL or path.
         samples: the samples (may be empty).
-        compress: deflate the archive.
+        compress: deflate the ``.npz`` archive / zstd-compress the Parquet columns.
     """
+    if is_parquet(url):
+        _write_parquet_samples(url, samples, compress)
+        return
     sizes = [len(s) for s in samples]
     nfr = [len(s.frames) for s in samples]
     arrays = {
@@ -100,7 +119,9 @@ def write_samples(url: str, samples: Sequence[Sample], compress: bool = False) -
 
 
 def read_samples(url: str) -> list[Sample]:
-    """Read a shard written by :func:`write_samples`; a malformed one is a :class:`DataError`."""
+    """Read a shard written by :func:`write_samples` (either format); a malformed one is a :class:`DataError`."""
+    if is_parquet(url):
+        return _read_parquet_samples(url)
     a = _load(url, "samples")
     _need(url, a, ["points", "colors", "instance", "offsets", "scene_id", "stage", "frames", "frame_offsets"])
     off, foff = a["offsets"], a["frame_offsets"]
@@ -132,6 +153,131 @@ def read_samples(url: str) -> list[Sample]:
         ]
     except ValueError as e:
         raise DataError(url, f"invalid sample: {e}") from None
+
+
+# --- Parquet sample shards ---------------------------------------------------------------------------
+
+PARQUET_SUFFIX = ".parquet"
+SHARD_SUFFIXES = (PARQUET_SUFFIX, ".npz")
+_INT32 = np.iinfo(np.int32)
+
+
+def is_parquet(url: str) -> bool:
+    """Whether a shard URL names a Parquet file (by its extension)."""
+    return str(url).lower().endswith(PARQUET_SUFFIX)
+
+
+def _parquet_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("scene_id", pa.string()),
+            ("stage", pa.int32()),
+            ("frames", pa.list_(pa.int32())),
+            ("num_points", pa.int64()),
+            ("points", pa.binary()),
+            ("colors", pa.binary()),
+            ("ids", pa.binary()),
+        ],
+        metadata={"tracklift.kind": "samples", "tracklift.version": str(VERSION)},
+    )
+
+
+def sample_to_row(sample: Sample) -> dict:
+    """One sample as a Parquet row (the schema in the module docstring).
+
+    Raises:
+        ValueError: an instance id does not fit in int32.
+    """
+    ids = sample.instance
+    if len(ids) and (ids.min() < _INT32.min or ids.max() > _INT32.max):
+        raise ValueError(f"instance ids of {sample.scene_id} stage {sample.stage} do not fit in int32")
+    return {
+        "scene_id": sample.scene_id,
+        "stage": int(sample.stage),
+        "frames": [int(k) for k in sample.frames],
+        "num_points": len(sample),
+        "points": np.ascontiguousarray(sample.points, dtype="<f4").tobytes(),
+        "colors": np.ascontiguousarray(sample.colors, dtype=np.uint8).tobytes(),
+        "ids": np.ascontiguousarray(ids, dtype="<i4").tobytes(),
+    }
+
+
+def sample_from_row(row: Mapping, url: str = "<parquet row>") -> Sample:
+    """Rebuild a :class:`Sample` from one Parquet row (a mapping with the schema's columns).
+
+    Args:
+        row: e.g. a row of ``ray.data.read_parquet(shard_folder)`` or of :func:`read_samples`' table.
+        url: the file the row comes from, for error messages.
+
+    Returns:
+        The sample: points (M, 3) float32, colors (M, 3) uint8, instance (M,) int64.
+
+    Raises:
+        DataError: a column is missing or a byte length disagrees with ``num_points``.
+    """
+    missing = [
+        c for c in ("scene_id", "stage", "frames", "num_points", "points", "colors", "ids") if c not in row
+    ]
+    if missing:
+        raise DataError(url, f"sample row lacks {', '.join(missing)}")
+    m = int(row["num_points"])
+    points, colors, ids = (bytes(row[c]) for c in ("points", "colors", "ids"))
+    sid = str(row["scene_id"])
+    for name, data, width in (("points", points, 12), ("colors", colors, 3), ("ids", ids, 4)):
+        if m < 0 or len(data) != m * width:
+            raise DataError(
+                url, f"sample of {sid!r}: {name} holds {len(data)} bytes, {m} points need {m * width}"
+            )
+    frames = row["frames"]
+    try:
+        return Sample(
+            np.frombuffer(points, dtype="<f4").reshape(m, 3).astype(np.float32),
+            np.frombuffer(colors, dtype=np.uint8).reshape(m, 3).copy(),
+            np.frombuffer(ids, dtype="<i4").astype(np.int64),
+            sid,
+            int(row["stage"]),
+            tuple(int(k) for k in (frames if frames is not None else ())),
+        )
+    except (ValueError, TypeError) as e:
+        raise DataError(url, f"invalid sample of {sid!r}: {e}") from None
+
+
+def _write_parquet_samples(url: str, samples: Sequence[Sample], compress: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parquet_schema()
+    rows = [sample_to_row(s) for s in samples]
+    table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    buf = io.BytesIO()
+    # one row group per ~64 samples keeps a reader's memory bounded on big stage-1 shards
+    pq.write_table(table, buf, compression="zstd" if compress else "snappy", row_group_size=64)
+    storage.write_bytes(url, buf.getvalue())
+
+
+def _read_parquet_samples(url: str) -> list[Sample]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = storage.read_bytes(url)
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(url, f"not a readable Parquet file ({e})") from None
+    meta = table.schema.metadata or {}
+    kind = meta.get(b"tracklift.kind", b"").decode()
+    if kind and kind != "samples":
+        raise DataError(url, f"expected a 'samples' Parquet file, found {kind!r}")
+    version = meta.get(b"tracklift.version")
+    if version is not None and int(version) != VERSION:
+        raise DataError(url, f"unsupported samples version {version.decode()}, expected {VERSION}")
+    wanted = _parquet_schema()
+    missing = [f.name for f in wanted if f.name not in table.column_names]
+    if missing:
+        raise DataError(url, f"Parquet shard lacks column(s) {', '.join(missing)}")
+    return [sample_from_row(row, url) for row in table.select(wanted.names).to_pylist()]
 
 
 def write_pseudo_labels(

@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from tracklift.errors import ConfigError
+
 # Hash keys pack (batch, x, y, z) into one int64: 15 bits of batch, 16 bits per axis. Axis values are
 # stored with a +2^15 bias so that a neighbour offset of -1 at coordinate 0 still packs correctly.
 _AXIS_BITS = 16
@@ -341,6 +343,9 @@ class SparseBackend(abc.ABC):
 
 
 _BACKENDS: dict[str, type[SparseBackend]] = {}
+# Backends shipped in tracklift.models.backends whose packages are optional (pyproject extras of the same
+# name); importing one without its package raises ConfigError with the install command.
+OPTIONAL_BACKENDS = ("minkowski", "spconv")
 
 
 def register_backend(name: str):
@@ -359,14 +364,28 @@ def available_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def installed_backends() -> list[str]:
+    """Names of the backends that load here: ``"torch"`` plus the :data:`OPTIONAL_BACKENDS` installed."""
+    names = ["torch"]
+    for name in OPTIONAL_BACKENDS:
+        try:
+            get_backend(name)
+        except (ConfigError, ValueError):
+            continue
+        names.append(name)
+    return names
+
+
 def get_backend(name: str | SparseBackend = "torch") -> SparseBackend:
-    """A backend instance by name (``"torch"`` is always available).
+    """A backend instance by name (``"torch"`` is always available; see :data:`OPTIONAL_BACKENDS`).
 
     A backend ``NAME`` not registered yet is looked for in ``tracklift.models.backends.NAME_backend``
     (imported on first use, so optional dependencies load only when asked for).
 
     Raises:
-        ValueError: no such backend, or its optional dependency is not installed.
+        ConfigError: an optional backend whose package is not installed (the message names the pip
+            command).
+        ValueError: no such backend, or a dependency of a third-party backend module is missing.
     """
     if isinstance(name, SparseBackend):
         return name
@@ -381,7 +400,8 @@ def get_backend(name: str | SparseBackend = "torch") -> SparseBackend:
                     f"sparse backend {name!r} needs the {e.name!r} package, which is not installed"
                 ) from e
         if name not in _BACKENDS:
-            raise ValueError(f"unknown sparse backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
+            known = sorted(set(_BACKENDS) | set(OPTIONAL_BACKENDS))
+            raise ValueError(f"unknown sparse backend {name!r}; known: {', '.join(known)}")
     return _BACKENDS[name]()
 
 

@@ -1,0 +1,15 @@
+"""Serving: the segmenter behind HTTP on Ray Serve, its payload codec and a Python client.
+
+- :mod:`tracklift.serving.codec`       request / response bodies (pure functions, no Ray, no torch)
+- :mod:`tracklift.serving.engine`      batched inference with a latency breakdown (no Ray)
+- :mod:`tracklift.serving.store`       LRU result cache and CLIP retrieval over cached results
+- :mod:`tracklift.serving.deployment`  the Ray Serve deployment (routes, auth, limits, ``@serve.batch``)
+- :mod:`tracklift.serving.app`         ``build_app`` for ``serve build``/RayService, ``tracklift serve``
+- :mod:`tracklift.serving.client`      ``Client(url, token).segment(points, colors)`` and friends
+
+Only the config is imported here, so ``import tracklift.serving`` loads neither Ray nor torch.
+"""
+
+from tracklift.serving.config import ClipOptions, ServeConfig
+
+__all__ = ["ClipOptions", "ServeConfig"]

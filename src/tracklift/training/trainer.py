@@ -2,10 +2,15 @@
 
 The three stages are configuration (:class:`StageConfig`) of one training loop (:func:`train_stage`), never
 three copies of it. A stage reads its shards from ``<labels>/shards/stage{N}/*.npz`` (written by
-``tracklift label``), trains ``epochs`` passes over the shuffled samples with AdamW and writes
+``tracklift label``; ``.npz`` and ``.parquet`` shards are both read), trains ``epochs`` passes over the
+shuffled samples with AdamW and writes
 ``<out>/stage{N}/last.pt`` after every epoch. The checkpoint's ``extra`` holds the trainer state
 (``stage``, completed ``epoch``, ``optimizer`` state, per-epoch ``history``, the ``init`` checkpoint), so a
 rerun resumes an interrupted stage and skips a finished one.
+
+The building blocks (:func:`build_stage_model`, :func:`restore_progress` / :func:`initial_progress`,
+:func:`run_epoch`, :func:`epoch_record`, :func:`progress_extra`) are shared with the Ray Train path
+(:mod:`tracklift.training.distributed`), which runs the same epochs on each worker's share of the samples.
 
 Determinism: the model is initialised from ``torch.manual_seed(seed)``; epoch ``e`` shuffles and subsamples
 with ``numpy.random.default_rng([seed, e])`` and reseeds torch with ``seed * 100003 + e``, so a resumed run
@@ -22,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +37,8 @@ import torch
 from tracklift import storage
 from tracklift.errors import DataError
 from tracklift.evaluation import APAccumulator
-from tracklift.lifting import Sample, read_samples
+from tracklift.lifting import Sample, read_samples, scanned_part
+from tracklift.lifting.shards import SHARD_SUFFIXES
 from tracklift.models import (
     ModelConfig,
     PointBatch,
@@ -133,27 +139,42 @@ def checkpoint_url(out: str, stage: int) -> str:
     return storage.join(out, f"stage{stage}", "last.pt")
 
 
-def load_stage_samples(labels: str, stage: int) -> list[Sample]:
-    """All samples of one stage, shards in name order.
+def stage_shards(labels: str, stage: int) -> list[str]:
+    """URLs of one stage's shards (``.npz`` and ``.parquet``), in name order.
 
     Raises:
-        DataError: the folder is missing, holds no ``.npz`` shard, or its shards hold no usable sample.
+        DataError: the folder is missing or holds no shard.
     """
     folder = stage_dir(labels, stage)
     if not storage.isdir(folder):
         raise DataError(folder, f"no stage-{stage} shard folder (run `tracklift label` to write it)")
-    names = sorted(n for n in storage.listdir(folder) if n.endswith(".npz"))
+    names = sorted(n for n in storage.listdir(folder) if n.endswith(SHARD_SUFFIXES))
     if not names:
-        raise DataError(folder, f"the stage-{stage} shard folder holds no .npz shard")
+        raise DataError(folder, f"the stage-{stage} shard folder holds no .npz or .parquet shard")
+    return [storage.join(folder, n) for n in names]
+
+
+def usable(samples: Sequence[Sample], stage: int, where: str) -> list[Sample]:
+    """The samples with at least 2 points (the network's minimum); none at all is a :class:`DataError`."""
+    kept = [s for s in samples if len(s) >= 2]
+    if len(kept) < len(samples):
+        log.info("stage %d: skipping %d samples with fewer than 2 points", stage, len(samples) - len(kept))
+    if not kept:
+        raise DataError(where, f"the stage-{stage} shards hold no sample with at least 2 points")
+    return kept
+
+
+def load_stage_samples(labels: str, stage: int) -> list[Sample]:
+    """All samples of one stage, shards in name order, samples in shard order.
+
+    Raises:
+        DataError: the folder is missing, holds no ``.npz`` / ``.parquet`` shard, or its shards hold no
+            usable sample.
+    """
     samples = []
-    for name in names:
-        samples.extend(read_samples(storage.join(folder, name)))
-    usable = [s for s in samples if len(s) >= 2]  # the network needs at least two points per cloud
-    if len(usable) < len(samples):
-        log.info("stage %d: skipping %d samples with fewer than 2 points", stage, len(samples) - len(usable))
-    if not usable:
-        raise DataError(folder, f"the stage-{stage} shards hold no sample with at least 2 points")
-    return usable
+    for url in stage_shards(labels, stage):
+        samples.extend(read_samples(url))
+    return usable(samples, stage, stage_dir(labels, stage))
 
 
 def stage_model_config(cfg: TrainConfig, stage_cfg: StageConfig) -> ModelConfig:
@@ -188,7 +209,9 @@ def init_from(model: Segmenter, url: str) -> None:
 
 
 def subsample(sample: Sample, max_points: int | None, rng: np.random.Generator) -> Sample:
-    """``sample`` itself, or a uniform random subset of ``max_points`` of its points."""
+    """The part of ``sample`` inside the scan (:func:`scanned_part`), or a uniform random subset of
+    ``max_points`` of it."""
+    sample, _ = scanned_part(sample)
     if max_points is None or len(sample) <= max_points:
         return sample
     keep = np.sort(rng.choice(len(sample), max_points, replace=False))
@@ -200,6 +223,18 @@ def subsample(sample: Sample, max_points: int | None, rng: np.random.Generator) 
         sample.stage,
         sample.frames,
     )
+
+
+def predict_sample(model: Segmenter, sample: Sample) -> Instances:
+    """Instances over all of ``sample``'s points, predicted from its part inside the scan (points marked
+    outside the scan, id -1, are not fed to the network and belong to no instance)."""
+    part, index = scanned_part(sample)
+    pred = model.predict(part.points, part.colors)
+    if index is None:
+        return pred
+    masks = np.zeros((len(pred.scores), len(sample)), dtype=bool)
+    masks[:, index] = pred.masks
+    return Instances(masks, pred.scores)
 
 
 def add_pseudo_instances(
@@ -220,7 +255,7 @@ def add_pseudo_instances(
     """
     out, added = [], 0
     for s in samples:
-        pred = model.predict(s.points, s.colors)
+        pred = predict_sample(model, s)
         order = np.argsort(-pred.scores, kind="stable")
         ids = s.instance.copy()
         next_id = int(ids.max(initial=0)) + 1
@@ -241,25 +276,138 @@ def add_pseudo_instances(
     return out, added
 
 
-def _epoch_loss(
-    model: Segmenter,
+def build_stage_model(cfg: TrainConfig, stage_cfg: StageConfig, device: str | torch.device):
+    """A freshly initialised model for the stage (seeded) and its AdamW optimizer.
+
+    Returns:
+        ``(model on device, optimizer)``.
+    """
+    torch.manual_seed(stage_cfg.seed)
+    model = Segmenter.from_config(stage_model_config(cfg, stage_cfg)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=stage_cfg.lr, weight_decay=stage_cfg.weight_decay)
+    return model, optimizer
+
+
+@dataclass
+class StageProgress:
+    """Where a stage stands.
+
+    Attributes:
+        done: completed epochs.
+        history: one :func:`epoch_record` per completed epoch.
+        init: the checkpoint the stage was initialised from (None = fresh initialisation).
+        extra: further checkpoint ``extra`` entries to carry on (e.g. the Ray path's attempt log).
+    """
+
+    done: int = 0
+    history: list[dict] = field(default_factory=list)
+    init: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_PROGRESS_KEYS = ("stage", "epoch", "optimizer", "history", "init")
+
+
+def restore_progress(
+    model: Segmenter, optimizer: torch.optim.Optimizer, url: str, stage: int
+) -> StageProgress:
+    """Load a stage's own checkpoint (weights, optimizer state, history) to resume it.
+
+    Raises:
+        DataError: the checkpoint belongs to another stage or architecture.
+    """
+    extra = load_weights(model, url)
+    if extra.get("stage") != stage:
+        raise DataError(url, f"checkpoint of stage {extra.get('stage')!r}, expected stage {stage}")
+    if "optimizer" in extra:
+        optimizer.load_state_dict(extra["optimizer"])
+    rest = {k: v for k, v in extra.items() if k not in _PROGRESS_KEYS}
+    return StageProgress(int(extra.get("epoch", 0)), list(extra.get("history", [])), extra.get("init"), rest)
+
+
+def initial_progress(model: Segmenter, init_checkpoint: str | None) -> StageProgress:
+    """Start a stage: from ``init_checkpoint`` (the previous stage, see :func:`init_from`) or fresh."""
+    if init_checkpoint is not None:
+        init_from(model, init_checkpoint)
+        log.info("initialised from %s", init_checkpoint)
+    return StageProgress(init=init_checkpoint)
+
+
+def progress_extra(stage: int, progress: StageProgress, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The checkpoint ``extra`` that lets :func:`restore_progress` resume after ``progress.done`` epochs."""
+    return {
+        **progress.extra,
+        "stage": stage,
+        "epoch": progress.done,
+        "optimizer": optimizer.state_dict(),
+        "history": progress.history,
+        "init": progress.init,
+    }
+
+
+def self_train_samples(
+    cfg: TrainConfig, samples: Sequence[Sample], init_checkpoint: str | None, device: str | torch.device
+) -> tuple[list[Sample], int]:
+    """Stage-3 samples with self-training labels from the stage-2 model (module doc), when enabled.
+
+    Returns:
+        ``(samples, instances added)``; the samples unchanged and 0 when self-training is off or there
+        is no previous-stage checkpoint.
+    """
+    if not cfg.self_train or init_checkpoint is None:
+        return list(samples), 0
+    teacher = Segmenter.from_config(read_checkpoint(init_checkpoint)[1]).to(device)
+    load_weights(teacher, init_checkpoint)
+    out, pseudo = add_pseudo_instances(
+        teacher, samples, cfg.self_train_threshold, cfg.max_pseudo, cfg.self_train_unlabelled
+    )
+    log.info("stage 3: self-training added %d instances from %s", pseudo, init_checkpoint)
+    return out, pseudo
+
+
+def epoch_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
+    """The epoch's shuffling / subsampling stream; also reseeds torch (the model's own random subsets).
+
+    Rank 0 gets the one-process trainer's streams, so a one-worker distributed run repeats it exactly.
+    """
+    torch.manual_seed(seed * 100003 + epoch + 7919 * rank)
+    return np.random.default_rng([seed, epoch] if rank == 0 else [seed, epoch, rank])
+
+
+def run_epoch(
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     samples: Sequence[Sample],
     stage_cfg: StageConfig,
     epoch: int,
-    log_every: int,
+    log_every: int = 0,
+    rank: int = 0,
+    batch_size: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int]:
-    """One pass over the shuffled samples; returns (mean step loss, steps)."""
-    rng = np.random.default_rng([stage_cfg.seed, epoch])
-    torch.manual_seed(stage_cfg.seed * 100003 + epoch)
+    """One pass over ``samples`` shuffled by :func:`epoch_rng`: the step code of both trainers.
+
+    Args:
+        model: a :class:`Segmenter`, or one wrapped for data parallelism (its forward returns the loss dict).
+        optimizer: its optimizer.
+        samples: the samples this process trains on this epoch.
+        stage_cfg: stage (seed, max_points, batch_size, stage number for the log).
+        epoch: 0-based epoch number.
+        log_every: log the running loss every this many steps (0 = never).
+        rank: the process's rank among data-parallel workers (0 in one process).
+        batch_size: samples per step in this process (default ``stage_cfg.batch_size``).
+        on_step: called with the step number (from 1) after every optimisation step.
+
+    Returns:
+        ``(mean step loss, steps)``.
+    """
+    rng = epoch_rng(stage_cfg.seed, epoch, rank)
     order = rng.permutation(len(samples))
+    size = batch_size or stage_cfg.batch_size
     model.train()
     total, steps = 0.0, 0
-    for start in range(0, len(order), stage_cfg.batch_size):
-        chunk = [
-            subsample(samples[i], stage_cfg.max_points, rng)
-            for i in order[start : start + stage_cfg.batch_size]
-        ]
+    for start in range(0, len(order), size):
+        chunk = [subsample(samples[i], stage_cfg.max_points, rng) for i in order[start : start + size]]
         losses = model(PointBatch.collate(chunk))
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -269,7 +417,25 @@ def _epoch_loss(
         steps += 1
         if log_every and steps % log_every == 0:
             log.info("stage %d epoch %d step %d: loss %.4f", stage_cfg.stage, epoch + 1, steps, total / steps)
+        if on_step is not None:
+            on_step(steps)
     return total / max(steps, 1), steps
+
+
+def epoch_record(
+    epoch: int, loss: float, steps: int, samples: int, seconds: float, pseudo: int, **more: Any
+) -> dict[str, Any]:
+    """One ``history`` entry: 1-based ``epoch``, mean step ``loss``, optimisation ``steps``, training
+    ``samples`` seen (all workers), wall ``seconds``, self-training ``pseudo_instances``, and ``more``."""
+    return {
+        "epoch": epoch + 1,
+        "loss": loss,
+        "steps": steps,
+        "samples": samples,
+        "seconds": seconds,
+        "pseudo_instances": pseudo,
+        **more,
+    }
 
 
 def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str | None = None) -> str:
@@ -289,36 +455,22 @@ def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str |
     """
     n = stage_cfg.stage
     url = checkpoint_url(cfg.out, n)
-    mcfg = stage_model_config(cfg, stage_cfg)
-    torch.manual_seed(stage_cfg.seed)
-    model = Segmenter.from_config(mcfg).to(cfg.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=stage_cfg.lr, weight_decay=stage_cfg.weight_decay)
-    done, history = 0, []
+    model, optimizer = build_stage_model(cfg, stage_cfg, cfg.device)
     if storage.exists(url):
-        extra = load_weights(model, url)
-        if extra.get("stage") != n:
-            raise DataError(url, f"checkpoint of stage {extra.get('stage')!r}, expected stage {n}")
-        done, history = int(extra.get("epoch", 0)), list(extra.get("history", []))
-        if done >= stage_cfg.epochs:
-            log.info("stage %d: %s already has %d/%d epochs, skipping", n, url, done, stage_cfg.epochs)
+        progress = restore_progress(model, optimizer, url, n)
+        if progress.done >= stage_cfg.epochs:
+            log.info(
+                "stage %d: %s already has %d/%d epochs, skipping", n, url, progress.done, stage_cfg.epochs
+            )
             return url
-        if "optimizer" in extra:
-            optimizer.load_state_dict(extra["optimizer"])
-        init_checkpoint = extra.get("init")
-        log.info("stage %d: resuming from %s after epoch %d", n, url, done)
-    elif init_checkpoint is not None:
-        init_from(model, init_checkpoint)
-        log.info("stage %d: initialised from %s", n, init_checkpoint)
+        log.info("stage %d: resuming from %s after epoch %d", n, url, progress.done)
+    else:
+        progress = initial_progress(model, init_checkpoint)
 
     samples = load_stage_samples(cfg.labels, n)
     pseudo = 0
-    if n == 3 and cfg.self_train and init_checkpoint is not None:
-        teacher = Segmenter.from_config(read_checkpoint(init_checkpoint)[1]).to(cfg.device)
-        load_weights(teacher, init_checkpoint)
-        samples, pseudo = add_pseudo_instances(
-            teacher, samples, cfg.self_train_threshold, cfg.max_pseudo, cfg.self_train_unlabelled
-        )
-        log.info("stage 3: self-training added %d instances from %s", pseudo, init_checkpoint)
+    if n == 3:
+        samples, pseudo = self_train_samples(cfg, samples, progress.init, cfg.device)
     big = sum(stage_cfg.max_points is not None and len(s) > stage_cfg.max_points for s in samples)
     log.info(
         "stage %d: %d samples, %d of them randomly subsampled to %s points each epoch",
@@ -328,27 +480,15 @@ def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str |
         stage_cfg.max_points,
     )
 
-    for epoch in range(done, stage_cfg.epochs):
+    for epoch in range(progress.done, stage_cfg.epochs):
         t0 = time.perf_counter()
-        mean, steps = _epoch_loss(model, optimizer, samples, stage_cfg, epoch, cfg.log_every)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": mean,
-                "steps": steps,
-                "seconds": time.perf_counter() - t0,
-                "pseudo_instances": pseudo,
-            }
+        mean, steps = run_epoch(model, optimizer, samples, stage_cfg, epoch, cfg.log_every)
+        progress.history.append(
+            epoch_record(epoch, mean, steps, len(samples), time.perf_counter() - t0, pseudo)
         )
+        progress.done = epoch + 1
         log.info("stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, mean)
-        extra = {
-            "stage": n,
-            "epoch": epoch + 1,
-            "optimizer": optimizer.state_dict(),
-            "history": history,
-            "init": init_checkpoint,
-        }
-        save_checkpoint(model, url, extra=extra)
+        save_checkpoint(model, url, extra=progress_extra(n, progress, optimizer))
     return url
 
 
@@ -407,7 +547,7 @@ def evaluate_checkpoint(
         samples = load_stage_samples(samples, 3)
     model = Segmenter.from_config(read_checkpoint(url)[1]).to(device)
     load_weights(model, url)
-    predictions = {s.scene_id: model.predict(s.points, s.colors) for s in samples}
+    predictions = {s.scene_id: predict_sample(model, s) for s in samples}
     if gt is None:
         return Evaluation(predictions, None)
     acc = APAccumulator(preset)
@@ -421,3 +561,37 @@ def evaluate_checkpoint(
             )
         acc.add(scene_id, inst, ids)
     return Evaluation(predictions, acc.result())
+
+
+@torch.no_grad()
+def mean_sample_loss(
+    model: Segmenter, samples: Sequence[Sample], max_points: int | None = None, seed: int = 0
+) -> float:
+    """The training loss of ``model`` averaged over ``samples``, one sample per step, no update.
+
+    Compares checkpoints on the same data (e.g. trained against untrained). Runs in eval mode (batch
+    norms use their running statistics, no dropout) and restores the model's mode; the random parts
+    (subsampling, the losses' point subsets) are seeded with ``seed``.
+
+    Args:
+        model: the model.
+        samples: labelled samples (at least one).
+        max_points: subsample larger samples to this many points.
+        seed: seed of the random parts.
+
+    Returns:
+        mean over samples of the summed loss dict.
+    """
+    if not samples:
+        raise ValueError("mean_sample_loss needs at least one sample")
+    was_training = model.training
+    model.eval()
+    try:
+        rng = epoch_rng(seed, 0)
+        total = 0.0
+        for s in samples:
+            batch = PointBatch.collate([subsample(s, max_points, rng)]).to(model.device)
+            total += float(sum(model.losses(model.run(batch), batch).values()))
+        return total / len(samples)
+    finally:
+        model.train(was_training)

@@ -1,1 +1,3 @@
-"""Sparse-convolution backends; ``torch`` is the always-available reference."""
+"""Sparse-convolution backends: ``torch`` (always available, the reference), ``minkowski``
+(MinkowskiEngine 0.5.4) and ``spconv`` (spconv 2.x). The optional ones load on first
+``get_backend(name)``; without their package that call raises ``ConfigError`` naming the pip command."""

@@ -1,0 +1,190 @@
+"""The Ray labeling job: scene URIs → a Ray Data actor pool of :class:`LabelActor` → outputs + run manifest.
+
+::
+
+    list_scenes(cfg.scenes)                        on the driver: URIs only, scans stay in storage
+      → ray.data.from_items([{"url": ...}])        one block per scene
+      → map_batches(LabelActor, batch_size=1,      each actor builds its models once, streams its scene
+            compute=ActorPoolStrategy(...),        from storage and writes its outputs back (atomic keys)
+            num_cpus=, num_gpus=, max_restarts=-1, max_task_retries=cfg.scene_retries)
+      → iter_rows() on the driver                  progress lines as scenes finish
+      → <out>/manifest.json                        the same per-scene entries as the one-process job
+
+Faults: a scene that raises is marked failed with its reason by the actor (the job goes on); an actor that
+dies mid-scene is restarted by Ray and the scene redone (its outputs are overwritten key by key and
+``status.json`` comes last, so each scene is in the output once); a scene whose actor died on every try is
+recorded as failed. Temporary keys left by killed writers are swept before and after the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+
+from tracklift import storage
+from tracklift.actors.labeler import LabelActor
+from tracklift.errors import ConfigError
+from tracklift.labeling import LabelConfig, Progress, corpus_urls, write_manifest
+
+
+def _absolute(url: str) -> str:
+    """Plain relative paths mean the driver's directory; Ray workers may run elsewhere."""
+    return url if "://" in url else os.path.abspath(url)
+
+
+def connect(address: str | None, log: Callable[[str], None] = print, **init_kwargs) -> bool:
+    """Connect to Ray: the cluster at ``address``, or a new local Ray when it is None.
+
+    Already connected (a test's cluster, the main job's session): nothing is done.
+
+    Returns:
+        True when this call started the connection (the caller shuts it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        # "local" starts a fresh Ray even when another cluster on this machine left its address file
+        init_kwargs.setdefault("include_dashboard", False)
+        ray.init(address="local", **init_kwargs)
+        log(f"[label-ray] started a local Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
+    else:
+        ray.init(address=address, **init_kwargs)
+        log(f"[label-ray] connected to the Ray cluster at {address}")
+    return True
+
+
+def _check_resources(cfg: LabelConfig, address: str | None, log: Callable[[str], None]) -> None:
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if cfg.num_gpus > 0 and gpus == 0:
+        if address is None:
+            raise ConfigError(
+                f"--num-gpus {cfg.num_gpus} but this machine's Ray has no GPU; use --num-gpus 0 on CPU"
+            )
+        log("[label-ray] the cluster has no GPU yet: the actors wait for the autoscaler to add GPU nodes")
+    if cfg.num_gpus > 0 and cfg.device == "cpu":
+        log("[label-ray] warning: actors reserve GPUs but --device is cpu: the 2D models run on the CPU")
+    if address is not None and storage.protocol_of(cfg.out) == "file":
+        log(f"[label-ray] note: output {cfg.out} is a local path: every node must mount the same filesystem")
+
+
+def label_corpus_ray(
+    cfg: LabelConfig,
+    address: str | None = None,
+    num_actors: int | None = None,
+    log: Callable[[str], None] = print,
+    **init_kwargs,
+) -> dict:
+    """Label every scene of ``cfg.scenes`` with a pool of Ray actors; same outputs as the one-process job.
+
+    Args:
+        cfg: labeling config; its ``num_cpus`` / ``num_gpus`` are per actor, ``scene_retries`` bounds the
+            redos of a scene whose actor died, ``storage_retries`` the attempts of a storage step.
+        address: Ray cluster address (``auto``, ``host:6379``, ``ray://host:10001``); default
+            ``cfg.address``, then ``RAY_ADDRESS``; None starts a local Ray for this call. When this process
+            is already connected to Ray, that connection is used.
+        num_actors: actor pool size (default ``cfg.num_actors``), capped at the number of scenes.
+        log: progress sink (scenes done / total, rate, ETA, failures).
+        **init_kwargs: passed to ``ray.init`` when this call connects (e.g. ``num_cpus=2``).
+
+    Returns:
+        The manifest (also at ``<out>/manifest.json``): ``config``, ``run`` (runner, actors, resources,
+        seconds, scenes per minute) and ``scenes`` (per scene: status, frames, instances, timings,
+        samples, worker, or error and traceback).
+    """
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    address = address if address is not None else cfg.ray_address()
+    n_actors = num_actors or cfg.num_actors
+    cfg = replace(cfg, out=_absolute(cfg.out), scenes=_absolute(cfg.scenes), address=address, runner="ray")
+    urls = corpus_urls(cfg)
+    swept = storage.remove_temporaries(cfg.out)  # a killed run's leftovers; nothing writes here now
+    if swept:
+        log(f"[label-ray] removed {len(swept)} temporary file(s) left by an interrupted run")
+    started = connect(address, log, **init_kwargs)
+    ctx = DataContext.get_current()
+    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars)
+    try:
+        _check_resources(cfg, address, log)
+        n_actors = max(1, min(n_actors, len(urls)))
+        # a scene whose actor dies on every try is one errored block, reported below, not a failed job
+        ctx.max_errored_blocks = len(urls)
+        ctx.enable_progress_bars = False  # the progress lines below say more
+        gpu_args = {"num_gpus": cfg.num_gpus} if cfg.num_gpus > 0 else {}
+        items = ray.data.from_items([{"url": u} for u in urls], override_num_blocks=len(urls))
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates **ray_remote_args but has no named parameter for the retry bounds yet
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = items.map_batches(
+                LabelActor,
+                fn_constructor_kwargs={"cfg": cfg, "storage_options": storage.configured_options()},
+                # one scene at a time per actor: a free actor takes the next scene, none waits in a queue
+                compute=ActorPoolStrategy(
+                    min_size=n_actors, max_size=n_actors, max_tasks_in_flight_per_actor=1
+                ),
+                batch_size=1,
+                batch_format="numpy",
+                num_cpus=cfg.num_cpus,
+                max_restarts=-1,  # a dead actor always comes back ...
+                max_task_retries=cfg.scene_retries,  # ... but a scene that kills it every time is given up
+                **gpu_args,
+            )
+        log(
+            f"[label-ray] {len(urls)} scenes, {n_actors} actor(s) x {cfg.num_cpus:g} CPU"
+            f"{f' + {cfg.num_gpus:g} GPU' if cfg.num_gpus else ''} -> {cfg.out}"
+        )
+        progress = Progress(len(urls), log, prefix="[label-ray]")
+        scenes: dict[str, dict] = {}
+        done_urls: set[str] = set()
+        for row in ds.iter_rows():
+            sid, entry = str(row["scene_id"]), json.loads(row["entry"])
+            if sid in scenes and scenes[sid]["url"] != entry["url"]:
+                log(f"[label-ray] warning: scene id {sid} at both {scenes[sid]['url']} and {entry['url']}")
+            scenes[sid] = entry
+            done_urls.add(str(row["url"]))
+            progress.update(sid, entry)
+        for url in urls:
+            if url not in done_urls:  # every try of this scene lost its actor
+                sid = storage.basename(url)
+                entry = {
+                    "status": "failed",
+                    "url": url,
+                    "error": f"WorkerDied: the labeling actor died on each of {cfg.scene_retries + 1} "
+                    "tries of this scene (out of memory? see the Ray logs)",
+                    "seconds": 0.0,
+                }
+                scenes[sid] = entry
+                progress.update(sid, entry)
+        seconds = time.perf_counter() - progress.t0
+        labeled = sum(1 for e in scenes.values() if e["status"] == "complete" and not e.get("skipped_rerun"))
+        run = {
+            "runner": "ray",
+            "address": address or "local",
+            "num_actors": n_actors,
+            "num_cpus_per_actor": cfg.num_cpus,
+            "num_gpus_per_actor": cfg.num_gpus,
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "cluster_resources": {k: v for k, v in ray.cluster_resources().items() if "node:" not in k},
+            "seconds": seconds,
+            "scenes_per_min": labeled / seconds * 60 if seconds > 0 else 0.0,
+        }
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars = saved
+        if started:
+            ray.shutdown()
+    storage.remove_temporaries(cfg.out)
+    manifest = write_manifest(cfg, scenes, run)
+    n_ok = sum(1 for e in scenes.values() if e["status"] == "complete")
+    log(
+        f"[label-ray] {n_ok}/{len(urls)} scenes complete in {seconds:.0f} s "
+        f"({run['scenes_per_min']:.2f} scenes/min); manifest: {storage.join(cfg.out, 'manifest.json')}"
+    )
+    return manifest

@@ -1,0 +1,461 @@
+"""The curriculum on Ray Train: each stage is a ``TorchTrainer`` run of the one-process trainer's epochs.
+
+Per stage N (stages chained exactly as in :func:`tracklift.training.train_curriculum`):
+
+1. the driver builds the stage's Ray Dataset (:func:`tracklift.training.ray_shards.stage_dataset`) and
+   starts ``TorchTrainer`` with ``num_workers`` workers (DDP: gloo on CPU, NCCL with ``use_gpu``);
+2. every worker builds the stage model (:func:`~tracklift.training.trainer.build_stage_model`), then resumes
+   from ``ray.train.get_checkpoint()`` after a failure, else from an unfinished ``<out>/stage{N}/last.pt``,
+   else initialises from stage N-1's checkpoint (:func:`~tracklift.training.trainer.init_from`, query-count
+   changes allowed);
+3. every epoch each worker trains :func:`~tracklift.training.trainer.run_epoch` on its
+   ``ray.train.get_dataset_shard("train")`` rows (DDP averages gradients, so weights stay identical), and
+   all call ``ray.train.report``; rank 0 attaches a checkpoint in tracklift's own format (weights, optimizer,
+   history), kept under ``RunConfig(storage_path=...)`` (a local path or ``s3://``);
+4. a worker failure restarts the worker group from the last reported checkpoint
+   (``FailureConfig(max_failures)``), so the partial epoch is redone and the history has each epoch once;
+5. the driver copies the final checkpoint to ``<out>/stage{N}/last.pt`` (what ``tracklift predict`` and
+   :meth:`Segmenter.from_checkpoint` load) and stage N+1 starts from it.
+
+Batch size: ``StageConfig.batch_size`` is the *global* batch, split over the workers
+(``max(1, batch_size // num_workers)`` each), so both trainers take the same number of optimisation steps
+per epoch on the same data. Reruns with the same ``out`` (and run name) resume Ray's own run state;
+a stage whose ``<out>/stage{N}/last.pt`` has all its epochs is skipped, as in the one-process trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tracklift import storage
+from tracklift.errors import ConfigError, DataError, TrackliftError
+from tracklift.models import read_checkpoint, save_checkpoint
+from tracklift.training.ray_shards import ShardLoader, check_enough_rows, pyarrow_filesystem, stage_dataset
+from tracklift.training.trainer import (
+    StageConfig,
+    TrainConfig,
+    add_pseudo_instances,
+    build_stage_model,
+    checkpoint_url,
+    epoch_record,
+    initial_progress,
+    progress_extra,
+    restore_progress,
+    run_epoch,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "segmenter.pt"
+
+
+@dataclass
+class FailOnce:
+    """Test hook: a real exception in a real worker, once (a marker file records that it happened).
+
+    Args:
+        stage: the stage to fail in.
+        step: the stage's optimisation step (from 1, counted across epochs) after which to fail.
+        marker: URL written just before failing; when it exists nothing fails.
+    """
+
+    stage: int
+    step: int
+    marker: str
+
+
+@dataclass
+class RayTrainOptions:
+    """How the curriculum runs on Ray.
+
+    Args:
+        num_workers: training workers (DDP processes).
+        use_gpu: one GPU per worker and NCCL (gloo on CPU otherwise).
+        address: Ray cluster address; None = ``RAY_ADDRESS`` if set, else a new local Ray.
+        storage_path: where Ray Train keeps run state and checkpoints (local path or ``s3://``; must be
+            shared storage on a multi-node cluster); None = ``<out>/ray_runs``.
+        run_name: Ray Train run name prefix; stage N runs as ``<run_name>-stage<N>``.
+        max_failures: worker-group restarts allowed per stage.
+        cpus_per_worker: CPUs reserved per worker (sets each worker's torch thread count).
+        keep_checkpoints: reported checkpoints Ray keeps per stage.
+        fail_once: test-only failure injection.
+    """
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    address: str | None = None
+    storage_path: str | None = None
+    run_name: str = "tracklift-train"
+    max_failures: int = 3
+    cpus_per_worker: float = 1.0
+    keep_checkpoints: int = 2
+    fail_once: FailOnce | None = None
+
+    def __post_init__(self):
+        if self.num_workers < 1:
+            raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.max_failures < -1:
+            raise ConfigError(f"max_failures must be >= -1 (-1 = unlimited), got {self.max_failures}")
+
+
+def ray_address(address: str | None) -> str:
+    """The address to connect to: the given one, else ``RAY_ADDRESS``, else ``"local"`` (a new local Ray,
+    never a stale ``/tmp/ray`` cluster)."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def ensure_ray(address: str | None) -> bool:
+    """Connect to Ray unless already connected; True when this call started the connection."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(address=ray_address(address))
+    return True
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def _gather(values: list[float], device) -> torch.Tensor:
+    """(world, len(values)) float64: every worker's ``values``, in rank order."""
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t[None]
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return torch.stack(out)
+
+
+def _spread(tensors: list[torch.Tensor]) -> float:
+    """Largest absolute difference of the flattened ``tensors`` between this worker and any other."""
+    import torch.distributed as dist
+
+    if not tensors or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return 0.0
+    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
+    out = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, flat)
+    return float(max((o - flat).abs().max() for o in out))
+
+
+def weight_spread(model: torch.nn.Module) -> tuple[float, float]:
+    """``(parameters, float buffers)``: the largest difference between workers of each (0 in one process).
+
+    DDP keeps parameters identical (same initial weights, averaged gradients). Batch-norm running
+    statistics are buffers: DDP copies rank 0's into every worker before each forward, and each worker
+    then updates them with its own batch, so they differ by one step's update; rank 0's are saved.
+    """
+    return (
+        _spread(list(model.parameters())),
+        _spread([b for b in model.buffers() if b.is_floating_point()]),
+    )
+
+
+def _teacher(cfg: TrainConfig, init: str | None, device):
+    """Stage-3 self-training relabel function for :class:`ShardLoader` (None when off)."""
+    if not cfg.self_train or init is None:
+        return None
+    from tracklift.models import Segmenter, load_weights
+
+    teacher = Segmenter.from_config(read_checkpoint(init)[1]).to(device)
+    load_weights(teacher, init)
+
+    def relabel(sample):
+        (new,), added = add_pseudo_instances(
+            teacher, [sample], cfg.self_train_threshold, cfg.max_pseudo, cfg.self_train_unlabelled
+        )
+        return new, added
+
+    return relabel
+
+
+def _fail_hook(fail: FailOnce | None, stage: int, rank: int, world: int, progress):
+    if fail is None or fail.stage != stage or rank != world - 1:
+        return None
+
+    def on_step(step: int) -> None:
+        done = sum(h["steps"] for h in progress.history)
+        if done + step == fail.step and not storage.exists(fail.marker):
+            storage.write_text(fail.marker, f"stage {stage} step {fail.step} rank {rank}\n")
+            raise RuntimeError(f"injected failure at stage {stage} step {fail.step} on rank {rank}")
+
+    return on_step
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """The per-worker loop of one stage (runs inside a Ray Train worker; see the module doc).
+
+    Args:
+        config: ``cfg`` (:class:`TrainConfig`), ``stage_cfg`` (:class:`StageConfig`), ``init`` (previous
+            stage checkpoint URL or None), ``resume_url`` (unfinished tracklift checkpoint of this stage or
+            None), ``kind`` (shard kind), ``storage_options`` (:func:`tracklift.storage.configured_options`),
+            ``use_gpu``, ``fail_once`` (:class:`FailOnce` or None).
+    """
+    import ray.train
+    import ray.train.torch
+
+    for proto, opts in config["storage_options"].items():
+        storage.configure(proto, **opts)
+    cfg: TrainConfig = config["cfg"]
+    stage_cfg: StageConfig = config["stage_cfg"]
+    n = stage_cfg.stage
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+
+    model, optimizer = build_stage_model(cfg, stage_cfg, device)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            progress = restore_progress(model, optimizer, os.path.join(d, CHECKPOINT_FILE), n)
+        log.info("stage %d rank %d: resuming from Ray checkpoint after epoch %d", n, rank, progress.done)
+    elif config["resume_url"] is not None:
+        progress = restore_progress(model, optimizer, config["resume_url"], n)
+    else:
+        progress = initial_progress(model, config["init"])
+    progress.extra["attempt_starts"] = [*progress.extra.get("attempt_starts", []), progress.done]
+    progress.extra["world_size"] = world
+
+    ddp = ray.train.torch.prepare_model(model, move_to_device=device) if world > 1 else model
+    loader = ShardLoader(config["kind"], _teacher(cfg, progress.init, device) if n == 3 else None)
+    shard = ray.train.get_dataset_shard("train")
+    per_worker = max(1, stage_cfg.batch_size // world)
+    on_step = _fail_hook(config["fail_once"], n, rank, world, progress)
+
+    if progress.done >= stage_cfg.epochs:  # a finished run restarted: hand its final state back
+        _report(model, optimizer, progress, n, rank, {"stage": n, "epoch": progress.done})
+        return
+    for epoch in range(progress.done, stage_cfg.epochs):
+        t0 = time.perf_counter()
+        samples = loader.samples(shard.iter_rows())
+        mean, steps = run_epoch(
+            ddp, optimizer, samples, stage_cfg, epoch, cfg.log_every, rank, per_worker, on_step
+        )
+        per = _gather([len(samples), steps, mean * steps, loader.last_added], device).cpu()
+        total_steps = float(per[:, 1].sum())
+        spread = weight_spread(model)
+        record = epoch_record(
+            epoch,
+            float(per[:, 2].sum()) / max(total_steps, 1.0),
+            steps,
+            int(per[:, 0].sum()),
+            time.perf_counter() - t0,
+            int(per[:, 3].sum()),
+            workers=world,
+            samples_per_worker=[int(v) for v in per[:, 0]],
+            weight_spread=spread[0],
+            buffer_spread=spread[1],
+        )
+        progress.history.append(record)
+        progress.done = epoch + 1
+        if rank == 0:
+            log.info("stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"])
+        _report(
+            model,
+            optimizer,
+            progress,
+            n,
+            rank,
+            {k: v for k, v in record.items() if k != "samples_per_worker"},
+        )
+
+
+def _report(model, optimizer, progress, stage: int, rank: int, metrics: dict) -> None:
+    """Every worker reports (a barrier); rank 0 attaches the tracklift-format checkpoint."""
+    import ray.train
+
+    metrics = {**metrics, "stage": stage}
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="tracklift-ckpt-") as d:
+        save_checkpoint(
+            model, os.path.join(d, CHECKPOINT_FILE), extra=progress_extra(stage, progress, optimizer)
+        )
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+# ---------------------------------------------------------------- driver side
+
+
+def _stage_resume_url(cfg: TrainConfig, stage_cfg: StageConfig) -> tuple[str | None, bool]:
+    """``(unfinished checkpoint of this stage or None, finished?)`` from ``<out>/stage{N}/last.pt``."""
+    url = checkpoint_url(cfg.out, stage_cfg.stage)
+    if not storage.exists(url):
+        return None, False
+    extra = read_checkpoint(url)[0].get("extra", {})
+    if extra.get("stage") != stage_cfg.stage:
+        raise DataError(url, f"checkpoint of stage {extra.get('stage')!r}, expected stage {stage_cfg.stage}")
+    return url, int(extra.get("epoch", 0)) >= stage_cfg.epochs
+
+
+def _streamable(ds, kind: str, options: RayTrainOptions):
+    """``ds``, or ``ds`` read in full now when streaming its Parquet reads would deadlock.
+
+    Streaming reads need CPUs beside the ones the training workers hold; on a cluster with none to spare
+    (e.g. 2 workers on a 2-CPU machine) Ray Data would wait for them forever, so the shards are read into
+    the object store before the workers start. ``.npz`` rows need no read tasks.
+    """
+    import ray
+
+    spare = ray.cluster_resources().get("CPU", 0.0) - options.num_workers * options.cpus_per_worker
+    if kind != "parquet" or spare >= 1:
+        return ds
+    log.info("no CPU left beside the training workers: reading the Parquet shards before training")
+    return ds.materialize()
+
+
+def train_stage_ray(
+    cfg: TrainConfig,
+    stage_cfg: StageConfig,
+    init_checkpoint: str | None = None,
+    options: RayTrainOptions | None = None,
+) -> str:
+    """Train (or resume, or skip) one curriculum stage with Ray Train.
+
+    Args:
+        cfg: the curriculum config (``cfg.device`` is ignored: ``options.use_gpu`` picks the device).
+        stage_cfg: this stage.
+        init_checkpoint: the previous stage's checkpoint URL (None = fresh initialisation); the workers
+            read it, so on a multi-node cluster it must be on shared storage.
+        options: workers, cluster, storage, failure handling.
+
+    Returns:
+        URL of the stage's final checkpoint ``<out>/stage{N}/last.pt`` (tracklift format).
+
+    Raises:
+        DataError: missing or bad shards, a checkpoint of another stage.
+        ConfigError: fewer usable samples than workers, ``memory://`` URLs.
+        TrackliftError: the Ray Train run failed beyond ``max_failures`` restarts.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    options = options or RayTrainOptions()
+    n = stage_cfg.stage
+    url = checkpoint_url(cfg.out, n)
+    resume_url, finished = _stage_resume_url(cfg, stage_cfg)
+    if finished:
+        log.info("stage %d: %s already has its %d epochs, skipping", n, url, stage_cfg.epochs)
+        return url
+    for where in (cfg.labels, cfg.out):
+        pyarrow_filesystem(where)  # refuses memory:// before any worker starts
+    started = ensure_ray(options.address)
+    try:
+        ds, kind, rows = stage_dataset(cfg.labels, n)
+        check_enough_rows(rows, options.num_workers, n)
+        ds = _streamable(ds, kind, options)
+        path, fs = pyarrow_filesystem(options.storage_path or storage.join(cfg.out, "ray_runs"))
+        name = f"{options.run_name}-stage{n}"
+        log.info(
+            "stage %d: %d samples (%s shards) on %d workers, run %s", n, rows, kind, options.num_workers, name
+        )
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={
+                "cfg": cfg,
+                "stage_cfg": stage_cfg,
+                "init": init_checkpoint,
+                "resume_url": resume_url,
+                "kind": kind,
+                "storage_options": storage.configured_options(),
+                "use_gpu": options.use_gpu,
+                "fail_once": options.fail_once,
+            },
+            torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
+            scaling_config=ScalingConfig(
+                num_workers=options.num_workers,
+                use_gpu=options.use_gpu,
+                resources_per_worker={"CPU": options.cpus_per_worker},
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=path,
+                storage_filesystem=fs,
+                checkpoint_config=CheckpointConfig(num_to_keep=options.keep_checkpoints),
+                failure_config=FailureConfig(max_failures=options.max_failures),
+            ),
+            datasets={"train": ds},
+        )
+        t0 = time.perf_counter()
+        try:
+            result = trainer.fit()
+        except Exception as e:  # TrainingFailedError and friends: name the stage and the run
+            raise TrackliftError(f"stage {n}: Ray Train run {name!r} failed: {e}") from e
+        log.info("stage %d: Ray Train run %s finished in %.1f s", n, name, time.perf_counter() - t0)
+        if result.checkpoint is None:
+            raise TrackliftError(f"stage {n}: Ray Train run {name!r} reported no checkpoint")
+        with result.checkpoint.as_directory() as d:
+            with open(os.path.join(d, CHECKPOINT_FILE), "rb") as f:
+                storage.write_bytes(url, f.read())
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    read_checkpoint(url)  # the copy must load as a tracklift checkpoint
+    return url
+
+
+def train_curriculum_ray(
+    cfg: TrainConfig,
+    num_workers: int = 2,
+    address: str | None = None,
+    *,
+    use_gpu: bool = False,
+    storage_path: str | None = None,
+    run_name: str = "tracklift-train",
+    max_failures: int = 3,
+    cpus_per_worker: float = 1.0,
+    fail_once: FailOnce | None = None,
+) -> dict[int, str]:
+    """Run the curriculum stages in order on Ray Train, each initialised from the previous one's checkpoint.
+
+    Args:
+        cfg: the curriculum (the same config the one-process :func:`train_curriculum` takes).
+        num_workers: DDP workers per stage.
+        address: Ray address; None = ``RAY_ADDRESS`` if set, else a new local Ray (shut down at the end).
+            An already connected Ray (``ray.init`` earlier in the process) is used as it is.
+        use_gpu: one GPU per worker, NCCL.
+        storage_path: Ray Train run storage (local path or ``s3://``); None = ``<out>/ray_runs``.
+        run_name: run name prefix (stage N runs as ``<run_name>-stage<N>``; same name = resume).
+        max_failures: worker-group restarts allowed per stage.
+        cpus_per_worker: CPUs reserved per worker.
+        fail_once: test-only failure injection (:class:`FailOnce`).
+
+    Returns:
+        ``{stage: checkpoint URL}`` (``<out>/stage{N}/last.pt``, tracklift format).
+    """
+    options = RayTrainOptions(
+        num_workers=num_workers,
+        use_gpu=use_gpu,
+        address=address,
+        storage_path=storage_path,
+        run_name=run_name,
+        max_failures=max_failures,
+        cpus_per_worker=cpus_per_worker,
+        fail_once=fail_once,
+    )
+    started = ensure_ray(address)
+    try:
+        urls: dict[int, str] = {}
+        previous = None
+        for stage_cfg in cfg.stages:
+            previous = train_stage_ray(cfg, stage_cfg, previous, options)
+            urls[stage_cfg.stage] = previous
+        return urls
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()

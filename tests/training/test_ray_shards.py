@@ -1,0 +1,139 @@
+"""Shards as Ray Dataset rows and back, without a Ray cluster: rows, decoding, ordering, storage, CLI wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.training.test_trainer import make_sample
+from tracklift import storage
+from tracklift.cli import TrainCommandConfig, main
+from tracklift.config import from_args
+from tracklift.errors import ConfigError, DataError
+from tracklift.lifting import Sample, write_samples
+from tracklift.lifting.shards import sample_to_row
+from tracklift.training import load_stage_samples
+from tracklift.training.distributed import RayTrainOptions, ray_address
+from tracklift.training.ray_shards import (
+    ShardLoader,
+    check_enough_rows,
+    npz_rows,
+    npz_sample_sizes,
+    pyarrow_filesystem,
+    row_key,
+    stage_dataset,
+)
+
+
+def shard(labels: str, name: str, samples) -> str:
+    url = storage.join(labels, "shards", "stage1", name)
+    write_samples(url, samples)
+    return url
+
+
+def test_npz_rows_name_every_usable_sample_from_the_offsets(tmp_path):
+    tiny = Sample(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1), "s1", 1, (9,))
+    a = shard(str(tmp_path), "a.npz", [make_sample(1, 0), tiny, make_sample(1, 1)])
+    b = shard(str(tmp_path), "b.npz", [make_sample(1, 2)])
+    assert npz_sample_sizes(a).tolist() == [150, 1, 150]
+    assert npz_rows([a, b]) == [{"url": a, "index": 0}, {"url": a, "index": 2}, {"url": b, "index": 0}]
+    bad = str(tmp_path / "bad.npz")
+    storage.write_bytes(bad, b"not a zip")
+    with pytest.raises(DataError, match="bad.npz"):
+        npz_sample_sizes(bad)
+
+
+def test_loader_orders_rows_like_the_one_process_trainer(tmp_path):
+    labels = str(tmp_path)
+    a = shard(labels, "a.npz", [make_sample(1, 0), make_sample(1, 1)])
+    b = shard(labels, "b.npz", [make_sample(1, 2, n_boxes=2)])
+    rows = npz_rows([a, b])
+    got = ShardLoader("npz").samples(reversed(rows))  # Ray Data may hand rows over in any order
+    want = load_stage_samples(labels, 1)
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want):
+        assert np.array_equal(g.points, w.points) and np.array_equal(g.instance, w.instance)
+    with pytest.raises(DataError, match="a.npz"):
+        ShardLoader("npz").samples([{"url": a, "index": 5}])
+
+
+def test_parquet_rows_decode_and_relabel_once(tmp_path):
+    samples = [make_sample(1, seed) for seed in (3, 1, 2)]
+    rows = [sample_to_row(s) for s in samples]
+    calls = []
+
+    def relabel(s):
+        calls.append(s.frames)
+        return Sample(s.points, s.colors, s.instance + 10, s.scene_id, s.stage, s.frames), 1
+
+    loader = ShardLoader("parquet", relabel)
+    for _ in range(2):
+        got = loader.samples(rows)
+        assert [s.frames for s in got] == [(1,), (2,), (3,)]  # sorted by (scene, stage, frames)
+        assert all(np.array_equal(g.instance, make_sample(1, g.frames[0]).instance + 10) for g in got)
+        assert loader.last_added == 3
+    assert sorted(calls) == [(1,), (2,), (3,)]  # the teacher ran once per sample, not once per epoch
+    broken = dict(rows[0], points=rows[0]["points"][:-4])
+    with pytest.raises(DataError, match="points"):
+        loader.samples([broken])
+    assert row_key(rows[0]) == ("s0", 1, (3,))
+
+
+def test_stage_folder_may_hold_parquet_and_npz_but_ray_wants_one(tmp_path):
+    labels = str(tmp_path)
+    shard(labels, "a.npz", [make_sample(1, 0)])
+    shard(labels, "b.parquet", [make_sample(1, 1), make_sample(1, 2)])
+    assert [s.frames for s in load_stage_samples(labels, 1)] == [(0,), (1,), (2,)]
+    with pytest.raises(DataError, match="both .npz and .parquet"):
+        stage_dataset(labels, 1)
+
+
+def test_ray_storage_filesystems(tmp_path, s3_bucket):
+    path, fs = pyarrow_filesystem(str(tmp_path / "runs"))
+    assert fs is None and path == str(tmp_path / "runs")
+    with pytest.raises(ConfigError, match="memory://"):
+        pyarrow_filesystem("memory://x/runs")
+    storage.write_text(storage.join(s3_bucket, "runs", "hello.txt"), "hi")
+    path, fs = pyarrow_filesystem(storage.join(s3_bucket, "runs"))
+    assert not path.startswith("s3://") and path.endswith("/runs")
+    with fs.open_input_stream(path + "/hello.txt") as f:  # the moto endpoint comes through fsspec
+        assert f.read() == b"hi"
+
+
+def test_worker_count_and_address_checks(monkeypatch):
+    check_enough_rows(2, 2, 1)
+    with pytest.raises(ConfigError, match="fewer than the 3 workers"):
+        check_enough_rows(2, 3, 2)
+    with pytest.raises(ConfigError):
+        RayTrainOptions(num_workers=0)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address(None) == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert ray_address(None) == "10.0.0.1:6379" and ray_address("auto") == "auto"
+
+
+def test_train_command_picks_the_ray_runner(tmp_path, monkeypatch):
+    from tracklift.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--runner", "ray", "--num-workers", "3", "--use-gpu", "true", "--address", "h:6379"]
+    )
+    cfg = from_args(TrainCommandConfig, args)
+    assert (cfg.runner, cfg.num_workers, cfg.use_gpu, cfg.address) == ("ray", 3, True, "h:6379")
+
+    seen = {}
+
+    def fake(tcfg, num_workers, address, **kw):
+        seen.update(tcfg=tcfg, num_workers=num_workers, address=address, **kw)
+        return {s.stage: f"{tcfg.out}/stage{s.stage}/last.pt" for s in tcfg.stages}
+
+    monkeypatch.setattr("tracklift.training.distributed.train_curriculum_ray", fake)
+    monkeypatch.setenv("RAY_ADDRESS", "h:6379")  # runner auto + RAY_ADDRESS = ray
+    out = str(tmp_path / "o")
+    assert main(["train", "--labels", "L", "--out", out, "--epochs", "1,2,3", "--num-workers", "4"]) == 0
+    assert seen["num_workers"] == 4 and seen["address"] is None and not seen["use_gpu"]
+    assert [s.epochs for s in seen["tcfg"].stages] == [1, 2, 3] and seen["tcfg"].out == out
+    seen.clear()
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert main(["train", "--labels", str(tmp_path / "none"), "--out", out]) == 1  # local: no shards
+    assert not seen
