@@ -1,29 +1,58 @@
-"""The main job end to end on a tiny corpus: every stage runs and the report is written."""
+"""The main job end to end on a tiny corpus: Ray labeling, Ray Train, evaluation, Ray Serve, report."""
 
 import json
+
+import pytest
 
 from tracklift import storage
 from tracklift.pipeline import RunConfig, run
 
 
+@pytest.mark.slow
 def test_main_job_on_a_tiny_corpus(tmp_path, capsys):
     out = str(tmp_path / "demo")
-    results = run(RunConfig(out=out, scenes=1, frames=8, width=160, height=120))
+    cfg = RunConfig(
+        out=out,
+        scenes=1,
+        held_out=1,
+        frames=8,
+        width=160,
+        height=120,
+        model="tiny",
+        epochs="1,1,1",
+        num_actors=1,
+        num_workers=1,  # one training scene: 1 sample in stages 2 and 3 (tests/training run 2 workers)
+    )
+    summary = run(cfg)
+    results = summary["results"]
     assert set(results) == {"whole_mesh", "seen_vertices"}
+    methods = {
+        "gt_as_prediction",
+        "mesh_connected_components",
+        "pseudo_labels_tracked",
+        "pseudo_labels_independent",
+        "network_stage1",
+        "network_stage2",
+        "network_stage3",
+    }
     for part in results.values():
-        assert set(part) == {
-            "gt_as_prediction",
-            "mesh_connected_components",
-            "pseudo_labels_tracked",
-            "pseudo_labels_independent",
-        }
+        assert set(part) == methods
         assert part["gt_as_prediction"]["AP"] == 1.0
     seen, whole = results["seen_vertices"], results["whole_mesh"]
     assert seen["pseudo_labels_tracked"]["num_gt"] < whole["pseudo_labels_tracked"]["num_gt"]
+    assert sorted(summary["checkpoints"]) == [1, 2, 3]
+    # the served model answers over HTTP exactly like the same checkpoint in this process
+    served = summary["serve"]
+    assert served["matches_in_process_prediction"] is True and served["health"]
+    assert served["points"] > 1000 and set(served["server_timings_ms"]) >= {"forward"}
     printed = capsys.readouterr().out
-    assert "[4/4] evaluating" in printed and "pseudo_labels_tracked" in printed
-    summary = json.loads(storage.read_text(storage.join(out, "results.json")))
-    assert summary["results"]["whole_mesh"]["gt_as_prediction"]["AP50"] == 1.0
+    for step in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
+        assert step in printed
+    assert "network_stage3" in printed
+    on_disk = json.loads(storage.read_text(storage.join(out, "results.json")))
+    assert on_disk["results"]["whole_mesh"]["gt_as_prediction"]["AP50"] == 1.0
     report = storage.read_text(storage.join(out, "report.md"))
-    assert "synth1000_00_gt.png" in report and "tracks.png" in report
-    assert storage.exists(storage.join(out, "pictures", "synth1000_00_gt.png"))
+    assert "tracks.png" in report and "## Serving" in report
+    for name in ("ground_truth", "pseudo-labels", "network_after_stage_3"):
+        assert f"pictures/{name}/" in report
+        assert storage.listdir(storage.join(out, "pictures", name))

@@ -9,6 +9,7 @@ from tracklift.lifting import (
     PseudoLabels,
     SampleConfig,
     lift_tracked,
+    scanned_part,
     stage1_samples,
     stage2_samples,
     stage3_sample,
@@ -106,7 +107,21 @@ def test_stage3_sample(room):
     assert s.stage == 3 and s.frames == ()
     np.testing.assert_array_equal(s.points, room.mesh.vertices)
     np.testing.assert_array_equal(s.colors, room.mesh.colors)
-    np.testing.assert_array_equal(s.instance, lab.filtered_ids(100))
+    unseen = lab.seen < 1
+    assert unseen.any() and not unseen.all()  # the room's scan misses some of its surfaces
+    np.testing.assert_array_equal(s.instance, np.where(unseen, -1, lab.filtered_ids(100)))
+    assert s.num_instances == len(np.unique(s.instance[s.instance > 0]))
+    # stage3_min_seen=0 keeps every vertex in the scan
+    whole = stage3_sample(scene, lab, SampleConfig(min_points=100, stage3_min_seen=0))
+    np.testing.assert_array_equal(whole.instance, lab.filtered_ids(100))
+    # the scanned part: the seen vertices, in order, with their positions
+    part, index = scanned_part(s)
+    np.testing.assert_array_equal(index, np.flatnonzero(~unseen))
+    np.testing.assert_array_equal(part.points, s.points[~unseen])
+    np.testing.assert_array_equal(part.instance, s.instance[~unseen])
+    assert (part.instance >= 0).all() and part.scene_id == s.scene_id and part.stage == 3
+    same, none = scanned_part(whole)
+    assert same is whole and none is None
     with pytest.raises(DataError, match="pseudo-labels"):
         n = len(room.mesh.vertices) - 1
         stage3_sample(scene, PseudoLabels(np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)))

@@ -204,3 +204,27 @@ def test_evaluate_checkpoint_scores_against_gt(tmp_path):
     assert evaluate_checkpoint(url, [sample]).metrics is None
     with pytest.raises(DataError, match="s0"):
         evaluate_checkpoint(url, [sample], gt={"s0": gt[:-1]})
+
+
+def test_points_outside_the_scan_are_neither_trained_on_nor_predicted():
+    """Stage-3 vertices marked -1 (never seen by the scan) are cropped away before the network sees them."""
+    from tracklift.training.trainer import predict_sample, subsample
+
+    torch.manual_seed(0)
+    model = Segmenter.from_config(ModelConfig.preset("tiny", voxel_size=0.1)).eval()
+    s = make_sample(3, seed=1, n_boxes=3)
+    outside = np.zeros(len(s), dtype=bool)
+    outside[::3] = True
+    ids = np.where(outside, -1, s.instance)
+    marked = Sample(s.points, s.colors, ids, s.scene_id, 3, ())
+    pred = predict_sample(model, marked)
+    assert pred.masks.shape[1] == len(s)
+    assert not pred.masks[:, outside].any()
+    inside = model.predict(s.points[~outside], s.colors[~outside])
+    np.testing.assert_array_equal(pred.masks[:, ~outside], inside.masks)
+    np.testing.assert_array_equal(pred.scores, inside.scores)
+    # training never sees a -1 point, subsampled or not
+    rng = np.random.default_rng(0)
+    for max_points in (None, 50):
+        part = subsample(marked, max_points, rng)
+        assert (part.instance >= 0).all() and len(part) == min(int((~outside).sum()), max_points or len(s))

@@ -112,6 +112,8 @@ class InferenceConfig:
             (1.0 disables duplicate removal).
         min_points: masks with fewer points are dropped.
         max_instances: keep at most this many instances per scene (highest scores).
+        max_voxels: a cloud occupying more voxels than this is refused with an error saying so (memory
+            grows with the voxel count; crop the scene or raise ``voxel_size``); None = no limit.
     """
 
     mask_threshold: float = 0.5
@@ -119,6 +121,7 @@ class InferenceConfig:
     nms_iou: float = 0.7
     min_points: int = 1
     max_instances: int = 200
+    max_voxels: int | None = 2_000_000
 
 
 @dataclass

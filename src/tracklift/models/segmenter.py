@@ -138,6 +138,7 @@ class Segmenter(nn.Module):
     @torch.no_grad()
     def predict_batch(self, batch: PointBatch) -> list[Instances]:
         """Instances of every scene of a batch (runs in eval mode, restores the previous mode)."""
+        self.check_size(batch)
         was_training = self.training
         self.eval()
         try:
@@ -154,6 +155,25 @@ class Segmenter(nn.Module):
             ]
         finally:
             self.train(was_training)
+
+    def check_size(self, batch: PointBatch) -> None:
+        """Refuse a cloud whose voxel count exceeds ``inference.max_voxels`` before it exhausts memory.
+
+        Raises:
+            ValueError: naming the scene, its point and voxel counts, the limit and what to do.
+        """
+        limit = self.inference.max_voxels
+        if limit is None:
+            return
+        for b, rows in enumerate(batch.slices()):
+            cells = torch.floor(batch.coord[rows] / self.voxel_size).to(torch.int64)
+            n_vox = int(torch.unique(cells, dim=0).shape[0]) if len(cells) > limit else len(cells)
+            if n_vox > limit:
+                raise ValueError(
+                    f"scene {b} of the batch: {len(cells)} points occupy {n_vox} voxels of {self.voxel_size} m, "
+                    f"over inference.max_voxels={limit}; crop the scene into parts or predict with a larger "
+                    "voxel_size (memory grows with the voxel count)"
+                )
 
     @classmethod
     def from_checkpoint(cls, url: str, device: str = "cpu", backend: str | None = None) -> Segmenter:
