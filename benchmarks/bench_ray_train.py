@@ -10,18 +10,21 @@ Measured per run:
   worker warm-up: imports, allocator, the dataset's first pass), from the per-epoch ``seconds`` and
   ``samples`` every trainer records in its checkpoint history; with 2 workers each sample is seen by one
   worker, so this is the throughput of the whole group;
+- ``data_s``: per epoch, the part a Ray worker spent getting its rows from Ray Data (the one-process
+  trainer reads every shard once before its first epoch);
 - ``wall_s``: the whole call (``train_stage`` / ``train_stage_ray``: worker group start, dataset, every
   epoch, checkpoints), with Ray itself already running.
 
 ``train_ray_overhead_ratio`` = wall time of the 1-worker Ray run / wall time of the one-process run on one
-thread (the same compute as one worker): what Ray's machinery costs on this work. The one-process run on
-every core (``torch`` default threads) is reported beside it. The machine is shared and CPU-only: numbers
-are noisy; the load average is recorded.
+thread (the same compute as one worker): what Ray's machinery costs on this work. ``--all-threads`` also
+times the one-process run on every core (``torch`` default threads); on a busy machine its spinning
+threads can stall for minutes (measured here: 300 s epochs beside another job), so it is off by default.
+The machine is shared and CPU-only: numbers are noisy; the load average is recorded.
 
 Writes the ``train_*`` keys of ``benchmarks/results/ray_scaling.json`` (read-modify-write: the labeling
 benchmark writes other keys into the same file).
 
-    .venv/bin/python benchmarks/bench_ray_train.py [--epochs 3] [--scenes 4] [--work DIR]
+    .venv/bin/python benchmarks/bench_ray_train.py [--epochs 4] [--scenes 4] [--work DIR] [--all-threads]
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def run(name: str, fn) -> dict:
         "samples_per_s": rate,
         "wall_s": wall,
         "epoch_s": [round(h["seconds"], 2) for h in history],
+        # Ray workers: the part of each epoch spent getting the epoch's rows (Ray Data) and decoding them
+        "data_s": [round(h["data_seconds"], 2) for h in history if "data_seconds" in h],
         "loss": [round(h["loss"], 3) for h in history],
     }
     print(f"{name:<26} {rate:8.2f} samples/s   wall {wall:6.1f} s   epochs {row['epoch_s']}", flush=True)
@@ -83,9 +88,12 @@ def run(name: str, fn) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--max-points", type=int, default=8000)
+    parser.add_argument(
+        "--all-threads", action="store_true", help="also time the one-process trainer on every core"
+    )
     parser.add_argument("--work", default=None, help="work folder (kept; default: a temporary one)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -98,7 +106,9 @@ def main() -> None:
     stage = StageConfig(stage=1, epochs=args.epochs, lr=1e-3, batch_size=2, max_points=args.max_points)
 
     def cfg(folder: str) -> TrainConfig:
-        return TrainConfig(labels=labels, out=os.path.join(work, "runs", folder), model="tiny", stages=[stage])
+        return TrainConfig(
+            labels=labels, out=os.path.join(work, "runs", folder), model="tiny", stages=[stage]
+        )
 
     for folder in ("one_t1", "one_all", "ray1", "ray2"):
         storage.remove(os.path.join(work, "runs", folder), recursive=True)
@@ -108,9 +118,10 @@ def main() -> None:
     torch.set_num_threads(1)
     rows["one_process_1_thread"] = run("one process, 1 thread", lambda: train_stage(cfg("one_t1"), stage))
     torch.set_num_threads(threads)
-    rows["one_process_all_threads"] = run(
-        f"one process, {threads} threads", lambda: train_stage(cfg("one_all"), stage)
-    )
+    if args.all_threads:  # on a shared machine torch's spinning threads can stall for minutes
+        rows["one_process_all_threads"] = run(
+            f"one process, {threads} threads", lambda: train_stage(cfg("one_all"), stage)
+        )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for w in (1, 2):

@@ -1,5 +1,7 @@
-"""Curriculum training of the 3D segmenter: stages 1 → 2 → 3 as configuration of one trainer."""
+"""Curriculum training of the 3D segmenter: stages 1 → 2 → 3 as configuration of one trainer, in one process
+(:func:`train_curriculum`) or on Ray Train (:func:`train_curriculum_ray`)."""
 
+from tracklift.training.distributed import RayTrainOptions, train_curriculum_ray, train_stage_ray
 from tracklift.training.trainer import (
     Evaluation,
     StageConfig,
@@ -9,6 +11,7 @@ from tracklift.training.trainer import (
     default_stages,
     evaluate_checkpoint,
     load_stage_samples,
+    mean_sample_loss,
     stage_dir,
     train_curriculum,
     train_stage,
@@ -16,6 +19,7 @@ from tracklift.training.trainer import (
 
 __all__ = [
     "Evaluation",
+    "RayTrainOptions",
     "StageConfig",
     "TrainConfig",
     "add_pseudo_instances",
@@ -23,7 +27,10 @@ __all__ = [
     "default_stages",
     "evaluate_checkpoint",
     "load_stage_samples",
+    "mean_sample_loss",
     "stage_dir",
     "train_curriculum",
+    "train_curriculum_ray",
     "train_stage",
+    "train_stage_ray",
 ]

@@ -2,7 +2,8 @@
 
 Per stage N (stages chained exactly as in :func:`tracklift.training.train_curriculum`):
 
-1. the driver builds the stage's Ray Dataset (:func:`tracklift.training.ray_shards.stage_dataset`) and
+1. the driver builds the stage's Ray Dataset (:func:`tracklift.training.ray_shards.stage_dataset`; Parquet
+   shards up to ``materialize_mb`` are read once into the object store, larger ones stream every epoch) and
    starts ``TorchTrainer`` with ``num_workers`` workers (DDP: gloo on CPU, NCCL with ``use_gpu``);
 2. every worker builds the stage model (:func:`~tracklift.training.trainer.build_stage_model`), then resumes
    from ``ray.train.get_checkpoint()`` after a failure, else from an unfinished ``<out>/stage{N}/last.pt``,
@@ -49,6 +50,7 @@ from tracklift.training.trainer import (
     progress_extra,
     restore_progress,
     run_epoch,
+    stage_shards,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class RayTrainOptions:
         max_failures: worker-group restarts allowed per stage.
         cpus_per_worker: CPUs reserved per worker (sets each worker's torch thread count).
         keep_checkpoints: reported checkpoints Ray keeps per stage.
+        materialize_mb: Parquet shards of a stage up to this size (MB) are read into the object store once
+            before training instead of being streamed from storage every epoch.
         fail_once: test-only failure injection.
     """
 
@@ -96,6 +100,7 @@ class RayTrainOptions:
     max_failures: int = 3
     cpus_per_worker: float = 1.0
     keep_checkpoints: int = 2
+    materialize_mb: float = 1024.0
     fail_once: FailOnce | None = None
 
     def __post_init__(self):
@@ -238,6 +243,7 @@ def train_loop(config: dict[str, Any]) -> None:
     for epoch in range(progress.done, stage_cfg.epochs):
         t0 = time.perf_counter()
         samples = loader.samples(shard.iter_rows())
+        data_s = time.perf_counter() - t0
         mean, steps = run_epoch(
             ddp, optimizer, samples, stage_cfg, epoch, cfg.log_every, rank, per_worker, on_step
         )
@@ -255,6 +261,7 @@ def train_loop(config: dict[str, Any]) -> None:
             samples_per_worker=[int(v) for v in per[:, 0]],
             weight_spread=spread[0],
             buffer_spread=spread[1],
+            data_seconds=data_s,
         )
         progress.history.append(record)
         progress.done = epoch + 1
@@ -299,20 +306,22 @@ def _stage_resume_url(cfg: TrainConfig, stage_cfg: StageConfig) -> tuple[str | N
     return url, int(extra.get("epoch", 0)) >= stage_cfg.epochs
 
 
-def _streamable(ds, kind: str, options: RayTrainOptions):
-    """``ds``, or ``ds`` read in full now when streaming its Parquet reads would deadlock.
+def _materialize(labels: str, stage: int, options: RayTrainOptions) -> bool:
+    """Whether to read the stage's Parquet shards before training rather than stream them every epoch.
 
-    Streaming reads need CPUs beside the ones the training workers hold; on a cluster with none to spare
-    (e.g. 2 workers on a 2-CPU machine) Ray Data would wait for them forever, so the shards are read into
-    the object store before the workers start. ``.npz`` rows need no read tasks.
+    Yes when they are small (``options.materialize_mb``): one read instead of one per epoch. Yes also when
+    the training workers would hold every CPU of the cluster: streaming reads need CPUs beside the
+    workers', and Ray Data would wait for them forever (e.g. 2 workers on a 2-CPU machine).
     """
     import ray
 
-    spare = ray.cluster_resources().get("CPU", 0.0) - options.num_workers * options.cpus_per_worker
-    if kind != "parquet" or spare >= 1:
-        return ds
-    log.info("no CPU left beside the training workers: reading the Parquet shards before training")
-    return ds.materialize()
+    if ray.cluster_resources().get("CPU", 0.0) - options.num_workers * options.cpus_per_worker < 1:
+        return True
+    size = 0
+    for url in stage_shards(labels, stage):
+        fs, path = storage.filesystem(url)
+        size += fs.size(path) or 0
+    return size <= options.materialize_mb * 2**20
 
 
 def train_stage_ray(
@@ -352,9 +361,8 @@ def train_stage_ray(
         pyarrow_filesystem(where)  # refuses memory:// before any worker starts
     started = ensure_ray(options.address)
     try:
-        ds, kind, rows = stage_dataset(cfg.labels, n)
+        ds, kind, rows = stage_dataset(cfg.labels, n, materialize=_materialize(cfg.labels, n, options))
         check_enough_rows(rows, options.num_workers, n)
-        ds = _streamable(ds, kind, options)
         path, fs = pyarrow_filesystem(options.storage_path or storage.join(cfg.out, "ray_runs"))
         name = f"{options.run_name}-stage{n}"
         log.info(

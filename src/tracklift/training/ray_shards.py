@@ -84,8 +84,14 @@ def npz_rows(urls: Iterable[str]) -> list[dict[str, Any]]:
     ]
 
 
-def stage_dataset(labels: str, stage: int):
+def stage_dataset(labels: str, stage: int, materialize: bool = False):
     """A Ray Dataset of one stage's samples and its row count.
+
+    Args:
+        labels: the labelling output URL.
+        stage: curriculum stage.
+        materialize: read Parquet shards into the object store now instead of streaming them during
+            training (needed when no CPU is left beside the training workers for Ray Data's read tasks).
 
     Returns:
         ``(dataset, kind, rows)``: ``kind`` is ``"npz"`` (rows ``{"url", "index"}``) or ``"parquet"``
@@ -108,6 +114,8 @@ def stage_dataset(labels: str, stage: int):
         from ray.data.expressions import col
 
         ds = ray.data.read_parquet(list(paths), filesystem=fs[0]).filter(expr=col("num_points") >= 2)
+        if materialize:
+            ds = ds.materialize()
         kind = "parquet"
     else:
         rows = npz_rows(urls)
