@@ -19,7 +19,6 @@ recorded as failed. Temporary keys left by killed writers are swept before and a
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -29,11 +28,6 @@ from tracklift import storage
 from tracklift.actors.labeler import LabelActor
 from tracklift.errors import ConfigError
 from tracklift.labeling import LabelConfig, Progress, corpus_urls, write_manifest
-
-
-def _absolute(url: str) -> str:
-    """Plain relative paths mean the driver's directory; Ray workers may run elsewhere."""
-    return url if "://" in url else os.path.abspath(url)
 
 
 def connect(address: str | None, log: Callable[[str], None] = print, **init_kwargs) -> bool:
@@ -104,7 +98,9 @@ def label_corpus_ray(
 
     address = address if address is not None else cfg.ray_address()
     n_actors = num_actors or cfg.num_actors
-    cfg = replace(cfg, out=_absolute(cfg.out), scenes=_absolute(cfg.scenes), address=address, runner="ray")
+    cfg = replace(
+        cfg, out=storage.absolute(cfg.out), scenes=storage.absolute(cfg.scenes), address=address, runner="ray"
+    )
     urls = corpus_urls(cfg)
     swept = storage.remove_temporaries(cfg.out)  # a killed run's leftovers; nothing writes here now
     if swept:
