@@ -64,6 +64,17 @@ def strided_offsets(device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.cartesian_prod(r, r, r)
 
 
+def check_weight(weight: torch.Tensor, volume: int, c_in: int) -> None:
+    """Raise ValueError unless ``weight`` is ``(volume, c_in, C_out)`` (the layout in the module doc)."""
+    if weight.ndim != 3 or weight.shape[0] != volume or weight.shape[1] != c_in:
+        raise ValueError(f"weight must be ({volume}, {c_in}, C_out), got {tuple(weight.shape)}")
+
+
+def add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``out + bias``, or ``out`` when there is no bias."""
+    return out if bias is None else out + bias
+
+
 def coord_keys(coords: torch.Tensor) -> torch.Tensor:
     """Pack ``(V, 4)`` ``[b, x, y, z]`` coordinates into ``(V,)`` int64 keys that sort batch-major.
 

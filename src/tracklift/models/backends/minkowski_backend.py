@@ -38,7 +38,9 @@ from tracklift.models.sparse import (
     SUBM_KERNEL_VOLUME,
     SparseBackend,
     SparseTensor,
+    add_bias,
     cached,
+    check_weight,
     coord_keys,
     register_backend,
     strided_offsets,
@@ -76,15 +78,6 @@ _SUBM_PERM = _me_order(subm_offsets())
 _STRIDED_PERM = _me_order(strided_offsets())
 _MANAGER = ("minkowski", "manager")
 _map_ids = itertools.count()
-
-
-def _check_weight(weight: torch.Tensor, volume: int, c_in: int) -> None:
-    if weight.ndim != 3 or weight.shape[0] != volume or weight.shape[1] != c_in:
-        raise ValueError(f"weight must be ({volume}, {c_in}, C_out), got {tuple(weight.shape)}")
-
-
-def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return out if bias is None else out + bias
 
 
 @register_backend("minkowski")
@@ -141,22 +134,22 @@ class MinkowskiBackend(SparseBackend):
     def submanifold_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
+        check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
         if x.num_voxels == 0:
-            return x.replace(_add_bias(x.feats.new_zeros(0, weight.shape[2]), bias))
+            return x.replace(add_bias(x.feats.new_zeros(0, weight.shape[2]), bias))
         manager, key = self._key(x)
         feats, w = self._operands(x, weight, _SUBM_PERM)
         gen = ME.KernelGenerator(kernel_size=3, stride=1, dilation=1, dimension=3)
         out = ME.MinkowskiConvolutionFunction.apply(feats, w, gen, ConvolutionMode.DEFAULT, key, key, manager)
-        return x.replace(_add_bias(out, bias))
+        return x.replace(add_bias(out, bias))
 
     def strided_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         if x.num_voxels == 0:
             y = x.feats.new_zeros(0, weight.shape[2])
-            return SparseTensor(x.coords, _add_bias(y, bias), x.stride * 2, x.batch_size, x.cache)
+            return SparseTensor(x.coords, add_bias(y, bias), x.stride * 2, x.batch_size, x.cache)
         manager, key = self._key(x)
         coarse, out_key = cached(x, ("minkowski", "down", x.stride), lambda: self._coarse(manager, key, x))
         feats, w = self._operands(x, weight, _STRIDED_PERM)
@@ -164,7 +157,7 @@ class MinkowskiBackend(SparseBackend):
         out = ME.MinkowskiConvolutionFunction.apply(
             feats, w, gen, ConvolutionMode.DEFAULT, key, out_key, manager
         )
-        y = SparseTensor(coarse, _add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
+        y = SparseTensor(coarse, add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
         x.cache.setdefault(("minkowski", "key", y.stride), out_key)
         return y
 
@@ -181,12 +174,12 @@ class MinkowskiBackend(SparseBackend):
     def transposed_conv(
         self, x: SparseTensor, weight: torch.Tensor, target: SparseTensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         if target.stride * 2 != x.stride:
             raise ValueError(f"transposed conv from stride {x.stride} onto stride {target.stride}: need half")
         if x.num_voxels == 0 or target.num_voxels == 0:
             out = x.feats.new_zeros(target.num_voxels, weight.shape[2])
-            return target.replace(_add_bias(out, bias))
+            return target.replace(add_bias(out, bias))
         manager, in_key = self._key(x)
         if target.cache is x.cache:
             _, out_key = self._key(target)
@@ -199,7 +192,7 @@ class MinkowskiBackend(SparseBackend):
         out = ME.MinkowskiConvolutionTransposeFunction.apply(
             feats, w, gen, ConvolutionMode.DEFAULT, in_key, out_key, manager
         )
-        return target.replace(_add_bias(out, bias))
+        return target.replace(add_bias(out, bias))
 
     @staticmethod
     def _check_parents(manager, fine_key, coarse_key, n_fine: int) -> None:

@@ -36,7 +36,9 @@ from tracklift.models.sparse import (
     SUBM_KERNEL_VOLUME,
     SparseBackend,
     SparseTensor,
+    add_bias,
     cached,
+    check_weight,
     coord_keys,
     lookup,
     register_backend,
@@ -175,15 +177,6 @@ def _conv(fn, feats: torch.Tensor, weight: torch.Tensor, size: int, p: _Pairs) -
     return _ForwardOnly.apply(feats, weight, run)
 
 
-def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return out if bias is None else out + bias
-
-
-def _check_weight(weight: torch.Tensor, volume: int, c_in: int) -> None:
-    if weight.ndim != 3 or weight.shape[0] != volume or weight.shape[1] != c_in:
-        raise ValueError(f"weight must be ({volume}, {c_in}, C_out), got {tuple(weight.shape)}")
-
-
 @register_backend("spconv")
 class SpconvBackend(SparseBackend):
     """spconv 2.x indice pairs and convolutions (forward everywhere, backward on CUDA only)."""
@@ -191,32 +184,32 @@ class SpconvBackend(SparseBackend):
     def submanifold_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
+        check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
         if x.num_voxels == 0:
-            return x.replace(_add_bias(x.feats.new_zeros(0, weight.shape[2]), bias))
+            return x.replace(add_bias(x.feats.new_zeros(0, weight.shape[2]), bias))
         out = _conv(spconv_fn.indice_subm_conv, x.feats, weight, 3, _subm_pairs(x))
-        return x.replace(_add_bias(out, bias))
+        return x.replace(add_bias(out, bias))
 
     def strided_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         if x.num_voxels == 0:
             y = x.feats.new_zeros(0, weight.shape[2])
-            return SparseTensor(x.coords, _add_bias(y, bias), x.stride * 2, x.batch_size, x.cache)
+            return SparseTensor(x.coords, add_bias(y, bias), x.stride * 2, x.batch_size, x.cache)
         coarse, pairs = _down(x)
         out = _conv(spconv_fn.indice_conv, x.feats, weight, 2, pairs)
-        return SparseTensor(coarse, _add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
+        return SparseTensor(coarse, add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
 
     def transposed_conv(
         self, x: SparseTensor, weight: torch.Tensor, target: SparseTensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         if target.stride * 2 != x.stride:
             raise ValueError(f"transposed conv from stride {x.stride} onto stride {target.stride}: need half")
         if x.num_voxels == 0 or target.num_voxels == 0:
             out = x.feats.new_zeros(target.num_voxels, weight.shape[2])
-            return target.replace(_add_bias(out, bias))
+            return target.replace(add_bias(out, bias))
         coarse, down = _down(target)
         if not (target.cache is x.cache and coarse.shape[0] == x.num_voxels):
             # x is not the downsampling of target in one network pass: find each coarse cell among x's rows.
@@ -227,4 +220,4 @@ class SpconvBackend(SparseBackend):
         # spconv's inverse convolution runs the strided pairs backwards: coarse rows in, fine rows out.
         inverse = _Pairs(down.pairs, down.num, target.num_voxels)
         out = _conv(spconv_fn.indice_inverse_conv, x.feats, weight, 2, inverse)
-        return target.replace(_add_bias(out, bias))
+        return target.replace(add_bias(out, bias))

@@ -18,7 +18,9 @@ from tracklift.models.sparse import (
     SUBM_KERNEL_VOLUME,
     SparseBackend,
     SparseTensor,
+    add_bias,
     cached,
+    check_weight,
     coord_keys,
     lookup,
     offset_key,
@@ -175,15 +177,6 @@ class _SparseConv(torch.autograd.Function):
         return grad_feats, grad_weight, None
 
 
-def _check_weight(weight: torch.Tensor, volume: int, c_in: int) -> None:
-    if weight.ndim != 3 or weight.shape[0] != volume or weight.shape[1] != c_in:
-        raise ValueError(f"weight must be ({volume}, {c_in}, C_out), got {tuple(weight.shape)}")
-
-
-def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return out if bias is None else out + bias
-
-
 @register_backend("torch")
 class TorchBackend(SparseBackend):
     """Pure-PyTorch sparse convolution (the reference implementation; runs wherever the tensors are)."""
@@ -191,25 +184,25 @@ class TorchBackend(SparseBackend):
     def submanifold_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
+        check_weight(weight, SUBM_KERNEL_VOLUME, x.channels)
         out = _SparseConv.apply(x.feats, weight, submanifold_map(x))
-        return x.replace(_add_bias(out, bias))
+        return x.replace(add_bias(out, bias))
 
     def strided_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         coarse, keys, parent, kidx = downsample(x)
         kmap = cached(x, ("down_map", x.stride), lambda: _strided_map(parent, kidx, coarse.shape[0]))
         out = _SparseConv.apply(x.feats, weight, kmap)
-        y = SparseTensor(coarse, _add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
+        y = SparseTensor(coarse, add_bias(out, bias), x.stride * 2, x.batch_size, x.cache)
         x.cache.setdefault(("keys", y.stride), keys)
         return y
 
     def transposed_conv(
         self, x: SparseTensor, weight: torch.Tensor, target: SparseTensor, bias: torch.Tensor | None = None
     ) -> SparseTensor:
-        _check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
+        check_weight(weight, STRIDED_KERNEL_VOLUME, x.channels)
         if target.stride * 2 != x.stride:
             raise ValueError(f"transposed conv from stride {x.stride} onto stride {target.stride}: need half")
         known = x.cache.get(("down", target.stride)) if target.cache is x.cache else None
@@ -223,7 +216,7 @@ class TorchBackend(SparseBackend):
             kmap = self._lookup_parents(x, target)
         # The strided map has pairs (fine, coarse); the transposed convolution reads coarse, writes fine.
         out = _SparseConv.apply(x.feats, weight, kmap.transposed(target.num_voxels))
-        return target.replace(_add_bias(out, bias))
+        return target.replace(add_bias(out, bias))
 
     @staticmethod
     def _lookup_parents(x: SparseTensor, target: SparseTensor) -> KernelMap:
