@@ -15,14 +15,15 @@ from tracklift.lifting import (
 )
 
 
-def _samples(rng):
+def _samples(rng, id_scale: int = 1, id_offset: int = 0):
+    """Samples of stages 1, 2, 3 (the stage-2 one empty); ids are ``k * id_scale + id_offset``, k in 0..4."""
     out = []
     for stage, m, frames in [(1, 50, (3,)), (2, 0, (0, 1, 2)), (3, 80, ())]:
         out.append(
             Sample(
                 rng.normal(size=(m, 3)),
                 rng.integers(0, 256, size=(m, 3)),
-                rng.integers(0, 5, size=m),
+                rng.integers(0, 5, size=m) * id_scale + id_offset,
                 f"scene{stage:04d}_00",
                 stage,
                 frames,

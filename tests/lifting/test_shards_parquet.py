@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pytest
 
+from tests.lifting.test_shards import _assert_same
+from tests.lifting.test_shards import _samples as npz_samples
 from tracklift import storage
 from tracklift.errors import DataError
 from tracklift.lifting import Sample, read_samples, write_samples
@@ -12,29 +14,8 @@ from tracklift.lifting.shards import is_parquet, sample_from_row, sample_to_row
 
 
 def _samples(rng):
-    out = []
-    for stage, m, frames in [(1, 50, (3,)), (2, 0, (0, 1, 2)), (3, 80, ())]:
-        out.append(
-            Sample(
-                rng.normal(size=(m, 3)),
-                rng.integers(0, 256, size=(m, 3)),
-                rng.integers(0, 5, size=m) * 1000 + 7,
-                f"scene{stage:04d}_00",
-                stage,
-                frames,
-            )
-        )
-    return out
-
-
-def _assert_same(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x.points, y.points)
-        np.testing.assert_array_equal(x.colors, y.colors)
-        np.testing.assert_array_equal(x.instance, y.instance)
-        assert (x.scene_id, x.stage, x.frames) == (y.scene_id, y.stage, y.frames)
-        assert y.points.dtype == np.float32 and y.colors.dtype == np.uint8 and y.instance.dtype == np.int64
+    # ids k * 1000 + 7: larger than the npz tests' 0..4
+    return npz_samples(rng, id_scale=1000, id_offset=7)
 
 
 @pytest.mark.parametrize("compress", [False, True])
