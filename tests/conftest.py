@@ -113,3 +113,15 @@ def s3_bucket(s3_server):
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
     fsspec.filesystem("s3").invalidate_cache()
     return f"s3://{name}"
+
+
+@pytest.fixture
+def one_thread():
+    """torch single-threaded for the test: tiny tensors gain nothing from threads, and on a shared 2-core
+    machine OpenMP threads contending with other processes make such tests many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

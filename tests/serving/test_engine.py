@@ -15,13 +15,7 @@ from tracklift.serving.engine import SegmentEngine
 from tracklift.serving.store import Entry, ResultCache, cloud_key, scene_key
 from tracklift.structures import Instances
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
