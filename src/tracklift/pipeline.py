@@ -154,7 +154,9 @@ def run(cfg: RunConfig) -> dict:
 
         t = time.perf_counter()
         _log(f"[4/6] evaluating on the held-out scenes (ScanNet protocol, preset {cfg.preset})")
-        results, table = _evaluate(cfg, urls["held_out"], labels["held_out"], independent, checkpoints)
+        results, table = _evaluate(
+            cfg, corpora["held_out"], urls["held_out"], labels["held_out"], independent, checkpoints
+        )
         timings["evaluate"] = time.perf_counter() - t
 
         serving = None
@@ -225,7 +227,7 @@ def _seen_masks(labels_url: str, scene_ids: list[str]) -> dict[str, np.ndarray]:
 
 
 def _evaluate(
-    cfg: RunConfig, urls: list[str], labels: str, independent: str, checkpoints: dict[int, str]
+    cfg: RunConfig, corpus: str, urls: list[str], labels: str, independent: str, checkpoints: dict[int, str]
 ) -> tuple[dict, str]:
     from tracklift.baselines import mesh_connected_components
     from tracklift.evaluation import evaluate_dirs, format_table, write_predictions
@@ -257,7 +259,7 @@ def _evaluate(
         for sid, inst in evaluate_checkpoint(url, samples).predictions.items():
             write_predictions(preds[name], sid, inst)
 
-    gt_dir = storage.join(storage.dirname(urls[0]), "gt")
+    gt_dir = storage.join(corpus, "gt")
     seen = _seen_masks(labels, scene_ids)
     unseen = {sid: ~mask for sid, mask in seen.items()}
     seen_results = {

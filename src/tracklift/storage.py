@@ -50,15 +50,6 @@ def basename(url: str) -> str:
     return posixpath.basename(str(url).rstrip("/"))
 
 
-def dirname(url: str) -> str:
-    """The URL of the folder holding ``url`` (``s3://b/x/y`` → ``s3://b/x``)."""
-    url = str(url).rstrip("/")
-    if "://" in url:
-        proto, rest = url.split("://", 1)
-        return proto + "://" + posixpath.dirname(rest)
-    return posixpath.dirname(url)
-
-
 def absolute(url: str) -> str:
     """``url`` with a plain relative path made absolute: Ray workers may run in another directory."""
     url = str(url)
