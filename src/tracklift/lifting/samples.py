@@ -66,6 +66,18 @@ class Sample:
     def __len__(self) -> int:
         return len(self.points)
 
+    def subset(self, index: np.ndarray) -> Sample:
+        """The sample restricted to the points at ``index`` (positions or a boolean mask), same scene,
+        stage and frames."""
+        return Sample(
+            self.points[index],
+            self.colors[index],
+            self.instance[index],
+            self.scene_id,
+            self.stage,
+            self.frames,
+        )
+
     @property
     def num_instances(self) -> int:
         return len(np.unique(self.instance[self.instance > 0]))
@@ -263,12 +275,4 @@ def scanned_part(sample: Sample) -> tuple[Sample, np.ndarray | None]:
     if not outside.any():
         return sample, None
     index = np.flatnonzero(~outside)
-    part = Sample(
-        sample.points[index],
-        sample.colors[index],
-        sample.instance[index],
-        sample.scene_id,
-        sample.stage,
-        sample.frames,
-    )
-    return part, index
+    return sample.subset(index), index

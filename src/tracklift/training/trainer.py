@@ -214,15 +214,7 @@ def subsample(sample: Sample, max_points: int | None, rng: np.random.Generator) 
     sample, _ = scanned_part(sample)
     if max_points is None or len(sample) <= max_points:
         return sample
-    keep = np.sort(rng.choice(len(sample), max_points, replace=False))
-    return Sample(
-        sample.points[keep],
-        sample.colors[keep],
-        sample.instance[keep],
-        sample.scene_id,
-        sample.stage,
-        sample.frames,
-    )
+    return sample.subset(np.sort(rng.choice(len(sample), max_points, replace=False)))
 
 
 def predict_sample(model: Segmenter, sample: Sample) -> Instances:
