@@ -214,6 +214,8 @@ class SceneData:
         gt_instance: (N,) int64 per-vertex GT or None.
         labels: optional ``{label_id: name}`` for the label ids used in ``gt_instance``.
         parts: optional (N,) int32 per-vertex GT part id (synthetic scans).
+        meta: free-form facts about how the scene was made (the synthetic generator's coverage,
+            frames, style…), JSON-ready.
     """
 
     scene_id: str
@@ -223,6 +225,7 @@ class SceneData:
     gt_instance: np.ndarray | None = None
     labels: dict[int, str] | None = None
     parts: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
 
     def as_scene(self) -> Scene:
         """View it through the lazy :class:`Scene` interface."""

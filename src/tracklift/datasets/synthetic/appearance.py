@@ -1,4 +1,4 @@
-"""Surface appearance: per-part albedo with a procedural 3D texture, and Lambertian shading.
+"""Surface appearance: per-part albedo with a procedural 3D texture and pattern, and Lambertian shading.
 
 The texture is a function of the world point, so a surface looks the same from every view (what a
 tracker needs) and the mesh's vertex colours agree with the images, as in a real reconstruction.
@@ -6,9 +6,14 @@ tracker needs) and the mesh's vertex colours agree with the images, as in a real
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 AMBIENT = 0.42  # share of light that reaches every surface (walls bounce a lot indoors)
+
+#: pattern kinds, in the order of their integer codes in ``PartTable.tex_kind``
+KINDS = ("noise", "grain", "tiles", "stripes", "checks", "carpet")
 
 _PRIMES = (np.uint32(0x8DA6B343), np.uint32(0xD8163841), np.uint32(0xCB1AB31F), np.uint32(0x9E3779B1))
 _MIX = np.uint32(0x45D9F3B)
@@ -56,8 +61,31 @@ def value_noise(points: np.ndarray, scale: np.ndarray, seed: np.ndarray) -> np.n
     return 2.0 * out.astype(np.float64) - 1.0
 
 
+def _pattern(points: np.ndarray, kind: str, period: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """(N,) pattern value in about [-1, 1] of one kind at world points (``period`` (N,) metres)."""
+    p = period[:, None]
+    if kind == "grain":  # wavy lines across the plank, bent by coarse noise
+        bend = value_noise(points, np.full_like(points, 0.15), seed + 11)
+        return np.sin(2 * np.pi * (points[:, 1] + 0.7 * points[:, 2]) / p[:, 0] + 3.0 * bend) ** 3
+    if kind == "tiles":  # floor tiles: one brightness per tile, dark grout lines between them
+        cell = np.floor(points[:, :2] / p)
+        tile = value_noise(np.column_stack([cell + 0.5, np.zeros(len(cell))]), np.ones_like(points), seed + 13)
+        frac = points[:, :2] / p - cell
+        grout = np.any((frac < 0.04) | (frac > 0.96), axis=1)
+        return np.where(grout, -2.0, 0.5 * tile)
+    if kind == "stripes":  # vertical stripes along walls and fabric
+        return np.where(((points[:, 0] + points[:, 1]) / p[:, 0]) % 1.0 < 0.5, 1.0, -1.0)
+    if kind == "checks":  # a 3D checkerboard: checks on every face of a cushion
+        return np.where(np.floor(points / p).sum(axis=1) % 2 == 0, 1.0, -1.0)
+    if kind == "carpet":  # fibres: fine strong noise over a soft mottle
+        return value_noise(points, np.full_like(points, 0.006), seed + 17) + 0.5 * value_noise(
+            points, np.full_like(points, 0.2), seed + 19
+        )
+    return np.zeros(len(points))
+
+
 def albedo(points: np.ndarray, part: np.ndarray, parts, strength: float) -> np.ndarray:
-    """Textured albedo of surface points.
+    """Textured, patterned albedo of surface points.
 
     Args:
         points: (N, 3) world points, metres.
@@ -71,13 +99,52 @@ def albedo(points: np.ndarray, part: np.ndarray, parts, strength: float) -> np.n
     scale, seed = parts.tex_scale[part], parts.tex_seed[part]
     n = 0.65 * value_noise(points, scale, seed) + 0.35 * value_noise(points, scale * 0.3, seed + 7)
     amp = 0.12 * strength * parts.tex_amp[part]
+    kind = parts.tex_kind[part]
+    for code in np.unique(kind):
+        if code == 0:
+            continue
+        at = np.flatnonzero(kind == code)
+        # patterns are about twice as contrasted as the noise (stripes, tiles and grain are plainly visible)
+        n[at] += 1.6 * _pattern(points[at], KINDS[code], parts.tex_period[part[at]], seed[at])
     return np.clip(parts.color[part] * (1.0 + amp * n)[:, None], 0.0, 1.0)
 
 
-def lambert(points: np.ndarray, normals: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """(N,) shading factor of a ceiling point light plus ambient light (normals must be unit)."""
-    to_light = light - points
-    dist = np.linalg.norm(to_light, axis=1)
-    cos = np.einsum("ij,ij->i", normals, to_light) / np.maximum(dist, 1e-9)
-    falloff = np.minimum(1.0, 2.2 / np.maximum(dist, 1e-3))  # softened inverse distance
-    return AMBIENT + (1.0 - AMBIENT) * np.clip(cos, 0.0, 1.0) * falloff
+@dataclass(frozen=True)
+class Lighting:
+    """Point lights plus ambient light.
+
+    Attributes:
+        positions: (L, 3) world positions of the lights (or (3,) for one).
+        intensity: strength of the direct light.
+        ambient: share of light that reaches every surface.
+        tint: (3,) RGB colour of the light.
+    """
+
+    positions: np.ndarray
+    intensity: float = 1.0
+    ambient: float = AMBIENT
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+def lambert(points: np.ndarray, normals: np.ndarray, light) -> np.ndarray:
+    """(N, 3) RGB shading factor of ceiling point lights plus ambient light (normals must be unit).
+
+    Args:
+        points: (N, 3) world points.
+        normals: (N, 3) unit normals facing the viewer.
+        light: a :class:`Lighting`, or a (3,) light position (one white light, the default ambient).
+    """
+    if not isinstance(light, Lighting):
+        light = Lighting(np.asarray(light, dtype=np.float64))
+    positions = np.asarray(light.positions, dtype=np.float64).reshape(-1, 3)
+    direct = np.zeros(len(points))
+    for pos in positions:
+        to_light = pos - points
+        dist = np.linalg.norm(to_light, axis=1)
+        cos = np.einsum("ij,ij->i", normals, to_light) / np.maximum(dist, 1e-9)
+        falloff = np.minimum(1.0, 2.2 / np.maximum(dist, 1e-3))  # softened inverse distance
+        direct += np.clip(cos, 0.0, 1.0) * falloff
+    # several lights share the same total power, so a room is not brighter for having more bulbs
+    direct *= light.intensity / np.sqrt(len(positions))
+    shade = light.ambient + (1.0 - light.ambient) * direct
+    return shade[:, None] * np.asarray(light.tint, dtype=np.float64)[None, :]

@@ -11,14 +11,31 @@ from tracklift.errors import ConfigError
 class SynthConfig:
     """Everything that shapes a synthetic scan. Same seed + same config → identical arrays.
 
-    The room (layout, furniture, colours) depends only on the seed and the room fields (``n_groups``,
-    ``room_size``, ``wall_height``, ``mesh_resolution``, ``min_object_vertices``, ``ceiling``), so the same
-    seed rendered at another image size or length shows the same room.
+    The room's geometry depends only on the seed and the room fields (``n_groups``, ``room_size``,
+    ``room_shapes``, ``furniture_scale``, ``clutter``, ``wall_height``, ``mesh_resolution``,
+    ``min_object_vertices``, ``ceiling``); its appearance (materials, patterns, colours, lights) only on
+    ``style_seed`` (the seed when None). So the same seed rendered at another image size or length shows
+    the same room, and styles can be held out independently of layouts.
 
     Args:
         width: image width in pixels (colour and depth share it).
         height: image height in pixels.
-        n_frames: number of frames of the camera video (30-300 is the intended range).
+        n_frames: number of kept frames. None: a whole-room capture keeps as many as its route needs at
+            ``step`` metres per kept frame, clipped to 100-300 (the pace adapts); a number stops the walk
+            early (or walks back) at ``step`` metres per kept frame. The ``"walk"`` capture takes 60 if None.
+        frame_skip: the video is rendered at ``frame_skip`` times the kept rate and every
+            ``frame_skip``-th frame kept (ScanNet uses every 10th-20th of its 30 frames/s).
+        capture: ``"room"`` (a walk covering the whole room, see :mod:`.capture`) or ``"walk"`` (the older
+            wander between points of interest, :func:`.trajectory.make_trajectory`).
+        mesh: ``"fused"`` (TSDF fusion of the noisy depth frames, decimated, GT voted from the frames, as
+            real scans are made; see :mod:`.fusion`) or ``"parts"`` (the exact piecewise procedural mesh).
+        voxel_size: TSDF voxel (marching-cubes resolution) of the fused mesh, metres.
+        mesh_density: vertices per m² the fused mesh is decimated to (0 = keep the marching-cubes mesh).
+        style_seed: seed of the room's appearance (materials, patterns, colours, lights); None = ``seed``.
+        room_shapes: room shapes to draw from: ``"rect"``, ``"L"`` (one corner cut away), ``"two"`` (two
+            rooms joined by a wide opening in a partition wall).
+        furniture_scale: (min, max) size factor drawn per room for its furniture groups.
+        clutter: (min, max) share of small things on tables and shelves that is kept, drawn per room.
         focal: focal length as a fraction of the width (``fx = fy = focal * width``; Kinect ≈ 0.9).
         n_groups: furniture groups to place (a dining set, a desk corner, a bookshelf, a sofa corner, a
             cabinet, a plant, a box stack); groups that do not fit in the room are left out.
@@ -48,7 +65,16 @@ class SynthConfig:
 
     width: int = 320
     height: int = 240
-    n_frames: int = 60
+    n_frames: int | None = None
+    frame_skip: int = 10
+    capture: str = "room"
+    mesh: str = "fused"
+    voxel_size: float = 0.02
+    mesh_density: float = 625.0
+    style_seed: int | None = None
+    room_shapes: tuple[str, ...] = ("rect", "rect", "L", "two")
+    furniture_scale: tuple[float, float] = (0.85, 1.15)
+    clutter: tuple[float, float] = (0.4, 1.0)
     focal: float = 0.9
     n_groups: int = 5
     room_size: tuple[float, float] = (3.5, 5.0)
@@ -75,7 +101,16 @@ class SynthConfig:
                 raise ConfigError(f"SynthConfig: {what}")
 
         need(16 <= self.width <= 4096 and 16 <= self.height <= 4096, "width and height must be in [16, 4096]")
-        need(1 <= self.n_frames <= 5000, "n_frames must be in [1, 5000]")
+        need(self.n_frames is None or 1 <= self.n_frames <= 5000, "n_frames must be None or in [1, 5000]")
+        need(1 <= self.frame_skip <= 100, "frame_skip must be in [1, 100]")
+        need(self.capture in ("room", "walk"), 'capture must be "room" or "walk"')
+        need(self.mesh in ("fused", "parts"), 'mesh must be "fused" or "parts"')
+        need(0.005 <= self.voxel_size <= 0.2, "voxel_size must be in [0.005, 0.2] metres")
+        need(self.mesh_density >= 0, "mesh_density must be >= 0 (0 = no decimation)")
+        shapes = self.room_shapes
+        need(len(shapes) > 0 and all(r in ("rect", "L", "two") for r in shapes), 'room_shapes: "rect", "L", "two"')
+        need(0.5 <= self.furniture_scale[0] <= self.furniture_scale[1] <= 1.5, "furniture_scale must be in [0.5, 1.5]")
+        need(0.0 <= self.clutter[0] <= self.clutter[1] <= 1.0, "clutter must be 0 <= min <= max <= 1")
         need(0.2 <= self.focal <= 5.0, "focal must be in [0.2, 5]")
         need(0 <= self.n_groups <= 12, "n_groups must be in [0, 12]")
         need(3.0 <= self.room_size[0] <= self.room_size[1] <= 12.0, "room_size must be 3 <= min <= max <= 12")
@@ -99,6 +134,9 @@ class SynthConfig:
         return (
             self.n_groups,
             self.room_size,
+            self.room_shapes,
+            self.furniture_scale,
+            self.clutter,
             self.wall_height,
             self.ceiling,
             self.mesh_resolution,

@@ -31,6 +31,8 @@ class PartTable:
         tex_scale: (P + 1, 3) texture feature size, metres.
         tex_amp: (P + 1,) texture amplitude.
         tex_seed: (P + 1,) int64 texture seed.
+        tex_kind: (P + 1,) int64 pattern code (index into ``appearance.KINDS``; 0 = noise only).
+        tex_period: (P + 1,) pattern period, metres.
     """
 
     instance: np.ndarray
@@ -39,6 +41,14 @@ class PartTable:
     tex_scale: np.ndarray
     tex_amp: np.ndarray
     tex_seed: np.ndarray
+    tex_kind: np.ndarray | None = None
+    tex_period: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.tex_kind is None:
+            self.tex_kind = np.zeros(len(self.instance), dtype=np.int64)
+        if self.tex_period is None:
+            self.tex_period = np.zeros(len(self.instance))
 
 
 @dataclass
@@ -104,7 +114,7 @@ def _cut_covered(verts: np.ndarray, faces: np.ndarray, covers: list) -> tuple[np
     a cabinet), and the vertices no triangle uses any more."""
     covered = np.zeros(len(verts), dtype=bool)
     for T, lo, hi in covers:
-        local = (verts - T[:3, 3]) @ T[:3, :3]  # world → the covering thing's frame
+        local = (verts - T[:3, 3]) @ np.linalg.inv(T[:3, :3]).T  # world → the covering thing's frame
         covered |= np.all((local > lo) & (local < hi), axis=1)
     keep = ~covered[faces].all(axis=1)
     used = np.zeros(len(verts), dtype=bool)
@@ -127,6 +137,7 @@ def build_mesh(layout: Layout, resolution: float, min_vertices: int, texture: fl
     """
     verts, faces, normals, vpart, fpart = [], [], [], [], []
     instance, names, colors, scales, amps, seeds = [0], [""], [np.zeros(3)], [np.ones(3)], [0.0], [0]
+    kinds, periods = [0], [0.0]
     offset, pid = 0, 0
     labels: dict[int, str] = {}
     covers = [(t.transform, *t.cover_box()) for t in layout.things if t.hides]
@@ -149,6 +160,8 @@ def build_mesh(layout: Layout, resolution: float, min_vertices: int, texture: fl
             scales.append(np.asarray(part.texture.scale))
             amps.append(part.texture.amplitude)
             seeds.append(part.texture.seed)
+            kinds.append(appearance.KINDS.index(part.texture.kind))
+            periods.append(part.texture.period)
     table = PartTable(
         np.array(instance, np.int64),
         names,
@@ -156,9 +169,11 @@ def build_mesh(layout: Layout, resolution: float, min_vertices: int, texture: fl
         np.array(scales, np.float64),
         np.array(amps, np.float64),
         np.array(seeds, np.int64),
+        np.array(kinds, np.int64),
+        np.array(periods, np.float64),
     )
     V, N, P = np.concatenate(verts), np.concatenate(normals), np.concatenate(vpart)
-    rgb = appearance.albedo(V, P, table, texture) * appearance.lambert(V, N, layout.light)[:, None]
+    rgb = appearance.albedo(V, P, table, texture) * appearance.lambert(V, N, layout.light)
     return SceneMesh(
         vertices=V,
         faces=np.concatenate(faces).astype(np.int64),

@@ -32,7 +32,7 @@ def simulate_color(
         hits: the view's ray-casting result.
         face_normals: (F, 3) unit normals of the scene's triangles.
         mesh: the scene (part table, face → part).
-        light: (3,) light position.
+        light: the scene's :class:`~.appearance.Lighting` (or a (3,) light position).
         cfg: image size, colour noise, texture strength.
         rng: per-frame random generator.
 
@@ -47,7 +47,7 @@ def simulate_color(
     n *= -np.sign(cos + 1e-12)[:, None]  # the side facing the camera
     pts = hits.points[hit]
     shade = appearance.lambert(pts, n, light)
-    rgb = appearance.albedo(pts, mesh.face_part[faces], mesh.parts, cfg.texture / 0.08) * shade[:, None]
+    rgb = appearance.albedo(pts, mesh.face_part[faces], mesh.parts, cfg.texture / 0.08) * shade
     gain = 255.0 * (1.0 + rng.normal(0, 0.03))  # auto exposure drifts a little between frames
     img = np.empty((len(hits.face), 3), dtype=np.float32)
     img[:] = MISS_COLOR * 0.8 * gain

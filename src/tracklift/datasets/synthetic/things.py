@@ -25,21 +25,35 @@ class Texture:
         scale: (3,) feature size in metres along world x, y, z (unequal scales give grain or planks).
         amplitude: relative albedo variation (multiplied by ``SynthConfig.texture / 0.08``).
         seed: noise seed (different parts, different patterns).
+        kind: pattern on top of the noise (see :func:`.appearance.albedo`): ``"noise"`` (none),
+            ``"grain"`` (wood grain lines), ``"tiles"`` (tiles and grout), ``"stripes"``, ``"checks"``,
+            ``"carpet"`` (fine, strong fibre noise).
+        period: pattern period in metres (tile size, stripe width, grain spacing); unused by ``"noise"``.
     """
 
     scale: tuple[float, float, float]
     amplitude: float
     seed: int
+    kind: str = "noise"
+    period: float = 0.0
 
 
 @dataclass
 class Part:
-    """One GT part: shapes (in the owning thing's frame) with one albedo colour (RGB in [0, 1])."""
+    """One GT part: shapes (in the owning thing's frame) with one albedo colour (RGB in [0, 1]).
+
+    ``material``, ``role`` and ``finish`` (the ``TEXTURES`` entry) say what the colour and texture were
+    drawn as (``"wood"``, ``"leg"``, ``"fabric"``), so that a style can re-colour the part consistently
+    with its siblings (see :mod:`.styles`).
+    """
 
     name: str
     shapes: list[Shape]
     color: np.ndarray
     texture: Texture
+    material: str = ""
+    role: str = ""
+    finish: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,7 @@ class Palette:
         self.texture = texture
         self.accent = accent
         self.base = self.sample(material)
-        self.roles: dict[str, tuple[np.ndarray, str]] = {}
+        self.roles: dict[str, tuple[np.ndarray, str, str]] = {}
 
     def sample(self, material: str) -> np.ndarray:
         hue, sat, val = MATERIALS[material]
@@ -183,14 +197,19 @@ class Palette:
             r = self.rng
             if self.roles and r.random() < self.accent:
                 other = r.choice(["fabric", "painted", "metal", "dark"])
-                self.roles[role] = (self.sample(str(other)), "fabric" if other == "fabric" else "plain")
+                self.roles[role] = (
+                    self.sample(str(other)),
+                    "fabric" if other == "fabric" else "plain",
+                    str(other),
+                )
             else:
                 jitter = np.array([r.normal(0, 0.015), r.normal(0, 0.06), r.normal(0, 0.06)])
-                self.roles[role] = (self.base + jitter, self.texture)
+                self.roles[role] = (self.base + jitter, self.texture, self.material)
         h, s, v = self.roles[role][0] + self.rng.normal(0, [0.004, 0.015, 0.015])
         style = texture or self.roles[role][1]
         scale, amp = TEXTURES[style]
-        return Part(name, shapes, hsv(h, s, v), Texture(scale, amp, int(self.rng.integers(1 << 30))))
+        tex = Texture(scale, amp, int(self.rng.integers(1 << 30)))
+        return Part(name, shapes, hsv(h, s, v), tex, material=self.roles[role][2], role=role, finish=style)
 
 
 def pose2d(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:

@@ -208,13 +208,13 @@ def make_trajectory(layout: Layout, cfg: SynthConfig, rng: np.random.Generator) 
 
     Args:
         layout: the room (its free space and things).
-        cfg: ``n_frames``, ``step``, ``max_turn``, ``camera_height`` and ``shake`` are used.
+        cfg: ``n_frames`` (60 when None), ``step``, ``max_turn``, ``camera_height`` and ``shake`` are used.
         rng: random generator (consumed).
 
     Returns:
         (n_frames, 4, 4) float64 camera→world poses, OpenCV camera axes (x right, y down, z forward).
     """
-    n = cfg.n_frames
+    n = cfg.n_frames if cfg.n_frames is not None else 60
     length = 1.25 * cfg.step * max(n - 1, 1)  # enough path for the fastest pace
     dense = _path(rng, layout.free, length)
     s = _frame_arcs(dense, cfg.step, n, rng)
