@@ -31,7 +31,10 @@ from tracklift.datasets.synthetic.sensor import depth_sigma, simulate_depth
 from tracklift.datasets.tracklift_format import read_int_lines, read_labels
 from tracklift.errors import ConfigError
 
-SMALL = SynthConfig(width=96, height=72, n_frames=8)
+# These tests check the procedural room, the piecewise mesh and the wandering walk, which stay available
+# as options; the fused whole-room default is tested in test_synthetic_scans.py.
+PIECEWISE = {"mesh": "parts", "capture": "walk"}
+SMALL = SynthConfig(width=96, height=72, n_frames=8, **PIECEWISE)
 SEEDS = (0, 1, 2, 3)
 
 
@@ -42,7 +45,8 @@ def scene():
 
 @pytest.fixture(scope="module")
 def meshes():
-    return {seed: build_scene_mesh(seed) for seed in SEEDS}
+    # rectangular rooms (four walls); L-shaped and two-room layouts are tested in test_synthetic_scans.py
+    return {seed: build_scene_mesh(seed, SynthConfig(room_shapes=("rect",))) for seed in SEEDS}
 
 
 def _backproject(frame, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +58,7 @@ def _backproject(frame, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_deterministic_and_seed_dependent():
-    cfg = SynthConfig(width=48, height=36, n_frames=4, n_groups=2)
+    cfg = SynthConfig(width=48, height=36, n_frames=4, n_groups=2, **PIECEWISE)
     a, b = generate_scene(7, cfg), generate_scene(7, cfg)
     np.testing.assert_array_equal(a.mesh.vertices, b.mesh.vertices)
     np.testing.assert_array_equal(a.mesh.colors, b.mesh.colors)
@@ -72,8 +76,10 @@ def test_deterministic_and_seed_dependent():
 
 
 def test_room_does_not_depend_on_video_settings():
-    a = generate_scene(5, SynthConfig(width=64, height=48, n_frames=3, n_groups=2))
-    b = generate_scene(5, SynthConfig(width=80, height=60, n_frames=5, n_groups=2, depth_noise=0.0))
+    a = generate_scene(5, SynthConfig(width=64, height=48, n_frames=3, n_groups=2, **PIECEWISE))
+    b = generate_scene(
+        5, SynthConfig(width=80, height=60, n_frames=5, n_groups=2, depth_noise=0.0, **PIECEWISE)
+    )
     np.testing.assert_array_equal(a.mesh.vertices, b.mesh.vertices)
     np.testing.assert_array_equal(a.gt_instance, b.gt_instance)
 
@@ -277,7 +283,7 @@ def test_corpus_writer_is_resumable_and_writes_gt(monkeypatch):
 
     root = "memory://synthcorpus"
     cfg = SynthCommandConfig(out=root, scenes=1, seed=11, width=32, height=24, frames=2)
-    small = SynthConfig(width=32, height=24, n_frames=2, n_groups=1)
+    small = SynthConfig(width=32, height=24, n_frames=2, n_groups=1, **PIECEWISE)
     urls = synthesize_corpus(cfg, log=lambda s: None, synth=small)
     assert urls == [storage.join(root, "synth0011_00")]
     scene = open_scene(urls[0])
@@ -395,7 +401,8 @@ def test_no_structure_hidden_behind_doors_pictures_or_under_cabinets(meshes):
             grow = np.array([0.05, 0.05, 0.05])
             flat = 1 if t.hides == "wall" else 2  # keep the thin axis, shrink the other two by a cell
             grow[flat] = -0.0
-            local = (pts - t.transform[:3, 3]) @ t.transform[:3, :3]
+            # (furniture transforms may scale: rooms draw a furniture size factor)
+            local = (pts - t.transform[:3, 3]) @ np.linalg.inv(t.transform[:3, :3]).T
             inside = np.all((local > lo + grow) & (local < hi - grow), axis=1)
             assert not inside.any(), t.label
             checked += 1

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from tracklift.datasets.formats import FORMATS, scene_dir, write_scene
 from tracklift.datasets.tracklift_format import write_int_lines
 
 COMPLETE_MARKER = ".complete"
+SYNTH_META = "synth.json"  # per scene: the generator's metadata (coverage, frames, style, mesh statistics)
 
 
 @dataclass
@@ -25,7 +27,20 @@ class SynthCommandConfig:
     format: str = field(default="tracklift", metadata={"help": f"scan layout: {', '.join(FORMATS)}"})
     width: int = field(default=320, metadata={"help": "image width in pixels"})
     height: int = field(default=240, metadata={"help": "image height in pixels"})
-    frames: int = field(default=60, metadata={"help": "frames per scan (30-300)"})
+    frames: int = field(
+        default=0, metadata={"help": "kept frames per scan; 0 = the whole-room walk (100-300 frames)"}
+    )
+    frame_skip: int = field(default=10, metadata={"help": "keep every k-th frame of the rendered video"})
+    mesh: str = field(
+        default="fused", metadata={"help": "fused (TSDF of the depth frames) | parts (procedural)"}
+    )
+    capture: str = field(default="room", metadata={"help": "room (walk the whole room) | walk (wander)"})
+    style_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "appearance seed of the first scene (scene i uses style_seed+i); default: its seed"
+        },
+    )
 
 
 def gt_url(root: str, scene_id: str) -> str:
@@ -47,10 +62,19 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
 
     if cfg.format not in FORMATS:
         raise ValueError(f"unknown format {cfg.format!r}; choose from {', '.join(FORMATS)}")
-    scfg = synth or synthetic.SynthConfig(width=cfg.width, height=cfg.height, n_frames=cfg.frames)
+    scfg = synth or synthetic.SynthConfig(
+        width=cfg.width,
+        height=cfg.height,
+        n_frames=cfg.frames or None,
+        frame_skip=cfg.frame_skip,
+        mesh=cfg.mesh,
+        capture=cfg.capture,
+    )
     urls = []
     for i in range(cfg.scenes):
         seed = cfg.seed + i
+        if cfg.style_seed is not None:
+            scfg = replace(scfg, style_seed=cfg.style_seed + i)
         scene_id = f"synth{seed:04d}_00"
         url = scene_dir(cfg.out, scene_id, cfg.format)
         marker = storage.join(url, COMPLETE_MARKER)
@@ -61,11 +85,14 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
         t0 = time.perf_counter()
         data = synthetic.generate_scene(seed, scfg, scene_id=scene_id)
         write_scene(data, url, cfg.format)
+        if data.meta:  # how the scan was made: coverage, frames, style… (format-independent side file)
+            storage.write_text(storage.join(url, SYNTH_META), json.dumps(data.meta, indent=1))
         write_int_lines(gt_url(cfg.out, scene_id), data.gt_instance)
         storage.write_text(marker, f"seed={seed}\n")
         n_inst = len(np.unique(data.gt_instance[data.gt_instance >= 1000]))
         log(
             f"[synth] {i + 1}/{cfg.scenes} {scene_id}: {len(data.frames)} frames {scfg.width}x{scfg.height}, "
-            f"{len(data.mesh.vertices)} vertices, {n_inst} instances ({time.perf_counter() - t0:.1f} s)"
+            f"{len(data.mesh.vertices)} vertices, {n_inst} instances, coverage "
+            f"{data.meta.get('coverage', float('nan')):.2f} ({time.perf_counter() - t0:.1f} s)"
         )
     return urls

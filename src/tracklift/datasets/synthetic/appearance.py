@@ -69,7 +69,9 @@ def _pattern(points: np.ndarray, kind: str, period: np.ndarray, seed: np.ndarray
         return np.sin(2 * np.pi * (points[:, 1] + 0.7 * points[:, 2]) / p[:, 0] + 3.0 * bend) ** 3
     if kind == "tiles":  # floor tiles: one brightness per tile, dark grout lines between them
         cell = np.floor(points[:, :2] / p)
-        tile = value_noise(np.column_stack([cell + 0.5, np.zeros(len(cell))]), np.ones_like(points), seed + 13)
+        tile = value_noise(
+            np.column_stack([cell + 0.5, np.zeros(len(cell))]), np.ones_like(points), seed + 13
+        )
         frac = points[:, :2] / p - cell
         grout = np.any((frac < 0.04) | (frac > 0.96), axis=1)
         return np.where(grout, -2.0, 0.5 * tile)

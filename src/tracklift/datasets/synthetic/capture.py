@@ -34,7 +34,6 @@ from tracklift.datasets.synthetic.trajectory import (
     _resample,
     _smooth_noise,
     _smooth_route,
-    pose_from_angles,
 )
 
 WAYPOINT_SPACING = 0.6  # metres between the route's waypoints along the free space's edge
@@ -252,16 +251,31 @@ def room_capture(layout: Layout, cfg: SynthConfig, rng: np.random.Generator) -> 
     # hand shake at video rate, the same physical amplitude and period as :func:`make_trajectory`'s
     shake = cfg.shake
     rot = [
-        math.radians(0.25) * shake * rng.standard_normal(T) + _smooth_noise(rng, T, math.radians(0.5) * shake, 12.0 * k)
+        math.radians(0.25) * shake * rng.standard_normal(T)
+        + _smooth_noise(rng, T, math.radians(0.5) * shake, 12.0 * k)
         for _ in range(3)
     ]
     roll = rng.normal(0, math.radians(1.5)) + rot[2]
-    pos = [0.002 * shake * rng.standard_normal(T) + _smooth_noise(rng, T, 0.003 * shake, 10.0 * k) for _ in range(3)]
-    video = np.empty((T, 4, 4))
-    for t in range(T):
-        eye = np.array([xy[t, 0] + pos[0][t], xy[t, 1] + pos[1][t], np.clip(z[t] + pos[2][t], lo, hi)])
-        video[t] = pose_from_angles(eye, yaw[t] + rot[0][t], pitch[t] + rot[1][t], roll[t])
+    pos = [
+        0.002 * shake * rng.standard_normal(T) + _smooth_noise(rng, T, 0.003 * shake, 10.0 * k)
+        for _ in range(3)
+    ]
+    eye = np.column_stack([xy[:, 0] + pos[0], xy[:, 1] + pos[1], np.clip(z + pos[2], lo, hi)])
+    video = poses_from_angles(eye, yaw + rot[0], pitch + rot[1], roll)
     return Capture(video, np.arange(0, T, k), length)
+
+
+def poses_from_angles(eye: np.ndarray, yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) camera→world poses, :func:`.trajectory.pose_from_angles` for arrays (T,) of angles."""
+    f = np.stack([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)], -1)
+    x = np.stack([f[:, 1], -f[:, 0], np.zeros(len(f))], -1)  # f × z
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.cross(f, x)
+    c, s = np.cos(roll)[:, None], np.sin(roll)[:, None]
+    poses = np.zeros((len(f), 4, 4))
+    poses[:, :3, 0], poses[:, :3, 1], poses[:, :3, 2] = c * x + s * y, -s * x + c * y, f
+    poses[:, :3, 3], poses[:, 3, 3] = eye, 1.0
+    return poses
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -108,8 +108,14 @@ class SynthConfig:
         need(0.005 <= self.voxel_size <= 0.2, "voxel_size must be in [0.005, 0.2] metres")
         need(self.mesh_density >= 0, "mesh_density must be >= 0 (0 = no decimation)")
         shapes = self.room_shapes
-        need(len(shapes) > 0 and all(r in ("rect", "L", "two") for r in shapes), 'room_shapes: "rect", "L", "two"')
-        need(0.5 <= self.furniture_scale[0] <= self.furniture_scale[1] <= 1.5, "furniture_scale must be in [0.5, 1.5]")
+        need(
+            len(shapes) > 0 and all(r in ("rect", "L", "two") for r in shapes),
+            'room_shapes: "rect", "L", "two"',
+        )
+        need(
+            0.5 <= self.furniture_scale[0] <= self.furniture_scale[1] <= 1.5,
+            "furniture_scale must be in [0.5, 1.5]",
+        )
         need(0.0 <= self.clutter[0] <= self.clutter[1] <= 1.0, "clutter must be 0 <= min <= max <= 1")
         need(0.2 <= self.focal <= 5.0, "focal must be in [0.2, 5]")
         need(0 <= self.n_groups <= 12, "n_groups must be in [0, 12]")

@@ -128,7 +128,7 @@ def fuse_tsdf(
         raise DataError(scene, f"TSDF fusion of {len(depths)} frames gave no surface ({e})") from None
     if len(faces) == 0:
         raise DataError(scene, f"TSDF fusion of {len(depths)} frames gave a mesh with zero faces")
-    return FusedMesh(vertices, faces)
+    return canonical(FusedMesh(vertices, faces))
 
 
 def simplify(mesh: FusedMesh, density: float = TARGET_DENSITY) -> FusedMesh:
@@ -159,8 +159,26 @@ def simplify(mesh: FusedMesh, density: float = TARGET_DENSITY) -> FusedMesh:
         legacy.remove_degenerate_triangles()
         legacy.remove_duplicated_triangles()
         legacy.remove_unreferenced_vertices()
-        mesh = FusedMesh(np.asarray(legacy.vertices, np.float64), np.asarray(legacy.triangles, np.int64))
+        mesh = canonical(
+            FusedMesh(np.asarray(legacy.vertices, np.float64), np.asarray(legacy.triangles, np.int64))
+        )
     return drop_small_pieces(mesh, MIN_PIECE_FACES)
+
+
+def canonical(mesh: FusedMesh) -> FusedMesh:
+    """The same mesh with vertices sorted by position and faces sorted, so that output is deterministic
+    (Open3D's voxel hash map and vertex clustering emit vertices in an order that varies run to run)."""
+    v = mesh.vertices
+    key = np.round(v, 6)
+    order = np.lexsort((key[:, 2], key[:, 1], key[:, 0]))
+    rank = np.empty(len(v), dtype=np.int64)
+    rank[order] = np.arange(len(v))
+    f = rank[mesh.faces]
+    # rotate each triangle to start at its smallest index (keeps the winding), then sort the triangles
+    shift = np.argmin(f, axis=1)
+    f = np.stack([f[np.arange(len(f)), (shift + k) % 3] for k in range(3)], axis=1)
+    f = f[np.lexsort((f[:, 2], f[:, 1], f[:, 0]))]
+    return FusedMesh(v[order], f)
 
 
 def face_components(faces: np.ndarray, n_vertices: int) -> np.ndarray:
@@ -220,6 +238,14 @@ def project(
     return keep, row[keep] * intrinsics.width + col[keep], z[keep].astype(np.float64)
 
 
+def _argmax_per_row(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For entries (rows (M,) sorted ascending, values (M,)), the index of each distinct row's largest
+    value (the first on ties), in row order."""
+    order = np.lexsort((-values, rows))
+    first = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+    return order[first]
+
+
 def vote_labels(
     vertices: np.ndarray,
     frames: list,
@@ -257,25 +283,27 @@ def vote_labels(
         cols.append(part[labelled])
         np.add.at(color_sum, idx, frame.color.reshape(-1, 3)[pix].astype(np.float64))
         views[idx] += 1
-    n_parts = len(part_instance)
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    votes = sparse.csr_matrix((np.ones(len(r), np.int32), (r, c)), shape=(n, n_parts))
-    votes.sum_duplicates()
-    # instance votes: sum the part votes of each instance
+    c = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
+    # votes per (vertex, part), then per (vertex, instance)
+    n_parts = len(part_instance)
+    pairs, votes = np.unique(r * n_parts + c, return_counts=True)
+    vert, part_id = pairs // n_parts, pairs % n_parts
     inst_ids, inst_of_part = np.unique(part_instance, return_inverse=True)
-    to_inst = sparse.csr_matrix(
-        (np.ones(n_parts, np.int32), (np.arange(n_parts), inst_of_part)), shape=(n_parts, len(inst_ids))
-    )
-    inst_votes = (votes @ to_inst).tocsr()
-    has = np.diff(votes.indptr) > 0
-    winner = np.asarray(inst_votes.argmax(axis=1)).ravel()
-    instance = np.where(has, inst_ids[winner], 0).astype(np.int64)
-    # part votes restricted to the winning instance, so part and instance always agree
-    coo = votes.tocoo()
-    same = inst_of_part[coo.col] == winner[coo.row]
-    part_votes = sparse.csr_matrix((coo.data[same], (coo.row[same], coo.col[same])), shape=(n, n_parts))
-    part = np.where(has, np.asarray(part_votes.argmax(axis=1)).ravel(), 0).astype(np.int32)
+    key = vert * len(inst_ids) + inst_of_part[part_id]
+    inst_pairs, where = np.unique(key, return_inverse=True)
+    inst_votes = np.bincount(where, weights=votes).astype(np.int64)
+    winner = np.full(n, -1, dtype=np.int64)
+    iv, ii = inst_pairs // len(inst_ids), inst_pairs % len(inst_ids)
+    best = _argmax_per_row(iv, inst_votes)
+    winner[iv[best]] = ii[best]
+    instance = np.where(winner >= 0, inst_ids[np.maximum(winner, 0)], 0).astype(np.int64)
+    # the majority part among the winning instance's parts, so that part and instance always agree
+    same = inst_of_part[part_id] == winner[vert]
+    part = np.zeros(n, dtype=np.int32)
+    pv, pp = vert[same], part_id[same]
+    best = _argmax_per_row(pv, votes[same])
+    part[pv[best]] = pp[best]
     mean = color_sum / np.maximum(views, 1)[:, None]
     mean[views == 0] = 128.0
     colors = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
@@ -334,11 +362,21 @@ def reconstruct(
             scene, f"fused mesh has zero faces: all {len(frames)} depth frames are invalid (no depth > 0)"
         )
     fused = fuse_tsdf(
-        [frames[k].depth for k in use], [frames[k].pose for k in use], intrinsics, voxel_size, depth_max, scene
+        [frames[k].depth for k in use],
+        [frames[k].pose for k in use],
+        intrinsics,
+        voxel_size,
+        depth_max,
+        scene,
     )
     n_mc = len(fused.vertices)
     mesh = simplify(fused, density) if density > 0 else drop_small_pieces(fused, MIN_PIECE_FACES)
     labels = vote_labels(
-        mesh.vertices, [frames[k] for k in use], [exact_depths[k] for k in use], intrinsics, part_instance, voxel_size
+        mesh.vertices,
+        [frames[k] for k in use],
+        [exact_depths[k] for k in use],
+        intrinsics,
+        part_instance,
+        voxel_size,
     )
     return Reconstruction(mesh, labels, skipped, n_mc)

@@ -158,7 +158,14 @@ def generate_scene(seed: int, cfg: SynthConfig = DEFAULT_CONFIG, scene_id: str |
         gt, parts = smesh.vertex_instance.astype(np.int64), smesh.vertex_part.astype(np.int32)
     else:
         rec = reconstruct(
-            frames, exact, intr, smesh.parts.instance, scene_id, cfg.voxel_size, cfg.max_depth, cfg.mesh_density
+            frames,
+            exact,
+            intr,
+            smesh.parts.instance,
+            scene_id,
+            cfg.voxel_size,
+            cfg.max_depth,
+            cfg.mesh_density,
         )
         mesh = Mesh(rec.mesh.vertices.astype(np.float32), rec.labels.colors, rec.mesh.faces.astype(np.int32))
         gt, parts = rec.labels.instance, rec.labels.part
@@ -168,7 +175,9 @@ def generate_scene(seed: int, cfg: SynthConfig = DEFAULT_CONFIG, scene_id: str |
             marching_cubes_vertices=rec.marching_cubes_vertices,
             vertices_per_m2=round(len(rec.mesh.vertices) / max(rec.mesh.area, 1e-9), 1),
             components=int(comp.max() + 1) if len(comp) else 0,
-            largest_component_share=round(float(np.bincount(comp).max() / len(comp)), 4) if len(comp) else 0.0,
+            largest_component_share=round(float(np.bincount(comp).max() / len(comp)), 4)
+            if len(comp)
+            else 0.0,
             unlabelled_share=round(float(np.mean(gt == 0)), 4),
         )
     labels = {lid: name for lid, name in smesh.labels.items() if np.any(gt // 1000 == lid)}

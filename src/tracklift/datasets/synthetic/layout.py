@@ -119,10 +119,11 @@ def room_outline(shape: str, W: float, D: float, rng: np.random.Generator) -> tu
         width = rng.uniform(1.5, 1.9)
         o0 = rng.uniform(0.2, D - width - 0.2)
         o1 = o0 + width
-        l, r = a - PARTITION / 2, a + PARTITION / 2
-        walls = rect + [WallSegment((l, 0.0), (l, o0)), WallSegment((l, o1), (l, D))]
-        walls += [WallSegment((r, o0), (r, 0.0)), WallSegment((r, D), (r, o1))]
-        return [w for w in walls if w.length > 0.05], [(0.0, 0.0, l, D), (r, 0.0, W, D), (l, o0, r, o1)]
+        left, right = a - PARTITION / 2, a + PARTITION / 2
+        walls = rect + [WallSegment((left, 0.0), (left, o0)), WallSegment((left, o1), (left, D))]
+        walls += [WallSegment((right, o0), (right, 0.0)), WallSegment((right, D), (right, o1))]
+        floor = [(0.0, 0.0, left, D), (right, 0.0, W, D), (left, o0, right, o1)]
+        return walls, floor
     return rect, [(0.0, 0.0, W, D)]
 
 
@@ -142,6 +143,9 @@ class Floorplan:
         self.wall_dist = np.min([w.distance(self.centres) for w in self.walls], axis=0)
         self.occ = np.zeros_like(self.inside)
         self.keep_clear = np.zeros_like(self.occ)  # furniture may not stand here (an opening's way through)
+        self.connected = (
+            len(self.walls) != 4
+        )  # L-shaped and two-room plans keep their free floor in one piece
 
     def footprint(self, thing: Thing, margin: float = 0.0) -> np.ndarray | None:
         """(nx, ny) cells covered by the thing's rotated plan-view rectangle grown by ``margin``;
@@ -176,6 +180,16 @@ class Floorplan:
         sizes = ndimage.sum(free, labels, index=np.arange(1, n + 1))
         return labels == (1 + int(np.argmax(sizes)))
 
+    def _free_cells(self, occ: np.ndarray) -> int:
+        """Free cells of all connected regions (``camera_space`` keeps the largest only)."""
+        r = int(round(CLEARANCE / CELL))
+        disk = np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r
+        return int(
+            (
+                ~ndimage.binary_dilation(occ, structure=disk) & self.inside & (self.wall_dist > WALL_MARGIN)
+            ).sum()
+        )
+
     def try_add(self, things: list[Thing], margin: float = 0.05) -> bool:
         """Occupy the floor things' footprints if they fit and leave the camera room; else change nothing."""
         occ = self.occ.copy()
@@ -189,13 +203,20 @@ class Floorplan:
             if np.any(grown & (occ | self.keep_clear)):
                 return False
             occ |= inside
-        if self.camera_space(occ).sum() * CELL * CELL < MIN_FREE_AREA:
+        free = self.camera_space(occ)
+        if free.sum() * CELL * CELL < MIN_FREE_AREA:
+            return False
+        # a whole-room walk must reach every part of the room: refuse a placement that cuts off a
+        # sizeable piece of the free floor (an arm of an L, the second room)
+        if self.connected and free.sum() < 0.85 * self._free_cells(occ):
             return False
         self.occ = occ
         return True
 
 
-def _structure(rng: np.random.Generator, plan: Floorplan, floor: list, H: float, ceiling: bool) -> list[Thing]:
+def _structure(
+    rng: np.random.Generator, plan: Floorplan, floor: list, H: float, ceiling: bool
+) -> list[Thing]:
     """Floor, the walls (each its own instance) and optionally a ceiling."""
     floor_pal = Palette(rng, str(rng.choice(["wood", "painted"])), accent=0.0, texture="floor")
     only = lambda side: tuple(s for s in BOX_SIDES if s != side)  # noqa: E731
@@ -312,9 +333,7 @@ def _wall_things(rng: np.random.Generator, plan: Floorplan, H: float, things: li
             z_hi = H - h - 0.2
             if room <= 0 or z_hi < 1.1:
                 continue
-            T = wall.pose(rng.uniform(-room, room)) @ translation(
-                0, 0, rng.uniform(1.1, min(z_hi, 1.6))
-            )
+            T = wall.pose(rng.uniform(-room, room)) @ translation(0, 0, rng.uniform(1.1, min(z_hi, 1.6)))
             placed = pic.moved(T)
             lo, hi = placed.world_bounds()
             # keep a slab in front of the picture free of furniture as well

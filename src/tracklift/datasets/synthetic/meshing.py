@@ -79,11 +79,15 @@ class SceneMesh:
 
 
 def _tessellate_thing(thing: Thing, spacing: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """World-frame (vertices, faces) of each part; tiny parts get a finer grid than ``spacing``."""
+    """World-frame (vertices, faces) of each part; tiny parts get a finer grid than ``spacing``.
+
+    ``spacing`` is in world metres: a thing whose transform scales it is tessellated finer to match.
+    """
     out = []
+    stretch = float(np.linalg.norm(thing.transform[:3, :3], axis=0).max())
     for part in thing.parts:
         area = sum(surface_area(s) for s in part.shapes)
-        step = min(spacing, math.sqrt(area / MIN_PART_VERTICES))
+        step = min(spacing / max(stretch, 1e-9), math.sqrt(area / MIN_PART_VERTICES))
         verts, faces, off = [], [], 0
         for s in part.shapes:
             v, f = tessellate(s, step)

@@ -99,7 +99,9 @@ def sample_style(style_seed: int) -> Style:
         hue=float(rng.random()),
         spread=float(rng.choice([0.06, 0.12, 0.25, 0.5])),
         saturation=float(rng.uniform(0.5, 1.3)),
-        lights=tuple((float(rng.uniform(0.25, 0.75)), float(rng.uniform(0.25, 0.75))) for _ in range(n_lights)),
+        lights=tuple(
+            (float(rng.uniform(0.25, 0.75)), float(rng.uniform(0.25, 0.75))) for _ in range(n_lights)
+        ),
         intensity=float(rng.uniform(0.75, 1.15)),
         ambient=float(rng.uniform(0.3, 0.55)),
         tint=(1.0 + 0.06 * warm, 1.0, 1.0 - 0.1 * warm),
