@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	# torch first, pinned as a pair with torchvision (see README "GPU install")
 	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PIP) install --quiet -e '.[dev]'
+	# open3d (the `synth` extra: TSDF fusion of synthetic scans) needs Debian's libusb-1.0-0 to import
+	@if command -v dpkg >/dev/null && ! dpkg -s libusb-1.0-0 >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libusb-1.0-0; \
+	  else echo "open3d needs libusb-1.0-0: sudo apt-get install -y libusb-1.0-0"; exit 1; fi; \
+	fi
+	$(PIP) install --quiet -e '.[dev,synth]'
 	# sam2 is source-only on PyPI and must build against the torch above (its CUDA extension is optional)
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0' 'hydra-core>=1.3' 'iopath>=0.1.10'
 	# Sparse-convolution backends (README "Sparse-convolution backends"). MinkowskiEngine 0.5.4 is source-only:

@@ -36,6 +36,19 @@ TARGET_DENSITY = 625.0
 MIN_PIECE_FACES = 30
 
 
+def _open3d():
+    """The ``open3d`` module, or an error that says how to install it."""
+    try:
+        import open3d
+        import open3d.core  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "fused synthetic meshes need Open3D: pip install 'tracklift[synth]' (open3d-cpu==0.20.0; on Debian "
+            f"also apt-get install -y libusb-1.0-0), or use SynthConfig(mesh='parts') ({e})"
+        ) from e
+    return open3d
+
+
 @dataclass
 class FusedMesh:
     """A fused reconstruction.
@@ -99,8 +112,8 @@ def fuse_tsdf(
     Raises:
         DataError: when the fusion yields no triangle (e.g. every depth pixel invalid).
     """
-    import open3d as o3d
-    import open3d.core as o3c
+    o3d = _open3d()
+    o3c = o3d.core
 
     cpu = o3c.Device("CPU:0")
     # blocks of 8³ voxels; a room's surface touches a few thousand, and the grid grows if it needs more
@@ -146,8 +159,7 @@ def simplify(mesh: FusedMesh, density: float = TARGET_DENSITY) -> FusedMesh:
     Returns:
         the decimated :class:`FusedMesh` (unchanged if it is already coarser than the target).
     """
-    import open3d as o3d
-
+    o3d = _open3d()
     if len(mesh.vertices) > density * mesh.area:
         legacy = o3d.geometry.TriangleMesh(
             o3d.utility.Vector3dVector(mesh.vertices), o3d.utility.Vector3iVector(mesh.faces.astype(np.int32))
