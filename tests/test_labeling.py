@@ -16,7 +16,7 @@ from tracklift.lifting import read_pseudo_labels, read_samples
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("corpus"))
-    small = SynthConfig(width=160, height=120, n_frames=10, n_groups=3)
+    small = SynthConfig.classic(width=160, height=120, n_frames=10, n_groups=3)
     synthesize_corpus(SynthCommandConfig(out=root, scenes=3, seed=40), log=lambda s: None, synth=small)
     # break one scene: a depth image that is not an image
     storage.write_bytes(storage.join(root, "synth0042_00", "depth", "3.png"), b"not a png")
@@ -69,7 +69,7 @@ def test_frames_without_depth_and_a_pose_jump_do_not_stop_a_scene():
     from tracklift.datasets.synthetic import generate_scene
     from tracklift.labeling import build_generator, build_tracker, label_scene
 
-    data = generate_scene(44, SynthConfig(width=160, height=120, n_frames=9, n_groups=2))
+    data = generate_scene(44, SynthConfig.classic(width=160, height=120, n_frames=9, n_groups=2))
     data.frames[3].depth[:] = 0.0  # a frame with no valid depth
     jump = np.eye(4)
     jump[:3, 3] = [3.0, 0.0, 0.0]
@@ -86,7 +86,7 @@ def test_scene_without_frames_is_a_clear_error():
     from tracklift.errors import DataError
     from tracklift.labeling import label_scene
 
-    data = generate_scene(45, SynthConfig(width=32, height=24, n_frames=1, n_groups=1))
+    data = generate_scene(45, SynthConfig.classic(width=32, height=24, n_frames=1, n_groups=1))
     data.frames = []
     with pytest.raises(DataError, match="no usable frames"):
         label_scene(data.as_scene(), LabelConfig(), None, None)

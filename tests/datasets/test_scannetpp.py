@@ -344,7 +344,7 @@ def test_synthetic_scene_roundtrip(tmp_path, fmt):
     synthetic = pytest.importorskip("tracklift.datasets.synthetic")
     if not hasattr(synthetic, "generate_scene"):
         pytest.skip("synthetic generator not available yet")
-    data = synthetic.generate_scene(0, synthetic.SynthConfig(width=64, height=48, n_frames=4))
+    data = synthetic.generate_scene(0, synthetic.SynthConfig.classic(width=64, height=48, n_frames=4))
     url = str(tmp_path / ("data" if fmt == "scannetpp" else "scans") / data.scene_id)
     if fmt == "scannetpp":
         scannetpp.write_scene(data, url, pose_convention="opengl", color_size=(128, 96))

@@ -41,7 +41,7 @@ def ap50(labels, gt, min_votes=2) -> float:
 
 @pytest.fixture(scope="module")
 def scan():
-    return synthetic.generate_scene(0, synthetic.SynthConfig(width=160, height=120, n_frames=30))
+    return synthetic.generate_scene(0, synthetic.SynthConfig.classic(width=160, height=120, n_frames=30))
 
 
 def test_tracked_gt_maps_default_tolerance(scan):
@@ -72,7 +72,7 @@ def test_independent_permuted_gt_maps(scan):
 
 @pytest.mark.slow
 def test_synthetic_60_frames_320x240():
-    data = synthetic.generate_scene(0, synthetic.SynthConfig(width=320, height=240, n_frames=60))
+    data = synthetic.generate_scene(0, synthetic.SynthConfig.classic(width=320, height=240, n_frames=60))
     scene, maps, gt = data.as_scene(), [f.instance for f in data.frames], data.gt_instance
     stats = LiftStats()
     lab = lift_tracked(scene, maps, TIGHT, stats)

@@ -36,7 +36,7 @@ def test_predict_writes_clip_features_and_query_prints_them(tiny_clip, tmp_path,
 
     cfg, _ = tiny_clip
     root, pred = str(tmp_path / "corpus"), str(tmp_path / "pred")
-    data = generate_scene(7, SynthConfig(width=160, height=120, n_frames=6, n_groups=2))
+    data = generate_scene(7, SynthConfig.classic(width=160, height=120, n_frames=6, n_groups=2))
     write_scene(data, storage.join(root, data.scene_id))
     torch.manual_seed(0)
     seg_ckpt = str(tmp_path / "seg.pt")

@@ -158,7 +158,7 @@ def test_synthetic_scan_views_show_their_objects():
     from tracklift.datasets.synthetic import generate_scene
     from tracklift.datasets.synthetic.config import SynthConfig
 
-    data = generate_scene(7, SynthConfig(width=160, height=120, n_frames=8, n_groups=2))
+    data = generate_scene(7, SynthConfig.classic(width=160, height=120, n_frames=8, n_groups=2))
     scene = data.as_scene()
     ids = np.unique(data.gt_instance[data.gt_instance > 0])
     inst = Instances(np.stack([data.gt_instance == i for i in ids]))

@@ -44,7 +44,7 @@ def artifacts(tmp_path_factory):
     model = Segmenter.from_config(ModelConfig.preset("tiny"))
     ckpt = str(root / "model.pt")
     save_checkpoint(model, ckpt)
-    synth = SynthConfig(
+    synth = SynthConfig.classic(
         width=80, height=60, n_frames=4, n_groups=2, room_size=(3.0, 3.5), mesh_resolution=0.08
     )
     data = generate_scene(3, synth)

@@ -17,7 +17,7 @@ from controlled_prior import ControlledPrior, PriorConfig  # noqa: E402
 
 @pytest.fixture(scope="module")
 def scene():
-    return generate_scene(21, SynthConfig(width=160, height=120, n_frames=16)).as_scene()
+    return generate_scene(21, SynthConfig.classic(width=160, height=120, n_frames=16)).as_scene()
 
 
 def dominant_ids(scene, id_maps, min_px=60):

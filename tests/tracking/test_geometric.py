@@ -34,7 +34,7 @@ def _is_thing(gt_id: int) -> bool:
 def _scene():
     from tracklift.datasets.synthetic import SynthConfig, generate_scene
 
-    return generate_scene(seed=11, cfg=SynthConfig(width=320, height=240, n_frames=8))
+    return generate_scene(seed=11, cfg=SynthConfig.classic(width=320, height=240, n_frames=8))
 
 
 def _gt_masks(frame, min_pixels: int = MIN_PIXELS) -> dict[int, np.ndarray]:

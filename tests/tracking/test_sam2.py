@@ -57,7 +57,7 @@ def frames() -> list[Frame]:
     try:
         from tracklift.datasets.synthetic import SynthConfig, generate_scene
 
-        return generate_scene(3, SynthConfig(width=128, height=96, n_frames=4)).frames
+        return generate_scene(3, SynthConfig.classic(width=128, height=96, n_frames=4)).frames
     except ImportError:  # the synthetic generator is optional for these mechanics
         from tests.conftest import make_scene_data
 
@@ -411,7 +411,7 @@ def test_granularity_consistent_tracker_runs_on_sam2(model):
     from tracklift.datasets.synthetic import SynthConfig, generate_scene
     from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker
 
-    scene = generate_scene(4, SynthConfig(width=128, height=96, n_frames=5)).as_scene()
+    scene = generate_scene(4, SynthConfig.classic(width=128, height=96, n_frames=5)).as_scene()
     generator, tracker = build_sam2_backends(CFG)
     calls = []
     gct = GranularityConsistentTracker(

@@ -17,7 +17,7 @@ from tracklift.tracking.weightless import WeightlessConfig, WeightlessMaskGenera
 def _scene():
     from tracklift.datasets.synthetic import SynthConfig, generate_scene
 
-    return generate_scene(seed=11, cfg=SynthConfig(width=320, height=240, n_frames=8))
+    return generate_scene(seed=11, cfg=SynthConfig.classic(width=320, height=240, n_frames=8))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

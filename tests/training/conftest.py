@@ -34,7 +34,7 @@ def labelled_corpus(tmp_path_factory):
     """
     root = str(tmp_path_factory.mktemp("corpus"))
     labels = str(tmp_path_factory.mktemp("labels"))
-    small = SynthConfig(width=160, height=120, n_frames=10, n_groups=3)
+    small = SynthConfig.classic(width=160, height=120, n_frames=10, n_groups=3)
     synthesize_corpus(SynthCommandConfig(out=root, scenes=2, seed=40), log=lambda s: None, synth=small)
     cfg = LabelConfig(
         scenes=root,

@@ -32,6 +32,8 @@ class SynthConfig:
         voxel_size: TSDF voxel (marching-cubes resolution) of the fused mesh, metres.
         mesh_density: vertices per m² the fused mesh is decimated to (0 = keep the marching-cubes mesh).
         style_seed: seed of the room's appearance (materials, patterns, colours, lights); None = ``seed``.
+        styled: draw the appearance from the style (:mod:`.styles`); False keeps the single colour family
+            and single white light of the generator before styles (see :meth:`classic`).
         room_shapes: room shapes to draw from: ``"rect"``, ``"L"`` (one corner cut away), ``"two"`` (two
             rooms joined by a wide opening in a partition wall).
         furniture_scale: (min, max) size factor drawn per room for its furniture groups.
@@ -72,6 +74,7 @@ class SynthConfig:
     voxel_size: float = 0.02
     mesh_density: float = 625.0
     style_seed: int | None = None
+    styled: bool = True
     room_shapes: tuple[str, ...] = ("rect", "rect", "L", "two")
     furniture_scale: tuple[float, float] = (0.85, 1.15)
     clutter: tuple[float, float] = (0.4, 1.0)
@@ -133,6 +136,22 @@ class SynthConfig:
         need(0.0 <= self.edge_dropout <= 1.0, "edge_dropout must be in [0, 1]")
         need(0.0 <= self.min_depth < self.max_depth, "need 0 <= min_depth < max_depth")
         need(0.0 <= self.texture <= 0.5, "texture must be in [0, 0.5]")
+
+    @classmethod
+    def classic(cls, **overrides) -> SynthConfig:
+        """The generator as it was before whole-room captures, fused meshes and styles: rectangular rooms,
+        furniture at its drawn size with all its clutter, one colour family and one white light, the
+        wandering walk of ``n_frames`` (60 if unset) and the piecewise mesh. Same seed → the same arrays
+        as then, so earlier figures and tests reproduce."""
+        base = {
+            "capture": "walk",
+            "mesh": "parts",
+            "room_shapes": ("rect",),
+            "furniture_scale": (1.0, 1.0),
+            "clutter": (1.0, 1.0),
+            "styled": False,
+        }
+        return cls(**{**base, **overrides})
 
     @property
     def room_fields(self) -> tuple:

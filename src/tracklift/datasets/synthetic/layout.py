@@ -381,17 +381,21 @@ def generate_layout(seed: int, cfg: SynthConfig = DEFAULT_CONFIG) -> Layout:
         if placed is not None:
             things += [f for t in placed for f in t.flatten()]
     things += _wall_things(rng, plan, H, things)
-    rng.uniform(size=2)  # (the light's position was drawn here before styles placed the lights)
+    u = rng.uniform(-0.3, 0.3, size=2)  # the unstyled light (the style's lights replace it)
     style = sample_style(int(seed) if cfg.style_seed is None else int(cfg.style_seed))
-    lighting = Lighting(light_positions(style, (W, D, H)), style.intensity, style.ambient, style.tint)
+    if cfg.styled:
+        things = apply_style(things, style)
+        lighting = Lighting(light_positions(style, (W, D, H)), style.intensity, style.ambient, style.tint)
+    else:
+        lighting = Lighting(np.array([W / 2 + u[0] * W, D / 2 + u[1] * D, H - 0.05]))
     return Layout(
         (W, D, H),
-        apply_style(things, style),
+        things,
         plan.camera_space(),
         lighting,
         inside=plan.inside,
         shape=shape,
-        style=style,
+        style=style if cfg.styled else None,
         walls=walls,
     )
 

@@ -85,6 +85,7 @@ def _tessellate_thing(thing: Thing, spacing: float) -> list[tuple[np.ndarray, np
     """
     out = []
     stretch = float(np.linalg.norm(thing.transform[:3, :3], axis=0).max())
+    stretch = 1.0 if abs(stretch - 1.0) < 1e-9 else stretch  # a rotation's column norms are 1 ± an ulp
     for part in thing.parts:
         area = sum(surface_area(s) for s in part.shapes)
         step = min(spacing / max(stretch, 1e-9), math.sqrt(area / MIN_PART_VERTICES))
