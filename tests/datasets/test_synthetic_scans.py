@@ -238,3 +238,14 @@ def test_synth_cli_takes_a_style_seed_and_writes_coverage(tmp_path):
     assert all(0 <= m["coverage"] <= 1 and m["mesh"] == "fused" and m["frames"] == 4 for m in meta)
     scene = open_scene(str(tmp_path / "corpus" / "synth0003_00"))
     assert len(scene.gt_instance) == meta[0]["vertices"]
+
+
+def test_a_failing_scene_is_logged_and_the_corpus_goes_on():
+    from tracklift.datasets.corpus import SynthCommandConfig, synthesize_corpus
+
+    lines = []
+    cfg = SynthCommandConfig(out="memory://failing_corpus", scenes=2, seed=9, width=32, height=24)
+    blind = dataclasses.replace(FAST, width=32, height=24, n_frames=2, min_depth=6.0, max_depth=7.0)
+    assert synthesize_corpus(cfg, log=lines.append, synth=blind) == []
+    assert len(lines) == 2 and all("FAILED" in ln and "zero faces" in ln for ln in lines)
+    assert "synth0009_00" in lines[0] and "synth0010_00" in lines[1]

@@ -12,6 +12,7 @@ import numpy as np
 from tracklift import storage
 from tracklift.datasets.formats import FORMATS, scene_dir, write_scene
 from tracklift.datasets.tracklift_format import write_int_lines
+from tracklift.errors import DataError
 
 COMPLETE_MARKER = ".complete"
 SYNTH_META = "synth.json"  # per scene: the generator's metadata (coverage, frames, style, mesh statistics)
@@ -56,7 +57,8 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
         log: progress sink.
         synth: optional full :class:`~tracklift.datasets.synthetic.SynthConfig` (overrides size and frames).
 
-    Returns: the scene URLs, in order.
+    Returns: the URLs of the scenes written (or already complete), in order; a scene whose generation
+    fails with a :class:`DataError` is logged and left out.
     """
     from tracklift.datasets import synthetic
 
@@ -83,7 +85,12 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
             log(f"[synth] {i + 1}/{cfg.scenes} {scene_id}: already complete, skipped")
             continue
         t0 = time.perf_counter()
-        data = synthetic.generate_scene(seed, scfg, scene_id=scene_id)
+        try:
+            data = synthetic.generate_scene(seed, scfg, scene_id=scene_id)
+        except DataError as e:  # a failing scene is reported and the corpus goes on
+            log(f"[synth] {i + 1}/{cfg.scenes} {scene_id}: FAILED, skipped ({e})")
+            urls.pop()
+            continue
         write_scene(data, url, cfg.format)
         if data.meta:  # how the scan was made: coverage, frames, style… (format-independent side file)
             storage.write_text(storage.join(url, SYNTH_META), json.dumps(data.meta, indent=1))

@@ -1,15 +1,19 @@
-"""Synthetic RGB-D scans with ground truth: procedural furnished rooms and a hand-held camera video.
+"""Synthetic RGB-D scans with ground truth: procedural furnished rooms, filmed and reconstructed.
 
     from tracklift.datasets.synthetic import SynthConfig, generate_scene
-    data = generate_scene(seed=0, cfg=SynthConfig(width=320, height=240, n_frames=60))
+    data = generate_scene(seed=0, cfg=SynthConfig(width=320, height=240, style_seed=100))
 
-A room has a floor, four walls (each its own instance), furniture built from parts (a table is a top and
-four legs, a chair a seat, back and legs, a bookshelf boards holding boxes and books, a couch a base,
-back, arm rests and cushions…), small things on tables and shelves, a door and pictures. The mesh is
-ScanNet-like (about 4 cm grid, per-vertex colours) with per-vertex GT instance ids in ScanNet's encoding
-(``label_id * 1000 + instance``, ScanNet200 label ids) and per-vertex part ids. Frames are rendered by
-ray casting (trimesh + embree) with shading, texture, colour noise, depth noise growing with depth²
-and depth holes; each frame carries GT instance and part maps.
+A room (rectangular, L-shaped, or two rooms joined by an opening) has a floor, walls (each its own
+instance), furniture built from parts (a table is a top and four legs, a chair a seat, back and legs, a
+bookshelf boards holding boxes and books, a couch a base, back, arm rests and cushions…), small things on
+tables and shelves, a door and pictures; its look (materials, patterns, colours, lights) comes from a
+style seed of its own (:mod:`.styles`). A hand-held camera walks the whole room (:mod:`.capture`); frames
+are rendered by ray casting (trimesh + embree) with shading, texture, colour noise, depth noise growing
+with depth² and depth holes, each with GT instance and part maps. The mesh is the TSDF fusion of the noisy
+depth frames with per-vertex GT instance ids in ScanNet's encoding (``label_id * 1000 + instance``,
+ScanNet200 label ids) and part ids voted from the frames (:mod:`.fusion`), or with ``mesh="parts"`` the
+exact piecewise procedural mesh (about 4 cm grid). ``SynthConfig.classic()`` is the generator as it was
+before whole-room captures, fused meshes and styles.
 
 ``raycast``, ``render_view`` and ``overview_pose`` are reusable for pictures of any mesh
 (see :mod:`.raycast`).

@@ -346,7 +346,8 @@ def _wall_things(rng: np.random.Generator, plan: Floorplan, H: float, things: li
 
 
 def generate_layout(seed: int, cfg: SynthConfig = DEFAULT_CONFIG) -> Layout:
-    """A furnished room for a seed (depends only on the seed and ``cfg.room_fields``).
+    """A furnished room for a seed: its geometry depends only on the seed and ``cfg.room_fields``, its
+    appearance (colours, patterns, lights) only on ``cfg.style_seed`` (the seed when None) and ``cfg.styled``.
 
     Args:
         seed: scene seed.
