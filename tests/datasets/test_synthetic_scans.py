@@ -39,6 +39,10 @@ def test_whole_room_capture_keeps_every_kth_frame_of_a_video(fused):
     eye = np.stack([f.pose[:3, 3] for f in fused.frames])
     step = np.linalg.norm(np.diff(eye, axis=0), axis=1)
     assert step.max() < 0.2  # a walk, not jumps
+    R = np.stack([f.pose[:3, :3] for f in fused.frames])
+    rel = np.einsum("kji,kjl->kil", R[:-1], R[1:])
+    turn = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert turn.max() < 8.0  # max_turn (5°) per kept frame plus hand shake
     # the camera turns all the way round while walking the room
     fwd = np.stack([f.pose[:3, 2] for f in fused.frames])
     yaw = np.degrees(np.unwrap(np.arctan2(fwd[:, 1], fwd[:, 0])))

@@ -102,7 +102,7 @@ def albedo(points: np.ndarray, part: np.ndarray, parts, strength: float) -> np.n
     n = 0.65 * value_noise(points, scale, seed) + 0.35 * value_noise(points, scale * 0.3, seed + 7)
     amp = 0.12 * strength * parts.tex_amp[part]
     kind = parts.tex_kind[part]
-    for code in np.unique(kind):
+    for code in np.flatnonzero(np.bincount(kind, minlength=len(KINDS))):
         if code == 0:
             continue
         at = np.flatnonzero(kind == code)

@@ -162,7 +162,8 @@ def _look_keys(
     seen = np.zeros(len(pois))
     half_h = math.atan(0.5 / cfg.focal) * 0.9  # (most of) half the field of view
     half_v = math.atan(0.5 * cfg.height / cfg.width / cfg.focal) * 0.9
-    max_delta = math.radians(cfg.max_turn) * every / cfg.frame_skip * 0.8 if cfg.capture == "room" else 0.5
+    # ``every`` counts video frames; the turn limit is per kept frame (leave a fifth for the smoothing)
+    max_delta = math.radians(cfg.max_turn) * every / cfg.frame_skip * 0.8
     pitch_options = np.radians([-50.0, -35.0, -20.0, -5.0, 8.0])
     yaws, pitches, prev = [], [], None
     for eye in xyz[::every]:
@@ -284,23 +285,28 @@ def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
 
 
-def surface_coverage(areas: np.ndarray, face_maps, min_views: int = 2) -> float:
+def surface_coverage(areas: np.ndarray, views: np.ndarray, min_views: int = 2) -> float:
     """Share of a GT mesh's surface seen by at least ``min_views`` frames.
 
     Args:
         areas: (F,) triangle areas of the GT mesh (:func:`face_areas`).
-        face_maps: per frame, the (H, W) index of the GT triangle each pixel sees (-1 = nothing).
+        views: (F,) number of frames that saw each triangle (:func:`count_views`).
         min_views: frames that must see a triangle for it to count.
 
     Returns:
-        seen area / total area in [0, 1] (0 for an empty mesh). A triangle is seen by a frame when at
-        least one pixel's ray hits it first (so occluded and out-of-view surface does not count).
+        seen area / total area in [0, 1] (0 for an empty mesh).
     """
     total = float(areas.sum())
     if total <= 0:
         return 0.0
-    views = np.zeros(len(areas), dtype=np.int32)
-    for faces in face_maps:
-        hit = np.unique(np.asarray(faces).ravel())
-        views[hit[hit >= 0]] += 1
-    return float(areas[views >= min_views].sum() / total)
+    return float(areas[np.asarray(views) >= min_views].sum() / total)
+
+
+def count_views(views: np.ndarray, face_map: np.ndarray) -> None:
+    """Add one view (in place, ``views`` (F,) int) to every triangle a frame sees: those hit first by at
+    least one pixel's ray (``face_map`` (H, W), -1 = nothing), so occluded and out-of-view surface does not
+    count."""
+    hit = np.zeros(len(views), dtype=bool)
+    face = np.asarray(face_map).ravel()
+    hit[face[face >= 0]] = True
+    views += hit

@@ -15,7 +15,7 @@ import numpy as np
 
 from tracklift.datasets.scene import Frame, Mesh, SceneData
 from tracklift.datasets.synthetic import styles
-from tracklift.datasets.synthetic.capture import face_areas, room_capture, surface_coverage
+from tracklift.datasets.synthetic.capture import count_views, face_areas, room_capture, surface_coverage
 from tracklift.datasets.synthetic.config import DEFAULT_CONFIG, SynthConfig
 from tracklift.datasets.synthetic.fusion import face_components, reconstruct
 from tracklift.datasets.synthetic.layout import generate_layout
@@ -137,20 +137,21 @@ def generate_scene(seed: int, cfg: SynthConfig = DEFAULT_CONFIG, scene_id: str |
     intr = kinect_intrinsics(cfg.width, cfg.height, cfg.focal)
     poses, info = camera_poses(layout, cfg, seed)
     dirs = camera_directions(intr)
-    frames, exact, seen = [], [], []
+    frames, exact = [], []
+    views = np.zeros(len(smesh.faces), dtype=np.int32)
     for k, pose in enumerate(poses):
         rng = np.random.default_rng([int(seed), 3, k])
         frame, depth, face = render_frame_exact(caster, smesh, layout.light, intr, pose, cfg, rng, k, dirs)
         frames.append(frame)
         exact.append(depth)
-        seen.append(np.unique(face))
+        count_views(views, face)
     meta = {
         "seed": int(seed),
         "room_shape": layout.shape,
         "style": styles.describe(layout.style) if layout.style is not None else {},
         "frames": len(frames),
         **info,
-        "coverage": round(surface_coverage(face_areas(smesh.vertices, smesh.faces), seen), 4),
+        "coverage": round(surface_coverage(face_areas(smesh.vertices, smesh.faces), views), 4),
         "mesh": cfg.mesh,
     }
     if cfg.mesh == "parts":
