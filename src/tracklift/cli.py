@@ -244,7 +244,7 @@ def _cmd_eval(cfg: EvalConfig) -> int:
 
 
 def _cmd_render(cfg) -> int:
-    from tracklift.render import render_scene
+    from tracklift.evaluation.render import render_scene
 
     for url in render_scene(cfg):
         print(url)
@@ -275,9 +275,9 @@ def _cmd_run(cfg) -> int:
 
 def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.datasets.corpus import SynthCommandConfig
+    from tracklift.evaluation.render import RenderConfig
     from tracklift.labeling import LabelConfig
     from tracklift.pipeline import RunConfig
-    from tracklift.render import RenderConfig
     from tracklift.serving.config import ServeConfig
 
     return {

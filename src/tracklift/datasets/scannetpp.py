@@ -48,8 +48,9 @@ from tracklift.datasets.scannetpp_write import write_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, check_frame, pose_is_valid
 from tracklift.datasets.tracklift_format import read_int_lines
 from tracklift.errors import ConfigError, DataError
+from tracklift.geometry.camera import backproject_pixels, depth_pixels
 
-__all__ = ["GL_TO_CV", "backproject", "detect_pose_convention", "looks_like", "read_scene", "write_scene"]
+__all__ = ["GL_TO_CV", "detect_pose_convention", "looks_like", "read_scene", "write_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +104,6 @@ def _colmap_poses(dir_url: str) -> tuple[dict[int, np.ndarray | None], np.ndarra
     return poses, K, (w, h)
 
 
-def backproject(depth: np.ndarray, intr: Intrinsics, pose: np.ndarray, max_points: int = 2000) -> np.ndarray:
-    """World points (M, 3) of up to ``max_points`` valid pixels of a (H, W) metre depth map (OpenCV pose)."""
-    v, u = np.nonzero(depth > 0)
-    if len(u) > max_points:
-        pick = np.linspace(0, len(u) - 1, max_points).astype(np.int64)
-        u, v = u[pick], v[pick]
-    z = depth[v, u].astype(np.float64)
-    cam = np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], axis=1)
-    return cam @ pose[:3, :3].T + pose[:3, 3]
-
-
 def detect_pose_convention(
     poses: list[np.ndarray], depths: list[np.ndarray], intr: Intrinsics, vertices: np.ndarray
 ) -> tuple[str, dict[str, float]]:
@@ -134,8 +124,12 @@ def detect_pose_convention(
         return "opencv", {}
     tree = cKDTree(np.asarray(vertices, dtype=np.float64))
     scores = {}
+    pixels = [depth_pixels(d, max_points=2000) for d in depths]  # up to 2000 valid pixels per frame
     for conv, flip in (("opencv", np.eye(4)), ("opengl", GL_TO_CV)):
-        pts = [backproject(d, intr, p @ flip) for p, d in zip(poses, depths)]
+        pts = [
+            backproject_pixels(v, u, d[v, u].astype(np.float64), intr, p @ flip)
+            for p, d, (v, u) in zip(poses, depths, pixels)
+        ]
         pts = np.concatenate(pts) if pts else np.zeros((0, 3))
         if len(pts) == 0:
             return "opencv", {}

@@ -16,43 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.errors import DataError
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of the depth image, in pixels."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @property
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 camera matrix."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @classmethod
-    def from_matrix(cls, K: np.ndarray, width: int, height: int) -> Intrinsics:
-        """From a 3×3 or 4×4 matrix (ScanNet's ``intrinsic_depth.txt`` is 4×4)."""
-        K = np.asarray(K, dtype=np.float64)
-        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
-
-    def scaled(self, width: int, height: int) -> Intrinsics:
-        """The same camera at another image size."""
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Intrinsics:
-        return cls(
-            float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"])
-        )
+from tracklift.geometry.camera import Intrinsics
 
 
 @dataclass

@@ -26,9 +26,6 @@ from tracklift.datasets.synthetic.labels import LABEL_IDS
 from tracklift.datasets.synthetic.layout import Layout, generate_layout
 from tracklift.datasets.synthetic.raycast import (
     RayCaster,
-    camera_directions,
-    kinect_intrinsics,
-    look_at,
     overview_pose,
     raycast,
     render_view,
@@ -42,12 +39,9 @@ __all__ = [
     "RayCaster",
     "SynthConfig",
     "build_scene_mesh",
-    "camera_directions",
     "default_scene_id",
     "generate_layout",
     "generate_scene",
-    "kinect_intrinsics",
-    "look_at",
     "make_trajectory",
     "overview_pose",
     "raycast",

@@ -18,43 +18,8 @@ import numpy as np
 import trimesh
 
 from tracklift.datasets.scene import Intrinsics
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """(4, 4) camera→world pose at ``eye`` looking at ``target`` with image-up close to ``up`` (z-up world).
-
-    Args:
-        eye: (3,) camera centre, metres.
-        target: (3,) point to look at.
-        up: (3,) world direction that should point up in the image.
-
-    Returns:
-        (4, 4) float64 pose, OpenCV camera axes.
-    """
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking straight along ``up``: any image x will do
-        x = np.cross(z, [1.0, 0.0, 0.0] if abs(z[0]) < 0.9 else [0.0, 1.0, 0.0])
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
-    return pose
-
-
-def kinect_intrinsics(width: int, height: int, focal: float = 0.9) -> Intrinsics:
-    """Pinhole intrinsics like a Kinect scaled to the image: ``fx = fy = focal * width``, centred."""
-    f = focal * width
-    return Intrinsics(f, f, (width - 1) / 2, (height - 1) / 2, width, height)
-
-
-def camera_directions(intrinsics: Intrinsics) -> np.ndarray:
-    """(H * W, 3) ray directions in the camera frame with z = 1 (so ray parameter = z-depth), row-major."""
-    v, u = np.mgrid[0 : intrinsics.height, 0 : intrinsics.width]
-    x = (u.ravel() - intrinsics.cx) / intrinsics.fx
-    y = (v.ravel() - intrinsics.cy) / intrinsics.fy
-    return np.stack([x, y, np.ones_like(x)], -1)
+from tracklift.geometry.camera import camera_directions, look_at
+from tracklift.geometry.normals import face_normals
 
 
 @dataclass
@@ -92,12 +57,9 @@ class RayCaster:
         self.mesh = mesh
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
-        tri = self.vertices[self.faces]
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        norm = np.linalg.norm(cross, axis=1, keepdims=True)
         # degenerate triangles get a zero normal: their hits are discarded below
-        self.face_normals = np.where(norm > 0, cross / np.where(norm > 0, norm, 1.0), 0.0)
-        self.plane_offset = np.einsum("ij,ij->i", self.face_normals, tri[:, 0])  # n · x of each plane
+        self.face_normals = face_normals(self.vertices, self.faces)
+        self.plane_offset = np.einsum("ij,ij->i", self.face_normals, self.vertices[self.faces[:, 0]])  # n · x
         self._intersector = mesh.ray
 
     def first_hit(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +98,7 @@ class RayCaster:
         Args:
             intrinsics: pinhole camera.
             pose: (4, 4) camera→world.
-            dirs_cam: optional precomputed :func:`camera_directions` of ``intrinsics``.
+            dirs_cam: optional precomputed :func:`~tracklift.geometry.camera.camera_directions` of ``intrinsics``.
 
         Returns:
             :class:`Hits`.
@@ -187,7 +149,7 @@ def render_view(
         vertex_colors: (N, 3) uint8 (or float in [0, 1]) colours, e.g. the scan's colours or a colour per
             GT / predicted instance.
         intrinsics: output camera (its width × height is the image size).
-        pose: (4, 4) camera→world, OpenCV axes (see :func:`look_at`, :func:`overview_pose`).
+        pose: (4, 4) camera→world, OpenCV axes (see :func:`tracklift.geometry.camera.look_at`, :func:`overview_pose`).
         light: shade by a headlight (Lambertian, so shape stays readable in flat id colours).
         background: RGB of pixels that hit nothing.
         cull_backfaces: see through triangles facing away from the camera ("dollhouse" view: from above
