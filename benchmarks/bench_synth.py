@@ -28,13 +28,12 @@ from tracklift.datasets.synthetic import (
     build_scene_mesh,
     generate_scene,
     make_trajectory,
-    overview_pose,
     render_frame,
     render_view,
 )
 from tracklift.datasets.synthetic.raycast import RayCaster
 from tracklift.evaluation.pictures import id_colors  # noqa: E402
-from tracklift.geometry.camera import camera_directions, centred_intrinsics  # noqa: E402
+from tracklift.geometry.camera import camera_directions, centred_intrinsics, overview_pose  # noqa: E402
 
 SIZES = ((320, 240), (640, 480))
 

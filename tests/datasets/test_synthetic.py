@@ -20,7 +20,6 @@ from tracklift.datasets.synthetic import (
     generate_layout,
     generate_scene,
     make_trajectory,
-    overview_pose,
     raycast,
     render_view,
 )
@@ -28,7 +27,13 @@ from tracklift.datasets.synthetic.layout import Floorplan
 from tracklift.datasets.synthetic.sensor import depth_sigma, simulate_depth
 from tracklift.datasets.tracklift_format import read_int_lines, read_labels
 from tracklift.errors import ConfigError
-from tracklift.geometry.camera import backproject_pixels, centred_intrinsics, depth_pixels, look_at
+from tracklift.geometry.camera import (
+    backproject_pixels,
+    centred_intrinsics,
+    depth_pixels,
+    look_at,
+    overview_pose,
+)
 
 SMALL = SynthConfig(width=96, height=72, n_frames=8)
 SEEDS = (0, 1, 2, 3)

@@ -16,6 +16,7 @@ from tracklift.geometry.camera import (
     fov_intrinsics,
     in_image,
     look_at,
+    overview_pose,
     pixel_index,
     project,
     project_batch,
@@ -183,3 +184,14 @@ def test_look_at_points_the_camera_at_the_target_with_image_up():
     straight_down = look_at([0.0, 0.0, 3.0], [0.0, 0.0, 0.0])
     np.testing.assert_allclose(straight_down[:3, 2], [0.0, 0.0, -1.0])
     assert np.isfinite(straight_down).all()
+
+
+def test_overview_pose_sees_every_point_from_above():
+    rng = np.random.default_rng(3)
+    pts = rng.uniform([0.0, 0.0, 0.0], [6.0, 4.0, 2.5], (500, 3))
+    intr = fov_intrinsics(320, 240, 45.0)
+    pose = overview_pose(pts, intr, elevation=60.0)
+    col, row, z = project(pts, intr, pose)
+    assert (z > 0).all() and in_image(col, row, intr).all()
+    assert pose[2, 3] > pts[:, 2].max()  # the camera is above the points, looking down at them
+    assert pose[:3, 2] @ [0.0, 0.0, 1.0] == pytest.approx(-np.sin(np.radians(60.0)))

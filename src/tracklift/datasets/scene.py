@@ -3,7 +3,8 @@
 Conventions (all readers convert to these):
   - lengths in metres; depth 0 = invalid pixel;
   - camera frame is OpenCV's (x right, y down, z forward); ``pose`` is camera→world (4×4);
-  - ``intrinsics`` are the depth camera's; colour is resized to the depth size on read;
+  - ``intrinsics`` are the depth camera's (:class:`tracklift.geometry.camera.Intrinsics`, pixel centres at
+    integer coordinates); colour is resized to the depth size on read;
   - mesh vertices are in the same world frame as the poses (ScanNet: after ``axisAlignment``);
   - per-vertex ground truth in ScanNet's encoding ``label_id * 1000 + instance``, 0 = unannotated.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.errors import DataError
-from tracklift.geometry.camera import Intrinsics
+from tracklift.geometry.camera import Intrinsics  # part of the scene model; defined with the camera math
 
 
 @dataclass

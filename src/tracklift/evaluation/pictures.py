@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tracklift.datasets.scene import Intrinsics, Mesh
-from tracklift.geometry.camera import fov_intrinsics, in_image, project
-from tracklift.geometry.normals import vertex_normals as face_weighted_normals
+from tracklift.geometry.camera import fov_intrinsics, in_image, overview_pose, project
+from tracklift.geometry.normals import vertex_normals
 
 
 def id_colors(ids: np.ndarray, none_color=(0, 0, 0)) -> np.ndarray:
@@ -40,11 +40,11 @@ def id_colors(ids: np.ndarray, none_color=(0, 0, 0)) -> np.ndarray:
     return out
 
 
-def vertex_normals(mesh: Mesh) -> np.ndarray:
+def mesh_normals(mesh: Mesh) -> np.ndarray:
     """(N, 3) unit normals, area-weighted from faces; (0, 0, 1) for vertices without faces."""
     if mesh.faces is None or len(mesh.faces) == 0:
         return np.tile([0.0, 0.0, 1.0], (len(mesh.vertices), 1))
-    n = face_weighted_normals(mesh.vertices.astype(np.float64), mesh.faces)
+    n = vertex_normals(mesh.vertices.astype(np.float64), mesh.faces)
     n[np.linalg.norm(n, axis=1) == 0] = (0.0, 0.0, 1.0)
     return n
 
@@ -58,8 +58,6 @@ def overview_camera(
 ) -> tuple[Intrinsics, np.ndarray]:
     """An oblique bird's-eye camera (45° field of view) that frames the whole scene; returns (intrinsics,
     cam→world pose). The 1st-99th percentile box is framed, so stray vertices do not shrink the picture."""
-    from tracklift.datasets.synthetic.raycast import overview_pose
-
     intr = fov_intrinsics(width, height, 45.0)
     box = np.percentile(vertices, [1, 99], axis=0)
     return intr, overview_pose(box, intr, elevation_deg, azimuth_deg)
@@ -89,7 +87,7 @@ def splat_render(
     """
     v = mesh.vertices.astype(np.float64)
     u, vv, z = project(v, intrinsics, pose)
-    normals = vertex_normals(mesh)
+    normals = mesh_normals(mesh)
     to_cam = pose[:3, 3] - v
     facing = np.einsum("ij,ij->i", normals, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-9)
     keep = (z > 1e-3) & (facing > -0.05)

@@ -42,6 +42,7 @@ __all__ = [
     "fov_intrinsics",
     "in_image",
     "look_at",
+    "overview_pose",
     "pixel_index",
     "project",
     "project_batch",
@@ -133,6 +134,42 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
     return pose
+
+
+def overview_pose(
+    vertices: np.ndarray,
+    intrinsics: Intrinsics,
+    elevation: float = 55.0,
+    azimuth: float = -60.0,
+    margin: float = 1.05,
+) -> np.ndarray:
+    """An oblique bird's-eye camera that sees the whole point set (z-up world).
+
+    Args:
+        vertices: (N, 3) points to frame, metres.
+        intrinsics: the camera the pose is for (its field of view sets the distance).
+        elevation: degrees above the horizon of the viewing direction (90 = straight down).
+        azimuth: degrees about +z of the camera position around the centre (0 = on the +x side).
+        margin: extra room around the bounding box (1 = tight).
+
+    Returns:
+        (4, 4) camera→world pose looking at the centre of the points' bounding box.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    lo, hi = vertices.min(0), vertices.max(0)
+    centre = (lo + hi) / 2
+    el, az = math.radians(elevation), math.radians(azimuth)
+    back = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+    R = look_at(centre + back, centre)[:3, :3]
+    # the bounding box corners in a camera at the centre; move back until every corner is in view
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    cam = (corners - centre) @ R
+    tan_x = (intrinsics.width / 2) / intrinsics.fx / margin
+    tan_y = (intrinsics.height / 2) / intrinsics.fy / margin
+    dist = max(
+        np.max(np.abs(cam[:, 0]) / tan_x - cam[:, 2]), np.max(np.abs(cam[:, 1]) / tan_y - cam[:, 2]), 1e-3
+    )
+    return look_at(centre + dist * back, centre)
 
 
 def world_to_camera(points: np.ndarray, pose: np.ndarray) -> np.ndarray:

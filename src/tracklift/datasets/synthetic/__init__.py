@@ -11,8 +11,8 @@ ScanNet-like (about 4 cm grid, per-vertex colours) with per-vertex GT instance i
 ray casting (trimesh + embree) with shading, texture, colour noise, depth noise growing with depth²
 and depth holes; each frame carries GT instance and part maps.
 
-``raycast``, ``render_view`` and ``overview_pose`` are reusable for pictures of any mesh
-(see :mod:`.raycast`).
+``raycast`` and ``render_view`` are reusable for pictures of any mesh (see :mod:`.raycast`; the
+bird's-eye camera is :func:`tracklift.geometry.camera.overview_pose`).
 """
 
 from tracklift.datasets.synthetic.config import DEFAULT_CONFIG, SynthConfig
@@ -26,7 +26,6 @@ from tracklift.datasets.synthetic.labels import LABEL_IDS
 from tracklift.datasets.synthetic.layout import Layout, generate_layout
 from tracklift.datasets.synthetic.raycast import (
     RayCaster,
-    overview_pose,
     raycast,
     render_view,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "generate_layout",
     "generate_scene",
     "make_trajectory",
-    "overview_pose",
     "raycast",
     "render_frame",
     "render_view",

@@ -2,7 +2,7 @@
 
 ``raycast`` gives z-depth and the hit triangle per pixel; ``render_view`` draws any mesh with per-vertex
 colours (GT or predicted instance colours, the scan's own colours) from any camera, e.g. the oblique
-bird's-eye view of ``overview_pose``. Camera conventions are the scene model's: OpenCV axes (x right,
+bird's-eye view of :func:`tracklift.geometry.camera.overview_pose`. Camera conventions are the scene model's: OpenCV axes (x right,
 y down, z forward), poses camera→world, pixel centres at integer coordinates.
 
 trimesh uses embree (the ``embreex`` package) when it is installed; without it, ray casting is
@@ -11,14 +11,13 @@ trimesh uses embree (the ``embreex`` package) when it is installed; without it, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import trimesh
 
 from tracklift.datasets.scene import Intrinsics
-from tracklift.geometry.camera import camera_directions, look_at
+from tracklift.geometry.camera import camera_directions
 from tracklift.geometry.normals import face_normals
 
 
@@ -149,7 +148,7 @@ def render_view(
         vertex_colors: (N, 3) uint8 (or float in [0, 1]) colours, e.g. the scan's colours or a colour per
             GT / predicted instance.
         intrinsics: output camera (its width × height is the image size).
-        pose: (4, 4) camera→world, OpenCV axes (see :func:`tracklift.geometry.camera.look_at`, :func:`overview_pose`).
+        pose: (4, 4) camera→world, OpenCV axes (see :mod:`tracklift.geometry.camera`: ``look_at``, ``overview_pose``).
         light: shade by a headlight (Lambertian, so shape stays readable in flat id colours).
         background: RGB of pixels that hit nothing.
         cull_backfaces: see through triangles facing away from the camera ("dollhouse" view: from above
@@ -193,39 +192,3 @@ def render_view(
     image[hit] = rgb
     out = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
     return out.reshape(intrinsics.height, intrinsics.width, 3)
-
-
-def overview_pose(
-    vertices: np.ndarray,
-    intrinsics: Intrinsics,
-    elevation: float = 55.0,
-    azimuth: float = -60.0,
-    margin: float = 1.05,
-) -> np.ndarray:
-    """An oblique bird's-eye camera that sees the whole point set (z-up world).
-
-    Args:
-        vertices: (N, 3) points to frame, metres.
-        intrinsics: the camera the pose is for (its field of view sets the distance).
-        elevation: degrees above the horizon of the viewing direction (90 = straight down).
-        azimuth: degrees about +z of the camera position around the centre (0 = on the +x side).
-        margin: extra room around the bounding box (1 = tight).
-
-    Returns:
-        (4, 4) camera→world pose looking at the centre of the points' bounding box.
-    """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    lo, hi = vertices.min(0), vertices.max(0)
-    centre = (lo + hi) / 2
-    el, az = math.radians(elevation), math.radians(azimuth)
-    back = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    R = look_at(centre + back, centre)[:3, :3]
-    # the bounding box corners in a camera at the centre; move back until every corner is in view
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    cam = (corners - centre) @ R
-    tan_x = (intrinsics.width / 2) / intrinsics.fx / margin
-    tan_y = (intrinsics.height / 2) / intrinsics.fy / margin
-    dist = max(
-        np.max(np.abs(cam[:, 0]) / tan_x - cam[:, 2]), np.max(np.abs(cam[:, 1]) / tan_y - cam[:, 2]), 1e-3
-    )
-    return look_at(centre + dist * back, centre)
