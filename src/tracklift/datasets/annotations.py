@@ -124,7 +124,7 @@ def read_seg_indices(url: str, n_vertices: int | None = None) -> np.ndarray:
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             k = int(np.argmax(bad))
-            raise DataError(url, f"segIndices[{k}] = {arr[k]!r} is not an integer")
+            raise DataError(url, f"segIndices[{k}] = {float(arr[k])!r} is not an integer")
     seg = arr.astype(np.int64)
     if seg.size and seg.min() < 0:
         k = int(np.argmax(seg < 0))
