@@ -321,3 +321,10 @@ def test_malformed_json_names_file(tmp_path):
     with pytest.raises(DataError, match="invalid JSON") as e:
         _ = open_scene(url).superpoints
     assert e.value.url == segs
+
+
+def test_contiguous_ids_match_numpy_unique():
+    ids = np.random.default_rng(1).integers(-5, 10**9, 5000)
+    ids[::3] = 42
+    np.testing.assert_array_equal(S.contiguous_ids(ids), np.unique(ids, return_inverse=True)[1])
+    assert S.contiguous_ids([]).shape == (0,)

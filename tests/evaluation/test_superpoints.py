@@ -38,3 +38,13 @@ def test_no_annotation_is_nan_and_lengths_must_match():
     assert math.isnan(superpoint_purity([0, 1], [0, 0]))
     with pytest.raises(ValueError, match="differ in length"):
         superpoint_purity([0, 1, 2], [1, 1])
+
+
+def test_matches_a_direct_count():
+    rng = np.random.default_rng(0)
+    sp, gt = rng.integers(0, 40, 3000), rng.integers(0, 6, 3000)
+    good = 0
+    for s in np.unique(sp):
+        g = gt[(sp == s) & (gt != 0)]
+        good += np.bincount(g).max() if len(g) else 0
+    assert superpoint_purity(sp, gt) == pytest.approx(good / (gt != 0).sum())

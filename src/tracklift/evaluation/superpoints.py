@@ -33,7 +33,10 @@ def superpoint_purity(superpoints: np.ndarray, gt_instance: np.ndarray) -> float
         return float("nan")
     s, g = contiguous_ids(sp[keep]), contiguous_ids(gt[keep])
     # Count each (superpoint, GT) pair, then keep each superpoint's largest count.
-    pair, counts = np.unique(s * (int(g.max()) + 1) + g, return_counts=True)
+    pair = contiguous_ids(s * (int(g.max()) + 1) + g)
+    counts = np.bincount(pair)
+    sp_of_pair = np.zeros(len(counts), np.int64)
+    sp_of_pair[pair] = s
     majority = np.zeros(int(s.max()) + 1, np.int64)
-    np.maximum.at(majority, pair // (int(g.max()) + 1), counts)
+    np.maximum.at(majority, sp_of_pair, counts)
     return float(majority.sum() / keep.sum())
