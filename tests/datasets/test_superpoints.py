@@ -328,3 +328,21 @@ def test_contiguous_ids_match_numpy_unique():
     ids[::3] = 42
     np.testing.assert_array_equal(S.contiguous_ids(ids), np.unique(ids, return_inverse=True)[1])
     assert S.contiguous_ids([]).shape == (0,)
+
+
+@pytest.mark.parametrize("fmt", ["tracklift"])
+def test_synth_corpus_writes_superpoints(fmt):
+    from tracklift.datasets.corpus import SynthCommandConfig, synthesize_corpus
+    from tracklift.datasets.synthetic import SynthConfig
+
+    cfg = SynthCommandConfig(out=f"memory://sp-synth-{fmt}", scenes=1, seed=3, format=fmt, frames=2)
+    small = SynthConfig(width=32, height=24, n_frames=2, n_groups=1)
+    lines = []
+    (url,) = synthesize_corpus(cfg, log=lines.append, synth=small)
+    scene = open_scene(url)
+    assert scene.load_superpoints is not None
+    expected = S.segment_mesh(scene.vertices, scene.mesh.faces)
+    if fmt == "scannet":
+        expected = S.refine(expected, scene.gt_instance)
+    np.testing.assert_array_equal(scene.superpoints, expected)
+    assert f"{expected.max() + 1} superpoints" in lines[-1]
