@@ -10,10 +10,10 @@ The mesh segmentator re-implements the algorithm of ScanNet's ``Segmentator`` (`
    orientation in which a face lists it; every interior edge is listed by two faces in opposite
    orientations and its sorted processing meets the smaller of the two weights first, so for a unique edge
    we take the smaller one: convex if either endpoint's normal leans away from the other endpoint;
-3. Felzenszwalb-Huttenlocher: edges in increasing weight order (weights rounded to float32 as ScanNet's
-   are; ties keep edge order, so the result is deterministic), components ``A`` and ``B`` joined by edge weight ``w`` when
-   ``w <= T(A)`` and ``w <= T(B)`` with ``T(C) = w_last(C) + kThresh / |C|`` (``w_last`` = weight of the
-   edge that last grew ``C``, 0 for a single vertex);
+3. Felzenszwalb-Huttenlocher: edges in increasing weight order (weights in float32 as ScanNet's are;
+   ties keep edge order, so the result is deterministic), components ``A`` and ``B`` joined by an edge
+   of weight ``w`` when ``w <= T(A)`` and ``w <= T(B)`` with ``T(C) = w_last(C) + kThresh / |C|``
+   (``w_last`` = weight of the edge that last grew ``C``, 0 for a single vertex);
 4. small segments: a second pass over the same sorted edges joins the two sides of every edge where
    either side has fewer than ``segMinVerts`` vertices.
 
@@ -25,6 +25,10 @@ The point-cloud variant (:func:`segment_points`) builds the graph from each poin
 neighbours (``scipy.spatial.cKDTree``) and estimates normals from the neighbourhood (the direction of least
 variance). Such normals have no inside or outside, so its weight is ``1 - |n_a . n_b|`` without the
 convexity step, unless oriented normals are passed in.
+
+A mesh with zero faces: :func:`segment_mesh` raises :class:`DataError` naming the mesh;
+:func:`compute_superpoints` (what ``Scene.superpoints`` and the writers call) treats it as the point cloud
+it is and uses the kNN variant.
 
 The union-find passes (:mod:`._union_find`) are compiled with numba, imported only when segmenting so
 that readers stay quick to import.
