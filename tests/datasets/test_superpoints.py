@@ -346,3 +346,15 @@ def test_synth_corpus_writes_superpoints(fmt):
         expected = S.refine(expected, scene.gt_instance)
     np.testing.assert_array_equal(scene.superpoints, expected)
     assert f"{expected.max() + 1} superpoints" in lines[-1]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_scene_with_superpoints_file_is_picklable(tmp_path, fmt):
+    """Ray ships scenes to workers: the superpoint loader must survive pickling."""
+    import pickle
+
+    data = planar_scene()
+    url = str(tmp_path / "scene0000_00")
+    write_scene(data, url, fmt)
+    scene = pickle.loads(pickle.dumps(open_scene(url)))
+    np.testing.assert_array_equal(scene.superpoints, data.superpoints)

@@ -17,15 +17,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 try:
-    from numba import njit
+    import numba
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install usable
+    numba = None
     log.warning("numba is not installed: superpoint segmentation runs as plain Python (slow)")
 
-    def njit(*args, **kwargs):
-        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+
+def _jit(fn):
+    """numba-compile ``fn``, caching the machine code on disk where a cache folder is writable."""
+    if numba is None:  # pragma: no cover
+        return fn
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+        return numba.njit(nogil=True)(fn)
 
 
-@njit(cache=True, nogil=True)
+@_jit
 def _find(parent: np.ndarray, x: int) -> int:
     root = x
     while parent[root] != root:
@@ -37,7 +45,7 @@ def _find(parent: np.ndarray, x: int) -> int:
     return root
 
 
-@njit(cache=True, nogil=True)
+@_jit
 def _join(parent: np.ndarray, rank: np.ndarray, size: np.ndarray, x: int, y: int) -> int:
     if rank[x] > rank[y]:
         x, y = y, x
@@ -48,7 +56,7 @@ def _join(parent: np.ndarray, rank: np.ndarray, size: np.ndarray, x: int, y: int
     return y
 
 
-@njit(cache=True, nogil=True)
+@_jit
 def fh_roots(
     n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray, k_thresh: float, min_size: int
 ) -> np.ndarray:

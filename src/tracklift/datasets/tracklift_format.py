@@ -121,16 +121,15 @@ def read_scene(scene_url: str) -> Scene:
     names = set(storage.listdir(scene_url))
     load_mesh = partial(read_ply, mesh_url)
 
-    def load_gt(name: str) -> np.ndarray:
-        return read_int_lines(storage.join(scene_url, name))
-
     return Scene(
         scene_id=meta.get("scene_id", storage.basename(scene_url)),
         intrinsics=intr,
         frame_ids=frame_ids,
         load_frame=partial(_load_frame, scene_url, meta),
         load_mesh=load_mesh,
-        load_gt=partial(load_gt, "gt_instance.txt") if "gt_instance.txt" in names else None,
+        load_gt=partial(read_int_lines, storage.join(scene_url, "gt_instance.txt"))
+        if "gt_instance.txt" in names
+        else None,
         load_superpoints=partial(load_superpoints, storage.join(scene_url, SUPERPOINTS), mesh_url)
         if SUPERPOINTS in names
         else None,
