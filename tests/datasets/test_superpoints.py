@@ -358,3 +358,12 @@ def test_scene_with_superpoints_file_is_picklable(tmp_path, fmt):
     write_scene(data, url, fmt)
     scene = pickle.loads(pickle.dumps(open_scene(url)))
     np.testing.assert_array_equal(scene.superpoints, data.superpoints)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("with_gt", [True, False])
+def test_writers_refuse_superpoints_of_the_wrong_length(tmp_path, fmt, with_gt):
+    data = planar_scene(with_gt=with_gt)
+    data.superpoints = data.superpoints[:-1]
+    with pytest.raises(ValueError, match="superpoints have 434 values for 435 vertices"):
+        write_scene(data, str(tmp_path / "s"), fmt)

@@ -74,7 +74,7 @@ def _write_common(
         )
         annotations.write_label_tsv(storage.join(scene_url, LABEL_FILE), names)
     elif data.superpoints is not None:
-        write_superpoints(storage.join(scene_url, segs), data.superpoints, f"scannet.{sid}")
+        write_superpoints(storage.join(scene_url, segs), segments_to_write(data), f"scannet.{sid}")
 
 
 def _k44(intr: Intrinsics) -> np.ndarray:

@@ -121,4 +121,4 @@ def write_scene(
         )
         annotations.write_class_list(storage.join(scans, CLASS_LIST), names)
     elif data.superpoints is not None:
-        write_superpoints(storage.join(scans, "segments.json"), data.superpoints, data.scene_id)
+        write_superpoints(storage.join(scans, "segments.json"), segments_to_write(data), data.scene_id)
