@@ -4,7 +4,8 @@ A scene folder ``<s>/`` (``s`` like ``scene0000_00``) holds, for both flavours::
 
     <s>_vh_clean_2.ply                     the mesh every per-vertex GT refers to
     <s>.txt                                "key = value" lines; axisAlignment = 16 floats (row-major 4x4)
-    <s>_vh_clean_2.0.010000.segs.json      segIndices            (optional, with the next one: GT)
+    <s>_vh_clean_2.0.010000.segs.json      segIndices            (optional: Scene.superpoints; with the
+                                                                  next one: GT)
     <s>.aggregation.json                   segGroups
 
 and either the export (``color/<i>.jpg``, ``depth/<i>.png`` 16-bit mm, ``pose/<i>.txt`` 4x4 camera→world,
@@ -32,6 +33,7 @@ from tracklift.datasets.images import decode_image, resize_color
 from tracklift.datasets.ply import read_ply
 from tracklift.datasets.scannet_write import LABEL_FILE, write_export_scene, write_sens_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, Scene, check_frame, pose_is_valid
+from tracklift.datasets.superpoints import load_superpoints
 from tracklift.errors import DataError
 
 __all__ = [
@@ -125,6 +127,7 @@ class _Common:
     align: np.ndarray
     load_mesh: partial
     load_gt: partial | None
+    load_superpoints: partial | None = None
 
 
 def _common(scene_url: str, names: set[str], label_map, label_column: str) -> _Common:
@@ -148,7 +151,12 @@ def _common(scene_url: str, names: set[str], label_map, label_column: str) -> _C
             candidates,
             label_column,
         )
-    return _Common(sid, align, partial(_load_mesh, mesh_url, align), load_gt)
+    load_sp = None
+    if (
+        segs in names
+    ):  # the segments file is the scene's superpoints (read apart from GT: no label map needed)
+        load_sp = partial(load_superpoints, storage.join(scene_url, segs), mesh_url)
+    return _Common(sid, align, partial(_load_mesh, mesh_url, align), load_gt, load_sp)
 
 
 def _load_gt(segs_url, agg_url, mesh_url, label_map, candidates, label_column) -> np.ndarray:
@@ -258,6 +266,7 @@ def read_export_scene(
         load_frame=partial(_load_export_frame, scene_url, intr, poses),
         load_mesh=common.load_mesh,
         load_gt=common.load_gt,
+        load_superpoints=common.load_superpoints,
         skipped=skipped,
         source=scene_url,
         format="scannet",
@@ -313,6 +322,7 @@ def read_sens_scene(
         load_frame=partial(_load_sens_frame, index, intr, common.align),
         load_mesh=common.load_mesh,
         load_gt=common.load_gt,
+        load_superpoints=common.load_superpoints,
         skipped=skipped,
         source=scene_url,
         format="scannet-sens",

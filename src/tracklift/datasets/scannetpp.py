@@ -5,6 +5,7 @@ Read::
     scans/mesh_aligned_0.05.ply          mesh (the vertex order of every per-vertex file)
     scans/mesh_aligned_0.05_mask.txt     vertex ids excluded from evaluation       → Scene.load_eval_mask
     scans/segments.json, segments_anno.json   segIndices + segGroups              → Scene.load_gt
+    scans/segments.json                  segIndices alone                           → Scene.superpoints
     iphone/pose_intrinsic_imu.json       {"frame_000000": {"intrinsic" 3x3 (RGB size), "aligned_pose" 4x4}}
     iphone/colmap/{cameras,images}.txt   alternative poses (world→camera, OpenCV) and intrinsics
     iphone/rgb/frame_000000.jpg ...      RGB extracted by the toolkit; else iphone/rgb.mkv|mp4 (PyAV)
@@ -46,6 +47,7 @@ from tracklift.datasets.scannetpp_io import (
 )
 from tracklift.datasets.scannetpp_write import write_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, check_frame, pose_is_valid
+from tracklift.datasets.superpoints import load_superpoints
 from tracklift.datasets.tracklift_format import read_int_lines
 from tracklift.errors import ConfigError, DataError
 from tracklift.geometry.camera import backproject_pixels, depth_pixels
@@ -325,6 +327,9 @@ def read_scene(
             label_map,
             candidates,
         )
+    load_sp = None
+    if "segments.json" in names:
+        load_sp = partial(load_superpoints, storage.join(scans, "segments.json"), mesh_url)
     state = {"depth": depth, "video": video, "jpeg_ids": jpeg_ids, "iphone": iphone}
     return Scene(
         scene_id=storage.basename(scene_url),
@@ -340,5 +345,6 @@ def read_scene(
         source=scene_url,
         format="scannetpp",
         poses=np.stack([poses[f] for f in frame_ids]) if frame_ids else np.zeros((0, 4, 4)),
+        load_superpoints=load_sp,
         _mesh=mesh,
     )

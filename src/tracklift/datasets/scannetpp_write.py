@@ -3,6 +3,8 @@
 Synthetic scenes can be written at any size: depth at the scene's size in either ``depth.bin`` encoding,
 RGB (JPEG folder, lossless FFV1 ``rgb.mkv``) at any larger size with matching intrinsics, poses in the
 chosen camera convention plus a COLMAP model, GT as segments + annotations + a class list.
+``scans/segments.json`` holds the superpoints as the ScanNet writer stores them (split by GT when the scene
+has GT, see :mod:`.scannet_write`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tracklift.datasets.scannetpp_io import (
     encode_video,
 )
 from tracklift.datasets.scene import SceneData, pose_is_valid
+from tracklift.datasets.superpoints import segments_to_write, write_superpoints
 from tracklift.errors import ConfigError
 
 
@@ -114,5 +117,8 @@ def write_scene(
             names,
             data.scene_id,
             "segments.json",
+            segments=segments_to_write(data, scene_url),
         )
         annotations.write_class_list(storage.join(scans, CLASS_LIST), names)
+    elif data.superpoints is not None:
+        write_superpoints(storage.join(scans, "segments.json"), segments_to_write(data), data.scene_id)

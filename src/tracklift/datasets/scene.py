@@ -108,6 +108,8 @@ class Scene:
         source: URL the scene was read from (for error messages).
         format: reader name.
         poses: optional (F, 4, 4) camera→world of ``frame_ids`` when cheap to know upfront.
+        load_superpoints: optional ``() -> (N,) int64`` superpoint ids from the format's segments file;
+            without it :attr:`superpoints` runs the segmentator on the mesh.
     """
 
     scene_id: str
@@ -121,7 +123,9 @@ class Scene:
     source: str = ""
     format: str = ""
     poses: np.ndarray | None = None
+    load_superpoints: Callable[[], np.ndarray] | None = None
     _mesh: Mesh | None = field(default=None, repr=False)
+    _superpoints: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -161,6 +165,29 @@ class Scene:
         return gt
 
     @property
+    def superpoints(self) -> np.ndarray:
+        """(N,) int64 superpoint id per mesh vertex, ids 0..K-1.
+
+        Read from the format's segments file when the scene has one (ScanNet ``segs.json``, ScanNet++
+        ``segments.json``, tracklift ``superpoints.json``), else computed on first use by
+        :func:`tracklift.datasets.superpoints.compute_superpoints` (ScanNet's segmentator, default
+        settings; the kNN variant for a mesh without faces). Cached on the scene.
+        """
+        if self._superpoints is None:
+            from tracklift.datasets import superpoints
+
+            if self.load_superpoints is not None:
+                sp = np.asarray(self.load_superpoints(), dtype=np.int64)
+                if len(sp) != len(self.vertices):
+                    raise DataError(
+                        self.source, f"superpoints have {len(sp)} values for {len(self.vertices)} vertices"
+                    )
+            else:
+                sp = superpoints.compute_superpoints(self.mesh, source=self.source)
+            self._superpoints = sp
+        return self._superpoints
+
+    @property
     def eval_mask(self) -> np.ndarray | None:
         if self.load_eval_mask is None:
             return None
@@ -179,6 +206,8 @@ class SceneData:
         gt_instance: (N,) int64 per-vertex GT or None.
         labels: optional ``{label_id: name}`` for the label ids used in ``gt_instance``.
         parts: optional (N,) int32 per-vertex GT part id (synthetic scans).
+        superpoints: optional (N,) int64 superpoint id per vertex (0..K-1); writers store it in the
+            format's segments file.
     """
 
     scene_id: str
@@ -188,11 +217,12 @@ class SceneData:
     gt_instance: np.ndarray | None = None
     labels: dict[int, str] | None = None
     parts: np.ndarray | None = None
+    superpoints: np.ndarray | None = None
 
     def as_scene(self) -> Scene:
         """View it through the lazy :class:`Scene` interface."""
         by_id = {f.index: f for f in self.frames}
-        gt = self.gt_instance
+        gt, sp = self.gt_instance, self.superpoints
         return Scene(
             scene_id=self.scene_id,
             intrinsics=self.intrinsics,
@@ -203,4 +233,5 @@ class SceneData:
             source=f"memory:{self.scene_id}",
             format="memory",
             poses=np.stack([f.pose for f in self.frames]) if self.frames else None,
+            load_superpoints=(lambda: sp) if sp is not None else None,
         )
