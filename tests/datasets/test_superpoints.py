@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_scene_data
+from tracklift.datasets import annotations
 from tracklift.datasets import superpoints as S
 from tracklift.datasets.formats import open_scene, write_scene
 from tracklift.datasets.scene import Mesh
@@ -262,7 +263,7 @@ def test_scannet_writer_computes_superpoints_for_gt(tmp_path):
 def test_scannet_style_root_vertex_ids_become_contiguous(tmp_path):
     url = tmp_path / "segs.json"
     url.write_text(json.dumps({"params": {}, "sceneId": "x", "segIndices": [17, 17, 3, 90, 3]}))
-    assert S.read_superpoints(str(url), 5).tolist() == [1, 1, 0, 2, 0]
+    assert annotations.read_superpoints(str(url), 5).tolist() == [1, 1, 0, 2, 0]
 
 
 def test_memory_scene_superpoints():
@@ -311,7 +312,7 @@ def test_bad_segments_file_names_file_and_problem(tmp_path, fmt, seg, message):
 def test_integral_floats_are_accepted(tmp_path):
     url = tmp_path / "segs.json"
     url.write_text('{"segIndices": [0.0, 2.0, 2]}')
-    assert S.read_superpoints(str(url), 3).tolist() == [0, 1, 1]
+    assert annotations.read_superpoints(str(url), 3).tolist() == [0, 1, 1]
 
 
 def test_malformed_json_names_file(tmp_path):

@@ -18,11 +18,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tracklift import storage
+from tracklift.datasets.superpoints import DEFAULT_SEGMENTATOR, compute_superpoints, contiguous_ids, refine
 from tracklift.errors import DataError
+
+if TYPE_CHECKING:
+    from tracklift.datasets.scene import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +232,6 @@ def groups_from_gt(
     if np.any((gt > 0) & (gt % 1000 == 0)):
         raise ValueError("GT values with instance 0 (label*1000) cannot be written as annotated groups")
     if segments is not None:
-        from tracklift.datasets.superpoints import refine
-
         seg = refine(segments, gt)
     else:
         cells = np.floor(np.asarray(vertices, dtype=np.float64) / cell).astype(np.int64)
@@ -268,8 +271,6 @@ def write_annotations(
     The segments file holds ``segments`` (superpoints) split where GT crosses them (see
     :func:`groups_from_gt`); without ``segments``, a grid over-segmentation within each GT value.
     """
-    from tracklift.datasets.superpoints import write_superpoints
-
     seg, groups = groups_from_gt(gt, vertices, segments=segments)
     write_superpoints(segs_url, seg, scene_ref)
     seg_groups = [
@@ -315,3 +316,60 @@ def ply_vertex_count(url: str) -> int:
         if len(parts) == 3 and parts[0] == "element" and parts[1] == "vertex":
             return int(parts[2])
     raise DataError(url, "PLY header has no 'element vertex' line")
+
+
+# ------------------------------------------------------------------------------ superpoint files
+
+
+def segments_to_write(data: SceneData, source: str = "") -> np.ndarray:
+    """The superpoints a writer stores for ``data``: its own, else computed from its mesh (default settings).
+
+    Args:
+        data: the scene being written.
+        source: where it is written (logged).
+
+    Returns:
+        (N,) int64.
+    """
+    if data.superpoints is not None:
+        sp = np.asarray(data.superpoints, dtype=np.int64).reshape(-1)
+        if len(sp) != len(data.mesh.vertices):
+            raise ValueError(f"superpoints have {len(sp)} values for {len(data.mesh.vertices)} vertices")
+        return sp
+    return compute_superpoints(data.mesh, source=source)
+
+
+def read_superpoints(url: str, n_vertices: int | None = None) -> np.ndarray:
+    """Superpoints from a segments file (any format), renumbered 0..K-1.
+
+    Args:
+        url: a segments JSON file (``segIndices``).
+        n_vertices: the mesh's vertex count, checked against the file.
+
+    Returns:
+        (N,) int64.
+
+    Raises:
+        DataError: naming ``url``: missing or malformed ``segIndices``, wrong length, negative or
+            non-integer ids.
+    """
+    return contiguous_ids(read_seg_indices(url, n_vertices))
+
+
+def load_superpoints(segs_url: str, mesh_url: str) -> np.ndarray:
+    """A reader's loader: :func:`read_superpoints` checked against the vertex count in the PLY header."""
+    return read_superpoints(segs_url, ply_vertex_count(mesh_url))
+
+
+def superpoints_json(superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> str:
+    """The segments-file text: ``{"params", "sceneId", "segIndices"}``."""
+    seg = np.asarray(superpoints, dtype=np.int64).reshape(-1)
+    if seg.min(initial=0) < 0:
+        raise ValueError("superpoint ids must be >= 0")
+    params = DEFAULT_SEGMENTATOR.params() if params is None else params
+    return json.dumps({"params": params, "sceneId": scene_ref, "segIndices": seg.tolist()})
+
+
+def write_superpoints(url: str, superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> None:
+    """Write a segments file (see :func:`superpoints_json`; ``params`` default: the default settings)."""
+    storage.write_text(url, superpoints_json(superpoints, scene_ref, params))

@@ -29,11 +29,11 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations, sens
+from tracklift.datasets.annotations import load_superpoints
 from tracklift.datasets.images import decode_image, resize_color
 from tracklift.datasets.ply import read_ply
 from tracklift.datasets.scannet_write import LABEL_FILE, write_export_scene, write_sens_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, Scene, check_frame, pose_is_valid
-from tracklift.datasets.superpoints import load_superpoints
 from tracklift.errors import DataError
 
 __all__ = [

@@ -14,10 +14,10 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations, sens
+from tracklift.datasets.annotations import segments_to_write, write_superpoints
 from tracklift.datasets.images import encode_jpeg, encode_png, resize_color
 from tracklift.datasets.ply import write_ply
 from tracklift.datasets.scene import Intrinsics, Mesh, SceneData, pose_is_valid
-from tracklift.datasets.superpoints import segments_to_write, write_superpoints
 
 LABEL_FILE = "scannetv2-labels.combined.tsv"
 

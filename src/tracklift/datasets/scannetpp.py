@@ -33,6 +33,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations
+from tracklift.datasets.annotations import load_superpoints
 from tracklift.datasets.colmap import read_colmap_cameras, read_colmap_images
 from tracklift.datasets.images import decode_image, resize_color
 from tracklift.datasets.ply import read_ply
@@ -47,7 +48,6 @@ from tracklift.datasets.scannetpp_io import (
 )
 from tracklift.datasets.scannetpp_write import write_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, check_frame, pose_is_valid
-from tracklift.datasets.superpoints import load_superpoints
 from tracklift.datasets.tracklift_format import read_int_lines
 from tracklift.errors import ConfigError, DataError
 from tracklift.geometry.camera import backproject_pixels, depth_pixels

@@ -15,6 +15,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations
+from tracklift.datasets.annotations import segments_to_write, write_superpoints
 from tracklift.datasets.colmap import write_colmap
 from tracklift.datasets.images import encode_jpeg, resize_color
 from tracklift.datasets.ply import write_ply
@@ -28,7 +29,6 @@ from tracklift.datasets.scannetpp_io import (
     encode_video,
 )
 from tracklift.datasets.scene import SceneData, pose_is_valid
-from tracklift.datasets.superpoints import segments_to_write, write_superpoints
 from tracklift.errors import ConfigError
 
 

@@ -33,7 +33,7 @@ it is and uses the kNN variant.
 The union-find passes (:mod:`._union_find`) are compiled with numba, imported only when segmenting so
 that readers stay quick to import.
 
-Files (every format stores the same JSON object, ``{"params": {...}, "sceneId": ..., "segIndices": [one
+Files (read and written by :mod:`tracklift.datasets.annotations`; every format stores the same JSON object, ``{"params": {...}, "sceneId": ..., "segIndices": [one
 id per mesh vertex]}``): ScanNet ``<s>_vh_clean_2.0.010000.segs.json``, ScanNet++ ``scans/segments.json``,
 tracklift ``superpoints.json`` beside ``mesh.ply``. Reading renumbers ids to 0..K-1 in increasing order of
 the stored id (ids already 0..K-1 are kept as they are).
@@ -41,16 +41,17 @@ the stored id (ids already 0..K-1 are kept as they are).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracklift import storage
-from tracklift.datasets import annotations
-from tracklift.datasets.scene import Mesh, SceneData
 from tracklift.errors import DataError
+from tracklift.geometry.normals import vertex_normals
+
+if TYPE_CHECKING:
+    from tracklift.datasets.scene import Mesh
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,11 @@ __all__ = [
     "contiguous_ids",
     "estimate_normals",
     "felzenszwalb",
-    "load_superpoints",
     "mesh_edges",
     "normal_edge_weights",
-    "read_superpoints",
     "refine",
     "segment_mesh",
     "segment_points",
-    "segments_to_write",
-    "superpoints_json",
-    "write_superpoints",
 ]
 
 
@@ -104,9 +100,6 @@ DEFAULT_SEGMENTATOR = SegmentatorConfig()
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(N, 3) float64 unit area-weighted vertex normals (the project's one implementation)."""
-    # The only import of the normals helper in this module: it moves to tracklift.geometry soon.
-    from tracklift.datasets.synthetic.primitives import vertex_normals
-
     return vertex_normals(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64))
 
 
@@ -344,60 +337,3 @@ def refine(superpoints: np.ndarray, gt: np.ndarray) -> np.ndarray:
     g = contiguous_ids(gt)
     # one int64 key per (superpoint, GT) pair, ordered like the pairs: faster than unique(axis=0)
     return contiguous_ids(sp * (int(g.max(initial=0)) + 1) + g)
-
-
-# ----------------------------------------------------------------------------------------------- files
-
-
-def segments_to_write(data: SceneData, source: str = "") -> np.ndarray:
-    """The superpoints a writer stores for ``data``: its own, else computed from its mesh (default settings).
-
-    Args:
-        data: the scene being written.
-        source: where it is written (logged).
-
-    Returns:
-        (N,) int64.
-    """
-    if data.superpoints is not None:
-        sp = np.asarray(data.superpoints, dtype=np.int64).reshape(-1)
-        if len(sp) != len(data.mesh.vertices):
-            raise ValueError(f"superpoints have {len(sp)} values for {len(data.mesh.vertices)} vertices")
-        return sp
-    return compute_superpoints(data.mesh, source=source)
-
-
-def read_superpoints(url: str, n_vertices: int | None = None) -> np.ndarray:
-    """Superpoints from a segments file (any format), renumbered 0..K-1.
-
-    Args:
-        url: a segments JSON file (``segIndices``).
-        n_vertices: the mesh's vertex count, checked against the file.
-
-    Returns:
-        (N,) int64.
-
-    Raises:
-        DataError: naming ``url``: missing or malformed ``segIndices``, wrong length, negative or
-            non-integer ids.
-    """
-    return contiguous_ids(annotations.read_seg_indices(url, n_vertices))
-
-
-def load_superpoints(segs_url: str, mesh_url: str) -> np.ndarray:
-    """A reader's loader: :func:`read_superpoints` checked against the vertex count in the PLY header."""
-    return read_superpoints(segs_url, annotations.ply_vertex_count(mesh_url))
-
-
-def superpoints_json(superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> str:
-    """The segments-file text: ``{"params", "sceneId", "segIndices"}``."""
-    seg = np.asarray(superpoints, dtype=np.int64).reshape(-1)
-    if seg.min(initial=0) < 0:
-        raise ValueError("superpoint ids must be >= 0")
-    params = DEFAULT_SEGMENTATOR.params() if params is None else params
-    return json.dumps({"params": params, "sceneId": scene_ref, "segIndices": seg.tolist()})
-
-
-def write_superpoints(url: str, superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> None:
-    """Write a segments file (see :func:`superpoints_json`; ``params`` default: the default settings)."""
-    storage.write_text(url, superpoints_json(superpoints, scene_ref, params))

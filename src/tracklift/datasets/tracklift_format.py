@@ -25,10 +25,10 @@ from functools import partial
 import numpy as np
 
 from tracklift import storage
+from tracklift.datasets.annotations import load_superpoints, segments_to_write, write_superpoints
 from tracklift.datasets.images import decode_image, encode_jpeg, encode_png
 from tracklift.datasets.ply import read_ply, write_ply
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, SceneData, check_frame, pose_is_valid
-from tracklift.datasets.superpoints import load_superpoints, segments_to_write, write_superpoints
 from tracklift.errors import DataError
 
 VERSION = 1
