@@ -152,9 +152,11 @@ def test_builder_args():
     with pytest.raises(ConfigError, match="port"):
         config_from_args({"port": "eighty"})
     # serve build calls the builder without args: a template app, deployment options applied
-    app = build_app({"max_batch_size": 8, "max_ongoing_requests": 24})
-    dep = app._bound_deployment
-    assert dep.max_ongoing_requests == 24
+    app = build_app({"max_batch_size": 8, "max_ongoing_requests": 24, "max_open_requests": 99})
+    ingress = app._bound_deployment  # the light HTTP ingress, bound to the model deployment
+    dep = ingress.init_args[0]._bound_deployment
+    assert dep.max_ongoing_requests == 24 and ingress.max_ongoing_requests == 99
+    assert ingress.ray_actor_options["num_cpus"] == 0
     with pytest.raises(ConfigError):
         build_app({"checkpoint": "c.pt", "max_batch_size": 8, "max_ongoing_requests": 4})
 
@@ -174,7 +176,7 @@ def test_rayservice_manifest_is_a_valid_serve_config():
     (app,) = serve_cfg.applications
     assert app.import_path == "tracklift.serving.app:build_app"
     cfg = config_from_args(app.args).validate()
-    assert cfg.num_gpus == 1 and cfg.max_ongoing_requests >= cfg.max_batch_size > 1 and cfg.clip.enabled
+    assert cfg.num_gpus == 1 and cfg.max_ongoing_requests >= cfg.max_batch_size > 1 and cfg.clip is not None
     assert cfg.token is None  # the token comes from a Secret, never from the Serve config
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == __import__("ray").__version__
 
