@@ -53,6 +53,19 @@ def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Fie
     return out
 
 
+def _optional_sections(cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of the sections typed ``Section | None`` (off unless one of their flags is given)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        section = _section_type(hints[f.name]) if f.init else None
+        if section is not None:
+            if not dataclasses.is_dataclass(hints[f.name]):
+                out.append(prefix + f.name)
+            out.extend(_optional_sections(section, prefix + f.name + "."))
+    return out
+
+
 def _parse_bool(s: str) -> bool:
     if s.lower() in ("1", "true", "yes", "on"):
         return True
@@ -91,10 +104,14 @@ def _default_of(f: dataclasses.Field) -> Any:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add ``--config FILE`` and one flag per leaf field of dataclass ``cls``."""
     parser.add_argument("--config", metavar="YAML", help="YAML file with config values (flags override it)")
+    optional = _optional_sections(cls)
     for name, f, tp in _leaf_fields(cls):
         default = _default_of(f)
         help_text = f.metadata.get("help", "")
         shown = "" if default is _UNSET else f" (default: {default})"
+        section = next((p for p in optional if name.startswith(p + ".")), None)
+        if section is not None:
+            shown += f"; any --{section}.* flag turns {section} on"
         choices = list(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else None
         parser.add_argument(
             "--" + name.replace("_", "-"),

@@ -179,6 +179,19 @@ def test_rayservice_manifest_is_a_valid_serve_config():
     assert cfg.num_gpus == 1 and cfg.max_ongoing_requests >= cfg.max_batch_size > 1 and cfg.clip is not None
     assert cfg.token is None  # the token comes from a Secret, never from the Serve config
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == __import__("ray").__version__
+    # memory limits consistent with the limits in args: a replica's peak (+1 GiB for CLIP) fits its pod,
+    # the ingress's bodies fit the head
+    cluster = manifest["spec"]["rayClusterConfig"]
+    (worker,) = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"]
+    (head,) = cluster["headGroupSpec"]["template"]["spec"]["containers"]
+
+    def gib(container) -> float:
+        limit = container["resources"]["limits"]["memory"]
+        assert limit.endswith("Gi") and container["resources"]["requests"]["memory"] == limit
+        return float(limit[:-2])
+
+    assert cfg.replica_memory_bytes() / 2**30 + 1.0 <= gib(worker)
+    assert cfg.max_open_requests * cfg.max_request_bytes / 2**30 <= gib(head) / 2
 
 
 def test_serve_command_refuses_a_bad_checkpoint_before_starting(tmp_path, capsys):
@@ -191,3 +204,15 @@ def test_serve_command_refuses_a_bad_checkpoint_before_starting(tmp_path, capsys
     assert "port out of range" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path / "junk.pt")]) == 1
     assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_batches_are_split_by_total_points(model):
+    clouds = _clouds(4, seed=3)  # 1500, 1900, 2300, 2700 points
+    engine = SegmentEngine(model, "mem://ckpt", max_batch_points=4000)
+    assert [len(g) for g in engine.groups(clouds)] == [2, 1, 1]
+    preds = engine.predict_many(clouds)
+    assert [p.batch_size for p in preds] == [2, 2, 1, 1]
+    for c, p in zip(clouds[2:], preds[2:]):  # alone in their pass: exactly predict's answer
+        np.testing.assert_array_equal(p.instances.masks, model.predict(c.points, c.colors).masks)
+    lone = SegmentEngine(model, max_batch_points=1000)  # a cloud over the bound still runs, alone
+    assert [len(g) for g in lone.groups(clouds)] == [1, 1, 1, 1]

@@ -15,6 +15,10 @@ from tracklift.errors import ConfigError
 from tracklift.openvocab.config import ClipConfig
 
 TOKEN_ENV = "TRACKLIFT_SERVE_TOKEN"
+# Host memory of a forward pass per point of the batch, bytes: one 1M-point cloud took a CPU replica from
+# 1.3 to 6.8 GB (issue 10). With the replica's idle size, the budget that max_batch_points bounds.
+BYTES_PER_POINT = 5_500
+REPLICA_BASE_BYTES = 1_300_000_000
 
 
 @dataclass
@@ -37,7 +41,8 @@ class ServeConfig:
         max_ongoing_requests: requests a model replica works on at once (must be >= max_batch_size, or
             batches never fill; Serve's default is 5). Requests beyond it wait in the ingress.
         max_open_requests: requests the HTTP ingress holds at once (receiving bodies, waiting for a model
-            replica); ``/healthz`` is answered by the ingress and never waits for the model.
+            replica); ``/healthz`` is answered by the ingress and never waits for the model. The ingress
+            holds at most ``max_open_requests * max_request_mb`` MiB of bodies.
         body_timeout_s: a request body must have fully arrived this many seconds after the request
             started, else 408 (a slow or stalled upload never holds a model slot).
         num_cpus: CPUs reserved per replica.
@@ -66,7 +71,11 @@ class ServeConfig:
     host: str = field(default="127.0.0.1", metadata={"help": "HTTP bind address"})
     port: int = field(default=8000, metadata={"help": "HTTP port"})
     token: str | None = field(
-        default=None, metadata={"help": f"bearer token required from clients (or ${TOKEN_ENV})"}
+        default=None,
+        metadata={
+            "help": f"bearer token required from clients; prefer setting ${TOKEN_ENV} (a flag is visible "
+            "to every local user in ps)"
+        },
     )
     device: str = field(default="cpu", metadata={"help": "torch device of the model"})
     backend: str | None = field(default=None, metadata={"help": "sparse backend (default: checkpoint's)"})
@@ -77,7 +86,7 @@ class ServeConfig:
     batch_wait_timeout_s: float = field(default=0.05, metadata={"help": "batch fill wait, seconds"})
     max_ongoing_requests: int = field(default=16, metadata={"help": "in-flight requests per model replica"})
     max_open_requests: int = field(
-        default=256, metadata={"help": "requests the HTTP ingress holds at once (uploads, waiting)"}
+        default=64, metadata={"help": "requests the HTTP ingress holds at once (uploads, waiting)"}
     )
     body_timeout_s: float = field(default=60.0, metadata={"help": "deadline for a request body, seconds"})
     num_cpus: float = field(default=1.0, metadata={"help": "CPUs per replica"})
@@ -155,6 +164,15 @@ class ServeConfig:
     def from_dict(cls, values: dict) -> ServeConfig:
         """From a (nested) dict such as :meth:`to_dict` or a ``serve build`` args mapping."""
         return from_dict(cls, dict(values), where="serve config")
+
+    def replica_memory_bytes(self) -> int:
+        """Upper estimate of one model replica's peak host memory under these limits, bytes: its idle
+        size, the largest forward pass (``max(max_batch_points, max_points)`` points), the request bodies
+        it may hold (``max_ongoing_requests * max_request_mb``) and the result cache (``cache_mb``).
+        CLIP, when configured, comes on top. Used to size the manifests' memory limits."""
+        points = max(self.max_batch_points, self.max_points)
+        bodies = self.max_ongoing_requests * self.max_request_bytes
+        return int(REPLICA_BASE_BYTES + points * BYTES_PER_POINT + bodies + self.cache_mb * 1024 * 1024)
 
     def ingress_options(self) -> dict:
         """Keyword arguments for the ingress's ``Deployment.options``: no CPU reserved (it only moves
