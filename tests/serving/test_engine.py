@@ -122,6 +122,12 @@ def test_config_validation_and_options():
         {"route_prefix": "api"},
         {"max_points": 1},
         {"device": "cuda", "num_gpus": 0},
+        {"max_batch_points": 1},
+        {"body_timeout_s": 0},
+        {"shutdown_timeout_s": -1},
+        {"max_open_requests": 0},
+        {"scene_prefixes": ["relative/scans"]},
+        {"scene_prefixes": ["http://host/scans"]},
     ):
         with pytest.raises(ConfigError):
             ServeConfig(**{"checkpoint": "c.pt", **bad}).validate()
