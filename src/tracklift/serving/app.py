@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray import serve
@@ -100,22 +101,31 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     return application(cfg)
 
 
-def start(cfg: ServeConfig, ray_address: str | None = None, wait_s: float = 0.0):
+def start(
+    cfg: ServeConfig,
+    ray_address: str | None = None,
+    wait_s: float = 0.0,
+    after_init: Callable[[], None] | None = None,
+):
     """Start Ray (a new local cluster unless ``ray_address`` / ``$RAY_ADDRESS`` names one), Serve's HTTP
-    proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle."""
+    proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle.
+    ``after_init`` is called once Ray is up, before Serve starts (``tracklift serve`` takes its signals
+    back there: ``ray.init`` installs a SIGTERM handler that aborts the process)."""
     import ray
 
     os.environ.setdefault(PROXY_READY_ENV, "60")
     if not ray.is_initialized():
         address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    if after_init is not None:
+        after_init()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     return serve.run(application(cfg.validate()), name=cfg.app_name, route_prefix=cfg.route_prefix)
 
 
 def _stop_on_signals() -> None:
-    """SIGINT and SIGTERM both raise KeyboardInterrupt once (Ray installs a SIGTERM handler of its own that
-    exits without shutting Serve down); a second signal exits at once."""
+    """SIGINT and SIGTERM both raise KeyboardInterrupt once, so that both shut Serve and Ray down (Ray's
+    own SIGTERM handler dumps a stack and aborts); a second signal exits at once."""
 
     def handler(signum, frame):
         signal.signal(signal.SIGINT, lambda *_: os._exit(128 + signal.SIGINT))
@@ -167,8 +177,7 @@ def serve_forever(cfg: ServeConfig) -> None:
     try:
         # Inside the try: a signal may come while serve.run still waits for the proxies (HTTP can already
         # answer by then), and must shut down as cleanly as one later.
-        start(cfg)
-        _stop_on_signals()  # again: ray.init replaced the SIGTERM handler
+        start(cfg, after_init=_stop_on_signals)  # again once Ray is up: ray.init replaces SIGTERM's handler
         base = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
         print(f"tracklift serving {cfg.checkpoint} at {base}  (GET {base}/healthz; Ctrl-C stops)", flush=True)
         while True:
