@@ -124,6 +124,9 @@ def test_scene_url_refused_without_prefixes(strict, artifacts):
         answers[url] = r.content
     # existing and missing paths get the same answer, byte for byte
     assert len(set(answers.values())) == 1
+    query = {"scene_url": artifacts.scene_url, "text": "a chair"}
+    r = requests.post(strict.url + "/v1/query", json=query, headers=AUTH, timeout=60)
+    assert r.status_code == 403 and "no --scene-prefixes" in r.json()["error"], r.text
 
 
 @pytest.mark.parametrize(
@@ -247,12 +250,14 @@ def _timed_health(url: str) -> tuple[float, int, int]:
 
 
 def test_slow_bodies_do_not_pin_the_model(server):
-    """More trickling uploads than the replica has slots (8): health and a real request still answer."""
+    """More trickling uploads than the replica has slots (8): health and a real request still answer, and
+    the trickles are cut by the minimum rate long before the 60 s body deadline."""
     stop, statuses = threading.Event(), []
     threads = [
         threading.Thread(target=_slow_upload, args=(server.port, "/v1/segment", stop, statuses, 40.0))
         for _ in range(server.cfg.max_ongoing_requests + 2)
     ]
+    t0 = time.monotonic()
     for t in threads:
         t.start()
     try:
@@ -263,6 +268,10 @@ def test_slow_bodies_do_not_pin_the_model(server):
         pts, cols = _cloud(500, seed=3)
         with Client(server.url, token=TOKEN, timeout_s=25) as c:
             assert c.segment(pts, cols).instances.masks.shape[1] == 500
+        for t in threads:
+            t.join(60)
+        assert time.monotonic() - t0 < 45, "trickling uploads were not cut before the deadline"
+        assert len(statuses) == len(threads) and all(" 408" in s for s in statuses), statuses
     finally:
         stop.set()
         for t in threads:

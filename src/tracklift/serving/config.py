@@ -45,6 +45,8 @@ class ServeConfig:
             holds at most ``max_open_requests * max_request_mb`` MiB of bodies.
         body_timeout_s: a request body must have fully arrived this many seconds after the request
             started, else 408 (a slow or stalled upload never holds a model slot).
+        min_body_rate_kib_s: after its first 5 s, an upload averaging less than this many KiB/s is cut
+            with 408 (0: no minimum), so trickling connections do not hold the ingress until the deadline.
         num_cpus: CPUs reserved per replica.
         num_gpus: GPUs per replica (0 on CPU-only machines; never ask for a GPU that is not there).
         torch_threads: intra-op threads of each replica (0: ``max(1, int(num_cpus))``).
@@ -89,6 +91,9 @@ class ServeConfig:
         default=64, metadata={"help": "requests the HTTP ingress holds at once (uploads, waiting)"}
     )
     body_timeout_s: float = field(default=60.0, metadata={"help": "deadline for a request body, seconds"})
+    min_body_rate_kib_s: float = field(
+        default=16.0, metadata={"help": "slowest accepted upload after its first 5 s, KiB/s (0: any)"}
+    )
     num_cpus: float = field(default=1.0, metadata={"help": "CPUs per replica"})
     num_gpus: float = field(default=0.0, metadata={"help": "GPUs per replica"})
     torch_threads: int = field(default=0, metadata={"help": "torch threads per replica (0: num_cpus)"})
@@ -134,6 +139,7 @@ class ServeConfig:
         need(self.max_batch_points >= 2, f"max_batch_points must be >= 2, got {self.max_batch_points}")
         need(self.max_open_requests >= 1, "max_open_requests must be >= 1")
         need(self.body_timeout_s > 0 and self.shutdown_timeout_s > 0, "timeouts must be > 0")
+        need(self.min_body_rate_kib_s >= 0, "min_body_rate_kib_s must be >= 0")
         need(self.batch_wait_timeout_s >= 0, "batch_wait_timeout_s must be >= 0")
         need(
             self.max_ongoing_requests >= self.max_batch_size,

@@ -151,6 +151,7 @@ class TrackliftServer:
                 "max_points": cfg.max_points,
                 "max_request_bytes": cfg.max_request_bytes,
                 "body_timeout_s": cfg.body_timeout_s,
+                "min_body_rate_kib_s": cfg.min_body_rate_kib_s,
                 "cache_size": cfg.cache_size,
                 "cache_mb": cfg.cache_mb,
                 "scene_url": bool(cfg.scene_prefixes),
@@ -256,6 +257,8 @@ class TrackliftServer:
     async def _query(self, body: bytes) -> Reply:
         t_start = time.perf_counter()
         req = decode_query_request(body)
+        if req.scene_url is not None:  # the same access rules as segmenting it, before any cache lookup
+            check_scene_url(req.scene_url, self.cfg.scene_prefixes)
         timings: dict[str, float] = {}
         entry = None
         if req.scene_key is not None:

@@ -7,8 +7,9 @@ body under a size limit and a deadline; only then does it hand the bytes to a mo
 - liveness never waits behind segmentation: the ingress holds no model, reserves no CPU and runs in its own
   process, and a request waiting for a busy model replica waits in the handle's queue, not in a slot the
   probe would need;
-- a slow or stalled upload holds an ingress connection for at most ``body_timeout_s`` (then 408) and never
-  a model slot, so trickling bodies cannot starve the model.
+- a slow or stalled upload holds an ingress connection for at most ``body_timeout_s``, a trickling one
+  (below ``min_body_rate_kib_s``) only a few seconds (then 408), and never a model slot, so trickling
+  bodies cannot starve the model.
 """
 
 from __future__ import annotations
@@ -48,12 +49,24 @@ def error_response(e: RequestError) -> Response:
     return json_response({"error": e.problem, "source": e.url, "status": e.status}, e.status, headers)
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The whole request body.
+# A body may start slowly (connection set-up, a client still encoding), so the minimum rate is enforced
+# only after this many seconds.
+RATE_GRACE_S = 5.0
+
+
+async def read_body(request: Request, limit: int, timeout_s: float, min_rate: float = 0.0) -> bytes:
+    """The whole request body, under a size limit, a deadline and a minimum average rate.
+
+    Args:
+        request: the HTTP request.
+        limit: most bytes accepted.
+        timeout_s: the whole body must have arrived this many seconds after reading starts.
+        min_rate: bytes per second the upload must average once ``RATE_GRACE_S`` seconds have passed
+            (0: no minimum), so a trickling client is cut long before the deadline.
 
     Raises:
         RequestError: 413 as soon as the body is known to exceed ``limit`` bytes (declared or read), 408
-            when it has not fully arrived ``timeout_s`` seconds after the request started.
+            when it is late or too slow.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -63,22 +76,28 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             raise RequestError("Content-Length", f"not a number: {declared[:40]!r}") from None
         if size > limit:
             raise RequestError("request body", f"{size} bytes, the limit is {limit} bytes", 413)
-
-    async def receive() -> bytes:
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise RequestError("request body", f"more than {limit} bytes (the limit)", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    try:
-        return await asyncio.wait_for(receive(), timeout_s)
-    except (asyncio.TimeoutError, TimeoutError):
-        raise RequestError(
-            "request body", f"not received within {timeout_s:g} s (the server's body deadline)", 408
-        ) from None
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    chunks: list[bytes] = []
+    total = 0
+    stream = request.stream().__aiter__()
+    while True:
+        # the moment this upload becomes late: the deadline, or when its average falls below min_rate
+        late = t0 + timeout_s
+        if min_rate > 0:
+            late = min(late, t0 + RATE_GRACE_S + total / min_rate)
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(late - loop.time(), 0.0))
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except (asyncio.TimeoutError, TimeoutError):
+            slow = loop.time() - t0 < timeout_s
+            why = f"slower than {min_rate:g} bytes/s" if slow else f"not received within {timeout_s:g} s"
+            raise RequestError("request body", f"{why} (the server's body deadline)", 408) from None
+        total += len(chunk)
+        if total > limit:
+            raise RequestError("request body", f"more than {limit} bytes (the limit)", 413)
+        chunks.append(chunk)
 
 
 @serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0})
@@ -117,7 +136,12 @@ class TrackliftIngress:
             t0 = time.perf_counter()
             body = b""
             if request.method == "POST":
-                body = await read_body(request, self.cfg.max_request_bytes, self.cfg.body_timeout_s)
+                body = await read_body(
+                    request,
+                    self.cfg.max_request_bytes,
+                    self.cfg.body_timeout_s,
+                    self.cfg.min_body_rate_kib_s * 1024,
+                )
             receive_ms = (time.perf_counter() - t0) * 1e3
             status, headers, content, media = await self.model.handle.remote(
                 path,
