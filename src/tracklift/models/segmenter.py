@@ -19,6 +19,11 @@ from tracklift.models.unet import SparseUNet
 from tracklift.structures import Instances
 
 
+class TooManyVoxels(ValueError):
+    """A cloud occupies more voxels than ``InferenceConfig.max_voxels`` allows (raised before the forward
+    pass; a ValueError like the other refusals of :meth:`Segmenter.predict`)."""
+
+
 @dataclass
 class SegmenterOutput:
     """Raw predictions for a batch.
@@ -104,12 +109,36 @@ class Segmenter(nn.Module):
             feats.append(centred)
         return torch.cat(feats, dim=1)
 
+    # Inference phases, public so that serving runs (and times) exactly these steps and checks.
+
+    def voxelize(self, batch: PointBatch) -> Voxelization:
+        """Phase 1: quantize the batch to voxels (``batch`` on the model's device); features per
+        :meth:`input_features`."""
+        return self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
+
+    def forward_voxels(self, vox: Voxelization, all_stages: bool = True) -> DecoderOutput:
+        """Phase 2: backbone and query decoder over the voxels; ``all_stages=False`` keeps only the
+        final decoder predictions."""
+        return self.decoder(self.backbone(vox.tensor), all_stages)
+
+    def postprocess(self, out: SegmenterOutput, batch: PointBatch) -> list[Instances]:
+        """Phase 3: each scene's final-stage logits → :class:`Instances` over its points (thresholds of
+        ``self.inference``)."""
+        return [
+            scene_instances(
+                out.decoder.mask_logits[-1][b],
+                out.decoder.objectness[-1][b],
+                out.scene_point2voxel(b, batch),
+                self.inference,
+            )
+            for b in range(batch.num_scenes)
+        ]
+
     def run(self, batch: PointBatch, all_stages: bool = True) -> SegmenterOutput:
         """Voxelize, run the backbone and the decoder (``batch`` must be on the model's device);
         ``all_stages=False`` keeps only the final decoder predictions."""
-        vox = self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
-        levels = self.backbone(vox.tensor)
-        return SegmenterOutput(self.decoder(levels, all_stages), vox)
+        vox = self.voxelize(batch)
+        return SegmenterOutput(self.forward_voxels(vox, all_stages), vox)
 
     def losses(self, out: SegmenterOutput, batch: PointBatch) -> dict[str, torch.Tensor]:
         """Weighted loss dict (sum the values for the training loss). Needs ``batch.instance``."""
@@ -143,16 +172,7 @@ class Segmenter(nn.Module):
         self.eval()
         try:
             batch = batch.to(self.device)
-            out = self.run(batch, all_stages=False)
-            return [
-                scene_instances(
-                    out.decoder.mask_logits[-1][b],
-                    out.decoder.objectness[-1][b],
-                    out.scene_point2voxel(b, batch),
-                    self.inference,
-                )
-                for b in range(batch.num_scenes)
-            ]
+            return self.postprocess(self.run(batch, all_stages=False), batch)
         finally:
             self.train(was_training)
 
@@ -160,7 +180,8 @@ class Segmenter(nn.Module):
         """Refuse a cloud whose voxel count exceeds ``inference.max_voxels`` before it exhausts memory.
 
         Raises:
-            ValueError: naming the scene, its point and voxel counts, the limit and what to do.
+            TooManyVoxels: (a ValueError) naming the scene, its point and voxel counts, the limit and what
+                to do.
         """
         limit = self.inference.max_voxels
         if limit is None:
@@ -169,7 +190,7 @@ class Segmenter(nn.Module):
             cells = torch.floor(batch.coord[rows] / self.voxel_size).to(torch.int64)
             n_vox = int(torch.unique(cells, dim=0).shape[0]) if len(cells) > limit else len(cells)
             if n_vox > limit:
-                raise ValueError(
+                raise TooManyVoxels(
                     f"scene {b} of the batch: {len(cells)} points occupy {n_vox} voxels of {self.voxel_size} m, "
                     f"over inference.max_voxels={limit}; crop the scene into parts or predict with a larger "
                     "voxel_size (memory grows with the voxel count)"
