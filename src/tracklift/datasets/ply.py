@@ -47,6 +47,8 @@ _TYPES = {
 }
 _FORMATS = {"ascii": "", "binary_little_endian": "<", "binary_big_endian": ">"}
 _ASCII_CHUNK = 1 << 22  # bytes scanned at a time when locating the end of an ASCII element's rows
+_ROW_END_VALUE = -9.25e99  # appended to every ASCII row to check row lengths in one parse
+_ROW_END = b" -9.25e99\n"
 
 
 @dataclass(frozen=True)
@@ -253,18 +255,19 @@ def _ascii_element(data: bytes, pos: int, e: PlyElementHeader, url: str):
             raise DataError(url, f"PLY '{e.name}' has a negative list length")
         layout.append((width, k))
         width += 1 + k
+    # Every line gets an end-of-row marker value, so one C-speed parse of the whole section also proves that
+    # each row has exactly ``width`` values (a short row shifts the marker out of the last column).
+    if not text.endswith(b"\n"):
+        text += b"\n"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            flat = np.fromstring(text, dtype=np.float64, sep=" ") if text.strip() else np.zeros(0)
+            flat = np.fromstring(text.replace(b"\n", _ROW_END), dtype=np.float64, sep=" ")
     except (ValueError, DeprecationWarning):
         raise DataError(url, f"PLY '{e.name}' rows hold something that is not a number") from None
-    if flat.size != e.count * width:
-        raise DataError(
-            url,
-            f"PLY '{e.name}' has {flat.size} values, expected {e.count} rows of {width} (ragged rows or lists)",
-        )
-    table = flat.reshape(e.count, width)
+    if flat.size != e.count * (width + 1) or not np.all(flat[width :: width + 1] == _ROW_END_VALUE):
+        raise DataError(url, f"PLY '{e.name}' rows do not all hold {width} values (ragged rows or lists)")
+    table = flat.reshape(e.count, width + 1)
     cols = {}
     for i, (at, k) in enumerate(layout):
         if k is None:
