@@ -211,14 +211,14 @@ def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: s
         raise RequestError(source, f"{name!r} is not a readable .npy array ({e})") from None
     if dtype.hasobject:
         raise RequestError(source, f"{name!r} holds Python objects: pickled arrays are refused")
-    if shape and shape[0] > max_rows:
-        raise RequestError(source, f"{shape[0]} points, the limit is {max_rows}", 413)
     declared = math.prod(shape) * dtype.itemsize
     held = info.file_size - header_bytes
     if declared != held:
         raise RequestError(
             source, f"{name!r} header declares shape {tuple(shape)} ({declared} bytes) but holds {held} bytes"
         )
+    if shape and shape[0] > max_rows:
+        raise RequestError(source, f"{shape[0]} points, the limit is {max_rows}", 413)
 
 
 def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:
