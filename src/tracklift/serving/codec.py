@@ -310,8 +310,8 @@ def _check_json_size(body: bytes, source: str, max_points: int) -> None:
     """Refuse JSON that cannot hold an acceptable cloud before parsing it (413).
 
     Counting bytes is C-speed and allocates nothing, while ``json.loads`` costs ~100 bytes of Python
-    objects per number. A valid request has at most ``2 * max_points`` rows (points and colours), so at most
-    ``2 * max_points + 2`` ``[`` and about ``6 * max_points`` commas (2 inside and 1 after each row)."""
+    objects per number. A valid request has at most ``max_points`` rows per array (points, and colours when
+    the body names them), so at most that many ``[`` plus one per array, and about 3 commas per row."""
     limit = json_body_limit(max_points)
     if len(body) > limit:
         raise RequestError(
@@ -319,10 +319,11 @@ def _check_json_size(body: bytes, source: str, max_points: int) -> None:
             f"JSON body of {len(body)} bytes, the limit for JSON is {limit} bytes (send NPZ or PLY)",
             413,
         )
-    rows = body.count(b"[") - 2
-    if rows > 2 * max_points:
-        raise RequestError(source, f"more than {max_points} points (about {rows // 2} rows of JSON)", 413)
-    if body.count(b",") > 6 * max_points + 16:
+    arrays = 2 if b'"colors"' in body else 1  # rows of points, and of colours when they are sent
+    rows = body.count(b"[") - arrays
+    if rows > arrays * max_points:
+        raise RequestError(source, f"more than {max_points} points ({rows} rows of JSON)", 413)
+    if body.count(b",") > 3 * arrays * max_points + 16:
         raise RequestError(source, f"more values than {max_points} points can hold", 413)
 
 
