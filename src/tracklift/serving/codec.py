@@ -46,6 +46,7 @@ DEFAULT_TOP_K = 5
 # size and by cheap byte counts *before* json.loads. A point as ``encode_cloud`` writes it is ~60 bytes
 # (``[0.12345678359270096, ...]``), its colour ~15; 256 bytes per point leaves room for indented JSON.
 JSON_BYTES_PER_POINT = 256
+NESTED_TOO_DEEPLY = "not valid JSON here: nested too deeply"
 MAX_QUERY_BYTES = 64 << 10  # a query is a key or URL and at most MAX_TEXT_CHARS of text
 
 
@@ -292,7 +293,7 @@ def parse_json(body: bytes, source: str) -> dict:
     except json.JSONDecodeError as e:
         raise RequestError(source, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except RecursionError:
-        raise RequestError(source, "not valid JSON here: nested too deeply") from None
+        raise RequestError(source, NESTED_TOO_DEEPLY) from None
     except ValueError:  # int_max_str_digits
         raise RequestError(source, "not valid JSON here: a number has too many digits") from None
     if not isinstance(obj, dict):
@@ -319,6 +320,8 @@ def _check_json_size(body: bytes, source: str, max_points: int) -> None:
             f"JSON body of {len(body)} bytes, the limit for JSON is {limit} bytes (send NPZ or PLY)",
             413,
         )
+    if b"[[[" in body:  # a cloud is [[x, y, z], ...]: deeper arrays are refused before counting rows
+        raise RequestError(source, NESTED_TOO_DEEPLY)
     arrays = 2 if b'"colors"' in body else 1  # rows of points, and of colours when they are sent
     rows = body.count(b"[") - arrays
     if rows > arrays * max_points:
