@@ -200,3 +200,20 @@ def test_malformed_files_name_the_problem(data, reason):
     with pytest.raises(DataError, match=reason) as e:
         decode_ply(data, URL)
     assert e.value.url == URL
+
+
+@pytest.mark.parametrize("fmt", ["tracklift", "scannet"])
+def test_a_scene_whose_mesh_is_a_bomb_fails_naming_the_mesh(tmp_path, fmt):
+    """``label`` reads meshes with the same reader: the scene fails with the mesh file named."""
+    from tests.conftest import make_scene_data
+    from tracklift.datasets.formats import open_scene, write_scene
+
+    url = str(tmp_path / "scene0000_00")
+    write_scene(make_scene_data(), url, fmt)
+    (mesh_path,) = [p for p in (tmp_path / "scene0000_00").iterdir() if p.suffix == ".ply"]
+    mesh_path.write_bytes(
+        _header(VERTS, "element face 1000000000", FACE_LIST) + XYZ + bytes([3, 0, 0, 0] * 4)
+    )
+    with pytest.raises(DataError, match="1000000000 'face' rows") as e:
+        _ = open_scene(url).mesh
+    assert e.value.url.endswith(mesh_path.name)
