@@ -184,6 +184,7 @@ def test_faces_that_are_not_all_triangles(text):
         (_header(VERTS.replace("vertex 3", "vertex -3")) + XYZ, "malformed PLY header"),
         (_header(VERTS) + XYZ[:-4], "3 'vertex' rows"),
         (_header("element vertex 2\nproperty float x\nproperty float y") + XYZ[:16], "no 'z'"),
+        (_header("element junk 1", "property list uint int a", VERTS) + b"\0\0\0\xf0" + XYZ, "past the end"),
         (_header(VERTS, fmt="ascii") + b"0 1 2\n3 x 5\n6 7 8\n", "not a number"),
         (_header(VERTS, fmt="ascii") + b"0 1 2\n3 4 5 6 7\n8\n", "ragged"),
         (_header(VERTS, fmt="ascii") + b"0 1 2\n3 4 5\n6 7\n", "ragged"),

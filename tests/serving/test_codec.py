@@ -333,3 +333,11 @@ def test_large_query_bodies_are_413():
 def test_json_booleans_are_refused_like_all_boolean_clouds(body):
     status, problem = _status(body, "application/json")
     assert status == 400 and "numbers only" in problem
+
+
+def test_npz_archives_zipfile_cannot_open_are_400(cloud):
+    body = bytearray(encode_cloud(*cloud, "npz")[0])
+    central = body.find(b"PK\x01\x02")
+    body[central + 6 : central + 8] = (251).to_bytes(2, "little")  # "needs zip version 25.1"
+    status, problem = _status(bytes(body), "application/x-npz")
+    assert status == 400 and "not an NPZ archive" in problem

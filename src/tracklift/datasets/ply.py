@@ -194,6 +194,8 @@ def _binary_element(data: bytes, pos: int, e: PlyElementHeader, endian: str, url
             k = 0
         if k < 0:
             raise DataError(url, f"PLY '{e.name}' has a negative list length")
+        if cdt.itemsize + k * np.dtype(p.dtype).itemsize > len(data) - at:  # before numpy sizes a dtype
+            raise DataError(url, f"PLY '{e.name}' has a list of {k} items running past the end of the file")
         lengths[i] = k
         fields.append((f"p{i}_n", cdt))
         fields.append((f"p{i}", endian + p.dtype, (k,)))
@@ -339,7 +341,10 @@ def decode_ply(data: bytes, url: str, faces: bool = True, max_rows: int = DEFAUL
         raise DataError(url, f"not a readable PLY with x/y/z vertices (no {e})") from None
     xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
     if all(c in v and np.ndim(v[c]) == 1 for c in ("red", "green", "blue")):
-        rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.uint8)
+        rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1)
+        if rgb.dtype.kind == "f":  # ASCII values or float colour properties: no NaN / out-of-range casts
+            rgb = np.clip(np.nan_to_num(rgb), 0, 255)
+        rgb = rgb.astype(np.uint8)
     else:
         rgb = np.full((len(xyz), 3), 128, dtype=np.uint8)
     tri = None

@@ -26,6 +26,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +185,18 @@ def decode_ply_cloud(body: bytes, max_points: int) -> Cloud:
     return check_cloud(mesh.vertices, mesh.colors, source, max_points)
 
 
+# what zipfile / zlib / numpy raise on corrupt, encrypted or exotic archives and members
+_ZIP_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+
+
 def _npy_member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
     for member in (f"{name}.npy", name):
         try:
@@ -208,7 +221,7 @@ def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: s
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             header_bytes = f.tell()
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as e:
+    except _ZIP_ERRORS as e:
         raise RequestError(source, f"{name!r} is not a readable .npy array ({e})") from None
     if dtype.hasobject:
         raise RequestError(source, f"{name!r} holds Python objects: pickled arrays are refused")
@@ -232,7 +245,7 @@ def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as e:
+    except _ZIP_ERRORS as e:
         raise RequestError(source, f"not an NPZ archive ({e})") from None
     # Compressed members could expand far beyond the body limit: bound the unpacked size first.
     limit = max_points * 3 * 8 * 2 + (1 << 20)
@@ -250,7 +263,7 @@ def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
             points = npz["points"]
             colors = npz["colors"] if members["colors"] is not None else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except (*_ZIP_ERRORS, KeyError) as e:
         raise RequestError(source, f"unreadable NPZ ({type(e).__name__}: {e})") from None
     return check_cloud(points, colors, source, max_points)
 
