@@ -8,6 +8,11 @@ Request bodies of ``POST /v1/segment`` (chosen by ``Content-Type``):
                                                      ``{"scene_url": "..."}``
 Colours are uint8 0..255 or floats in [0, 1]; missing colours are mid-grey (128).
 
+Declared sizes are never trusted: a PLY's element counts must fit in the body's bytes (faces are never
+decoded), an NPZ member's ``.npy`` header must describe exactly the bytes the member holds, and a JSON body
+is bounded by cheap byte counts (rows, commas, nesting, :func:`json_body_limit`) before it is parsed. A
+declared cloud over ``max_points`` is a 413, a lying or malformed body a 400 with a short reason.
+
 Response of a segmentation (JSON, or NPZ when ``Accept: application/x-npz``)::
 
     {"scene_key": str, "num_points": N, "num_instances": K,
