@@ -1,6 +1,6 @@
 """Peak replica memory of hostile request bodies (issue 10): each input is sent over HTTP to a real
 ``tracklift serve`` (a subprocess, as an operator starts it, with its default limits unless flags say
-otherwise) and measured on the Serve replica process itself.
+otherwise) and measured on the Serve replica processes themselves (the light ingress and the model replica).
 
 Inputs: PLY face bombs (a ~200-byte header declaring 2e8 and 1e9 faces), a PLY ``element junk 10^12``, an
 NPZ whose ``points.npy`` header claims 10^12 x 3, a 60 MiB JSON of points, a 5000-digit JSON integer, JSON
@@ -11,7 +11,7 @@ For each: HTTP status, client-side seconds, the replica's peak RSS increase over
 request (the kernel's high-water mark ``VmHWM`` after resetting it through ``/proc/<pid>/clear_refs``,
 and RSS sampled every 10 ms as a fallback), and whether ``GET /healthz`` kept answering (polled every
 0.25 s, 10 s timeout) while the request ran. The replica is found in the process table: the descendant
-of the ``tracklift serve`` process whose title is Ray's ``ray::ServeReplica:...``. Linux only (``/proc``).
+of the ``tracklift serve`` process whose titles are Ray's ``ray::ServeReplica:...``. Linux only (``/proc``).
 
 A random-init ``tiny`` checkpoint is written to a temporary folder. Prints a table and writes
 ``benchmarks/results/hostile_memory.json``.
@@ -22,6 +22,7 @@ A random-init ``tiny`` checkpoint is written to a temporary folder. Prints a tab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -143,14 +144,22 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def find_replica(server_pid: int, timeout_s: float) -> int:
-    """The pid of the Serve replica started by ``server_pid`` (Ray titles it ``ray::ServeReplica:...``)."""
+def find_replicas(server_pid: int, timeout_s: float, expected: int = 2) -> dict[str, int]:
+    """The Serve replicas started by ``server_pid``, by deployment name (Ray titles each process
+    ``ray::ServeReplica:<app>:<deployment>``): the light ingress and the model replica."""
     deadline = time.time() + timeout_s
+    found: dict[str, int] = {}
     while time.time() < deadline:
-        found = [p for p in descendants(server_pid) if "ServeReplica:" in cmdline(p)]
-        if found:
-            return found[0]
+        found = {}
+        for p in descendants(server_pid):
+            title = cmdline(p)
+            if "ServeReplica:" in title:
+                found[title.split("ServeReplica:", 1)[1].split()[0].rsplit(":", 1)[-1]] = p
+        if len(found) >= expected:
+            return found
         time.sleep(0.5)
+    if found:
+        return found
     raise RuntimeError(f"no ServeReplica process under pid {server_pid} after {timeout_s} s")
 
 
@@ -287,8 +296,9 @@ def stop_server(proc: subprocess.Popen, extra_pids: list[int]) -> None:
             pass
 
 
-def measure(url: str, pid: int, name: str, ctype: str, body: bytes, timeout_s: float) -> dict:
-    with HealthPoller(url) as health, PeakRss(pid) as mem:
+def measure(url: str, pids: dict[str, int], name: str, ctype: str, body: bytes, timeout_s: float) -> dict:
+    with HealthPoller(url) as health, contextlib.ExitStack() as stack:
+        mems = {dep: stack.enter_context(PeakRss(pid)) for dep, pid in pids.items()}
         t0 = time.perf_counter()
         try:
             r = requests.post(
@@ -298,15 +308,17 @@ def measure(url: str, pid: int, name: str, ctype: str, body: bytes, timeout_s: f
         except (requests.RequestException, ValueError) as e:
             status, reason = None, f"{type(e).__name__}: {e}"
         seconds = time.perf_counter() - t0
+    per = {dep: round(m.increase_mb, 1) for dep, m in mems.items()}
     return {
         "input": name,
         "body_bytes": len(body),
         "status": status,
         "reason": reason[:160],
         "seconds": round(seconds, 3),
-        "rss_before_mb": round(mem.before_mb, 1),
-        "peak_rss_increase_mb": round(mem.increase_mb, 1),
-        "peak_exact": mem.exact,
+        "rss_before_mb": {dep: round(m.before_mb, 1) for dep, m in mems.items()},
+        "peak_rss_increase_mb_by_replica": per,
+        "peak_rss_increase_mb": max(per.values()),
+        "peak_exact": all(m.exact for m in mems.values()),
         "healthz_ok": health.failed == 0 and health.ok > 0,
         "healthz_polls": health.ok + health.failed,
         "healthz_max_s": round(health.max_s, 3),
@@ -339,12 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     ours: list[int] = []
     try:
         wait_healthy(url, proc, args.startup_timeout, log_path)
-        replica = find_replica(proc.pid, 60)
+        replicas = find_replicas(proc.pid, 60)
         ours = descendants(proc.pid)
-        print(f"server pid {proc.pid}, replica pid {replica} ({rss_mb(replica):.0f} MB RSS)", flush=True)
+        shown = ", ".join(f"{dep} pid {pid} ({rss_mb(pid):.0f} MB RSS)" for dep, pid in replicas.items())
+        print(f"server pid {proc.pid}; replicas: {shown}", flush=True)
         for name, ctype, make in cases(args.legit_points):
             body = make()
-            row = measure(url, replica, name, ctype, body, args.request_timeout)
+            row = measure(url, replicas, name, ctype, body, args.request_timeout)
             del body
             rows.append(row)
             print(
@@ -365,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             "serve_args": extra,
             "legit_points": args.legit_points,
             "model": "tiny (random init)",
-            "rss_method": "VmHWM after clear_refs reset + 10 ms VmRSS sampling of the ServeReplica process",
+            "rss_method": "VmHWM after clear_refs reset + 10 ms VmRSS sampling of each ServeReplica process "
+            "(ingress and model); peak_rss_increase_mb is the larger of the two",
         },
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "machine": platform.machine(),
