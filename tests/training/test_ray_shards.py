@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.training.test_trainer import make_sample
+from tests.training.samples import make_sample
 from tracklift import storage
 from tracklift.cli import TrainCommandConfig, main
 from tracklift.config import from_args
@@ -116,24 +116,49 @@ def test_train_command_picks_the_ray_runner(tmp_path, monkeypatch):
     from tracklift.cli import build_parser
 
     args = build_parser().parse_args(
-        ["train", "--runner", "ray", "--num-workers", "3", "--use-gpu", "true", "--address", "h:6379"]
+        [
+            "train",
+            "--runner",
+            "ray",
+            "--ray.num-workers",
+            "3",
+            "--ray.use-gpu",
+            "true",
+            "--ray.address",
+            "h:6379",
+        ]
     )
     cfg = from_args(TrainCommandConfig, args)
-    assert (cfg.runner, cfg.num_workers, cfg.use_gpu, cfg.address) == ("ray", 3, True, "h:6379")
+    assert (cfg.runner, cfg.ray.num_workers, cfg.ray.use_gpu, cfg.ray.address) == ("ray", 3, True, "h:6379")
 
     seen = {}
 
-    def fake(tcfg, num_workers, address, **kw):
-        seen.update(tcfg=tcfg, num_workers=num_workers, address=address, **kw)
+    def fake(tcfg, options):
+        seen.update(
+            tcfg=tcfg, num_workers=options.num_workers, address=options.address, use_gpu=options.use_gpu
+        )
         return {s.stage: f"{tcfg.out}/stage{s.stage}/last.pt" for s in tcfg.stages}
 
     monkeypatch.setattr("tracklift.training.distributed.train_curriculum_ray", fake)
     monkeypatch.setenv("RAY_ADDRESS", "h:6379")  # runner auto + RAY_ADDRESS = ray
     out = str(tmp_path / "o")
-    assert main(["train", "--labels", "L", "--out", out, "--epochs", "1,2,3", "--num-workers", "4"]) == 0
+    argv = [
+        "train",
+        "--train.labels",
+        "L",
+        "--train.out",
+        out,
+        "--train.epochs",
+        "1,2,3",
+        "--ray.num-workers",
+        "4",
+    ]
+    assert main(argv) == 0
     assert seen["num_workers"] == 4 and seen["address"] is None and not seen["use_gpu"]
     assert [s.epochs for s in seen["tcfg"].stages] == [1, 2, 3] and seen["tcfg"].out == out
     seen.clear()
     monkeypatch.delenv("RAY_ADDRESS")
-    assert main(["train", "--labels", str(tmp_path / "none"), "--out", out]) == 1  # local: no shards
+    assert (
+        main(["train", "--train.labels", str(tmp_path / "none"), "--train.out", out]) == 1
+    )  # local: no shards
     assert not seen

@@ -29,7 +29,7 @@ from tracklift import storage
 from tracklift.errors import ConfigError, DataError
 from tracklift.lifting import Sample, read_samples
 from tracklift.lifting.shards import sample_from_row
-from tracklift.training.trainer import stage_dir, stage_shards
+from tracklift.training.data import stage_dir, stage_shards
 
 log = logging.getLogger(__name__)
 
