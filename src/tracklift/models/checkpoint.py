@@ -13,7 +13,7 @@ This module knows the file format and how weights go into a module; it does not 
 :meth:`tracklift.models.segmenter.Segmenter.from_checkpoint`, which calls :func:`read_checkpoint` and
 :func:`apply_weights`), so it imports nothing of the network. Every loader reads a checkpoint once, with
 :func:`read_checkpoint`, and every weight that reaches a model passed its checks (format, version,
-config).
+config, finite values).
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def save_checkpoint(model: nn.Module, url: str, extra: dict[str, Any] | None = N
     storage.write_bytes(url, buf.getvalue())
 
 
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """Name of the first floating-point tensor of ``state`` (in its order) holding NaN or ±inf, or None."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+            return name
+    return None
+
+
 def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
     """Read and check a checkpoint: the one place a checkpoint file is read.
 
@@ -63,7 +71,8 @@ def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
         ``(checkpoint dict, its ModelConfig)``.
 
     Raises:
-        DataError: missing file, not a tracklift segmenter checkpoint, unknown version, bad config.
+        DataError: missing file, not a tracklift segmenter checkpoint, unknown version, bad config, a
+            weight holding NaN or infinite values (a diverged run: it would predict nothing).
     """
     data = storage.read_bytes(url)
     try:
@@ -83,6 +92,9 @@ def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
         cfg = from_dict(ModelConfig, ckpt["config"], where="checkpoint config").validate()
     except (ConfigError, ValueError) as e:
         raise DataError(url, f"bad model config: {e}") from None
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise DataError(url, f"weight {bad!r} holds NaN or infinite values (a diverged run?); refusing it")
     return ckpt, cfg
 
 

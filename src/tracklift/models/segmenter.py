@@ -189,7 +189,7 @@ class Segmenter(nn.Module):
             backend: sparse backend to run it with (default: the one it was saved with).
 
         Raises:
-            DataError: unreadable or foreign file, bad config, weights that do not
+            DataError: unreadable or foreign file, bad config, non-finite weights, weights that do not
                 match the checkpoint's own config.
         """
         ckpt, cfg = read_checkpoint(url)
