@@ -8,9 +8,9 @@ Public API::
     inst = model.predict(points, colors)              # Instances: (K, N) bool masks, (K,) scores
     save_checkpoint(model, "s3://bucket/ckpt.pt");  model = Segmenter.from_checkpoint("s3://bucket/ckpt.pt")
 
-Layers (imports go down, never up): ``config``, ``sparse`` (the backend interface) ← ``backends`` (the
-implementations and their name table, ``backends.registry``) ← ``sparse_nn``, ``unet``, ``decoder``,
-``losses``… ← ``checkpoint`` (file format, weight loading) ← ``segmenter``.
+Imports go one way: ``sparse`` (the backend interface) ← ``backends`` (the implementations and their
+name table, ``backends.registry``) ← ``sparse_nn`` ← ``unet`` ← ``segmenter``; ``checkpoint`` (file format,
+weight loading; imports only ``config``) ← ``segmenter`` (whose ``from_checkpoint`` is the one loader).
 """
 
 from tracklift.models.backends.registry import available_backends, get_backend, installed_backends
