@@ -49,8 +49,8 @@ from tracklift.training import (
     evaluate_checkpoint,
     load_stage_samples,
     train_curriculum,
+    train_stage,
 )
-from tracklift.training.trainer import train_stage
 
 TRAIN_SEED, HELD_OUT_SEED = 100, 6000
 MIN_SEEN = 2  # vertices seen in at least this many frames are the "seen" evaluation set
@@ -141,7 +141,6 @@ def run(args) -> dict:
         out=os.path.join(work, "ckpt_curriculum"),
         model=args.model,
         model_overrides=overrides,
-        stages=stages,
         log_every=0,
     )
     seconds: dict[str, float] = {}
@@ -160,15 +159,13 @@ def run(args) -> dict:
         out=os.path.join(work, "ckpt_no_curriculum"),
         model=args.model,
         model_overrides=overrides,
-        stages=[
-            StageConfig(
-                stage=3, epochs=total_epochs, lr=args.lr, batch_size=args.batch, max_points=args.max_points
-            )
-        ],
         log_every=0,
     )
+    alone = StageConfig(
+        stage=3, epochs=total_epochs, lr=args.lr, batch_size=args.batch, max_points=args.max_points
+    )
     t = time.perf_counter()
-    urls["no_curriculum"] = train_curriculum(ablation)[3]
+    urls["no_curriculum"] = train_curriculum(ablation, [alone])[3]
     seconds["no_curriculum"] = time.perf_counter() - t
     _log(f"[train] no_curriculum: stage 3 only, {total_epochs} epochs in {seconds['no_curriculum']:.1f} s")
 

@@ -106,9 +106,7 @@ def main() -> None:
     stage = StageConfig(stage=1, epochs=args.epochs, lr=1e-3, batch_size=2, max_points=args.max_points)
 
     def cfg(folder: str) -> TrainConfig:
-        return TrainConfig(
-            labels=labels, out=os.path.join(work, "runs", folder), model="tiny", stages=[stage]
-        )
+        return TrainConfig(labels=labels, out=os.path.join(work, "runs", folder), model="tiny")
 
     for folder in ("one_t1", "one_all", "ray1", "ray2"):
         storage.remove(os.path.join(work, "runs", folder), recursive=True)

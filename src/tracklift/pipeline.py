@@ -193,26 +193,24 @@ def _check_manifest(manifest: dict, where: str) -> None:
 
 
 def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
-    from tracklift.training import StageConfig, TrainConfig
+    from tracklift.training import RayTrainOptions, TrainConfig
     from tracklift.training.distributed import train_curriculum_ray
 
-    stages = [
-        StageConfig(stage=s, epochs=e, lr=cfg.lr, max_points=cfg.max_points)
-        for s, e in zip((1, 2, 3), epochs)
-    ]
     tcfg = TrainConfig(
         labels=labels,
         out=storage.join(cfg.out, "checkpoints"),
         model=cfg.model,
         model_overrides={"voxel_size": cfg.voxel_size},
-        stages=stages,
+        epochs=epochs,
+        lr=cfg.lr,
+        max_points=cfg.max_points,
         log_every=0,
     )
     _log(
         f"[3/6] training stages 1, 2, 3 ({', '.join(map(str, epochs))} epochs, model {cfg.model}) "
         f"on Ray Train with {cfg.num_workers} workers"
     )
-    return train_curriculum_ray(tcfg, num_workers=cfg.num_workers)
+    return train_curriculum_ray(tcfg, RayTrainOptions(num_workers=cfg.num_workers))
 
 
 def _seen_masks(labels_url: str, scene_ids: list[str]) -> dict[str, np.ndarray]:

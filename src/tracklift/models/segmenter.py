@@ -8,13 +8,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tracklift.models.backends.registry import get_backend
 from tracklift.models.batch import PointBatch
+from tracklift.models.checkpoint import apply_weights, read_checkpoint
 from tracklift.models.config import InferenceConfig, ModelConfig
 from tracklift.models.criterion import InstanceCriterion
 from tracklift.models.decoder import DecoderOutput, QueryDecoder
 from tracklift.models.inference import scene_instances
 from tracklift.models.losses import scene_targets
-from tracklift.models.sparse import Voxelization, get_backend
+from tracklift.models.sparse import Voxelization
 from tracklift.models.unet import SparseUNet
 from tracklift.structures import Instances
 
@@ -197,11 +199,24 @@ class Segmenter(nn.Module):
                 )
 
     @classmethod
-    def from_checkpoint(cls, url: str, device: str = "cpu", backend: str | None = None) -> Segmenter:
-        """Load a trained model (file path, ``s3://``, ``memory://``) in eval mode, ready for :meth:`predict`."""
-        from tracklift.models.checkpoint import load_checkpoint
+    def from_checkpoint(
+        cls, url: str, device: str | torch.device = "cpu", backend: str | None = None
+    ) -> Segmenter:
+        """Load a trained model (file path, ``s3://``, ``memory://``) in eval mode, ready for :meth:`predict`.
 
-        return load_checkpoint(url, device=device, backend=backend)
+        Args:
+            url: the checkpoint (read once, checked by :func:`~tracklift.models.checkpoint.read_checkpoint`).
+            device: where to put the model (``"cpu"``, ``"cuda"``, ...).
+            backend: sparse backend to run it with (default: the one it was saved with).
+
+        Raises:
+            DataError: unreadable or foreign file, bad config, non-finite weights, weights that do not
+                match the checkpoint's own config.
+        """
+        ckpt, cfg = read_checkpoint(url)
+        model = cls.from_config(cfg, backend=backend)
+        apply_weights(model, url, ckpt, cfg, own_config=True)
+        return model.to(device).eval()
 
     def predict(self, points, colors) -> Instances:
         """Segment one point cloud.
