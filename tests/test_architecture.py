@@ -61,8 +61,6 @@ RAY_PACKAGES = {"actors", "training", "serving", "cluster"} | TOP
 # with XPASS(strict) as a reminder). Each entry: two module prefixes that import each other.
 KNOWN_CYCLES: list[tuple[str, str]] = [
     ("tracklift.labeling", "tracklift.actors"),
-    ("tracklift.models.sparse", "tracklift.models.backends"),
-    ("tracklift.models.checkpoint", "tracklift.models.segmenter"),
 ]
 
 
