@@ -133,15 +133,10 @@ def _cmd_train(cfg: TrainCommandConfig) -> int:
         device=cfg.device,
         self_train=cfg.self_train,
     )
-    if cfg.runner not in ("auto", "local", "ray"):
-        raise TrackliftError(f"--runner must be auto, local or ray, got {cfg.runner!r}")
-    import os
-
+    from tracklift.cluster.session import choose_runner
     from tracklift.training.distributed import RayTrainOptions, train_curriculum_ray, train_stage_ray
 
-    use_ray = cfg.runner == "ray" or (
-        cfg.runner == "auto" and bool(cfg.address or os.environ.get("RAY_ADDRESS"))
-    )
+    use_ray = choose_runner(cfg.runner, cfg.address) == "ray"
     ray_kw = dict(
         use_gpu=cfg.use_gpu,
         storage_path=cfg.ray_storage,
@@ -252,9 +247,14 @@ def _cmd_render(cfg) -> int:
 
 
 def _cmd_label(cfg) -> int:
-    from tracklift.labeling import label_corpus
+    if cfg.uses_ray():
+        from tracklift.actors.pipeline import label_corpus_ray
 
-    manifest = label_corpus(cfg)
+        manifest = label_corpus_ray(cfg)
+    else:
+        from tracklift.labeling import label_corpus
+
+        manifest = label_corpus(cfg)
     failed = [k for k, v in manifest["scenes"].items() if v["status"] != "complete"]
     return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
 
@@ -267,7 +267,7 @@ def _cmd_serve(cfg) -> int:
 
 
 def _cmd_run(cfg) -> int:
-    from tracklift.pipeline import run
+    from tracklift.main_job import run
 
     run(cfg)
     return 0
@@ -276,7 +276,7 @@ def _cmd_run(cfg) -> int:
 def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.datasets.corpus import SynthCommandConfig
     from tracklift.labeling import LabelConfig
-    from tracklift.pipeline import RunConfig
+    from tracklift.main_job import RunConfig
     from tracklift.render import RenderConfig
     from tracklift.serving.config import ServeConfig
 

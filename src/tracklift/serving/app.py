@@ -25,6 +25,7 @@ from ray import serve
 from ray.serve import Application
 
 from tracklift import config as config_lib
+from tracklift.cluster.session import connect
 from tracklift.errors import ConfigError
 from tracklift.serving.config import ServeConfig
 
@@ -92,12 +93,8 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 def start(cfg: ServeConfig, ray_address: str | None = None, wait_s: float = 0.0):
     """Start Ray (a new local cluster unless ``ray_address`` / ``$RAY_ADDRESS`` names one), Serve's HTTP
     proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle."""
-    import ray
-
     os.environ.setdefault(PROXY_READY_ENV, "60")
-    if not ray.is_initialized():
-        address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    connect(ray_address, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     return serve.run(application(cfg.validate()), name=cfg.app_name, route_prefix=cfg.route_prefix)
 

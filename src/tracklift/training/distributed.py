@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from tracklift import storage
+from tracklift.cluster.session import connect, resolve_address
 from tracklift.errors import ConfigError, DataError, TrackliftError
 from tracklift.models import read_checkpoint, save_checkpoint
 from tracklift.training.ray_shards import ShardLoader, check_enough_rows, pyarrow_filesystem, stage_dataset
@@ -113,17 +114,12 @@ class RayTrainOptions:
 def ray_address(address: str | None) -> str:
     """The address to connect to: the given one, else ``RAY_ADDRESS``, else ``"local"`` (a new local Ray,
     never a stale ``/tmp/ray`` cluster)."""
-    return address or os.environ.get("RAY_ADDRESS") or "local"
+    return resolve_address(address) or "local"
 
 
 def ensure_ray(address: str | None) -> bool:
     """Connect to Ray unless already connected; True when this call started the connection."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address=ray_address(address))
-    return True
+    return connect(address)
 
 
 # ---------------------------------------------------------------- worker side
