@@ -255,8 +255,9 @@ def _cmd_label(cfg) -> int:
         from tracklift.labeling import label_corpus
 
         manifest = label_corpus(cfg)
-    failed = [k for k, v in manifest["scenes"].items() if v["status"] != "complete"]
-    return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
+    from tracklift.labeling.manifest import exit_status
+
+    return exit_status(manifest)
 
 
 def _cmd_serve(cfg) -> int:

@@ -306,6 +306,14 @@ def read_sens_scene(
             frame_ids.append(k)
         else:
             skipped[k] = "invalid pose"
+    notes = []
+    partial_export = sorted(_EXPORT_DIRS & names)
+    if partial_export:  # detection prefers a whole export; this one lacks a folder, so the .sens is read
+        notes.append(
+            f"ScanNet export incomplete (has {', '.join(partial_export)}/, lacks "
+            f"{', '.join(sorted(_EXPORT_DIRS - names))}/): read from {sens_name} instead, "
+            f"{len(frame_ids)} frames"
+        )
     return Scene(
         scene_id=common.scene_id,
         intrinsics=intr,
@@ -314,6 +322,7 @@ def read_sens_scene(
         load_mesh=common.load_mesh,
         load_gt=common.load_gt,
         skipped=skipped,
+        notes=notes,
         source=scene_url,
         format="scannet-sens",
         poses=poses[frame_ids],

@@ -8,7 +8,9 @@ or a nested YAML key, and each default is stated once, where the algorithm defin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from tracklift.cluster.session import RUNNERS, choose_runner
@@ -17,10 +19,34 @@ from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
 from tracklift.tracking.base import MaskGenerator, MaskTracker
 from tracklift.tracking.consistent import ConsistencyConfig
 
+# Settings that say where and how fast a run goes, or what views it adds, not what its results hold: left
+# out of the config hash, so a rerun with more actors or another --limit reuses the scenes already done.
+_RUN_ONLY = (
+    "pictures",
+    "scenes",
+    "out",
+    "format",
+    "device",
+    "limit",
+    "force",
+    "runner",
+    "address",
+    "num_actors",
+    "num_cpus",
+    "num_gpus",
+    "scene_retries",
+    "storage_retries",
+)
+
 
 @dataclass
 class LabelConfig:
-    """``tracklift label``: pseudo-label a scan corpus (in this process, or on Ray actors)."""
+    """``tracklift label``: pseudo-label a scan corpus (in this process, or on Ray actors).
+
+    Exit status: 0 when every scene is complete; 3 when some scenes failed or were refused (the others are
+    complete; <out>/manifest.json gives each failure's reason); 1 when every scene failed or the run could
+    not start. A scene labeled before with other settings is refused (its outputs kept) unless --force.
+    """
 
     scenes: str = field(
         default="runs/synth", metadata={"help": "corpus root, scene folder, or list file URL"}
@@ -57,6 +83,13 @@ class LabelConfig:
     limit: int | None = field(default=None, metadata={"help": "label at most this many scenes"})
     shard_format: Literal["parquet", "npz"] = field(
         default="parquet", metadata={"help": "curriculum shard files: parquet | npz"}
+    )
+    force: bool = field(
+        default=False,
+        metadata={
+            "help": "redo scenes whose outputs were made with other settings (without it such a scene is "
+            "refused and its outputs kept)"
+        },
     )
     # --- where it runs (the per-scene work above is the same in both runners) ---
     runner: Literal["auto", "local", "ray"] = field(
@@ -113,6 +146,18 @@ class LabelConfig:
     def uses_ray(self) -> bool:
         """Whether this config runs on Ray (:func:`tracklift.cluster.session.choose_runner`)."""
         return choose_runner(self.runner, self.address) == "ray"
+
+    def output_settings(self) -> dict:
+        """The settings that change what a scene's outputs hold (everything but where and how fast)."""
+        values = asdict(self)
+        for key in _RUN_ONLY:
+            values.pop(key)
+        return values
+
+    def config_hash(self) -> str:
+        """Short hash of :meth:`output_settings`, stored per scene to catch reruns with other settings."""
+        text = json.dumps(self.output_settings(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_generator(cfg: LabelConfig) -> MaskGenerator:

@@ -65,3 +65,18 @@ class OutputLayout:
     @property
     def manifest(self) -> str:
         return storage.join(self.root, "manifest.json")
+
+    @property
+    def scenes_dir(self) -> str:
+        return storage.join(self.root, "scenes")
+
+    def relative(self, url: str) -> str:
+        """``url`` (under the root) as a path relative to it, as ``status.json`` records outputs."""
+        prefix = self.root.rstrip("/") + "/"
+        if not url.startswith(prefix):
+            raise ValueError(f"{url} is not under {self.root}")
+        return url[len(prefix) :]
+
+    def url(self, relative: str) -> str:
+        """The URL of a path relative to the root (the inverse of :meth:`relative`)."""
+        return storage.join(self.root, *relative.split("/"))

@@ -12,6 +12,7 @@ from tracklift.datasets.formats import list_scenes
 from tracklift.errors import DataError
 from tracklift.labeling.config import LabelConfig
 from tracklift.labeling.layout import OutputLayout
+from tracklift.labeling.outputs import read_status
 
 
 class Progress:
@@ -43,6 +44,8 @@ class Progress:
             what = "complete, skipped"
         else:
             what = f"{entry.get('frames', '?')} frames, {entry.get('instances', '?')} instances"
+            if entry.get("redone"):
+                what += f", redone: {entry['redone']}"
         self.log(
             f"{self.prefix} {self.done}/{self.total} {sid}: {what} ({entry.get('seconds', 0.0):.1f} s) | "
             f"{rate:.2f} scenes/min, ETA {eta}, {self.failed} failed"
@@ -59,9 +62,47 @@ def corpus_urls(cfg: LabelConfig) -> list[str]:
     return urls
 
 
+# ``tracklift label``'s exit status when some scenes of the run failed and the others are complete
+EXIT_PARTIAL = 3
+
+
+def exit_status(manifest: dict) -> int:
+    """0: every scene of the run complete; :data:`EXIT_PARTIAL`: some failed or refused; 1: all of them."""
+    entries = [e for e in manifest["scenes"].values() if e.get("in_this_run", True)]
+    failed = sum(1 for e in entries if e["status"] != "complete")
+    if failed == 0:
+        return 0
+    return 1 if failed == len(entries) else EXIT_PARTIAL
+
+
+def _earlier_scenes(out: str, known: dict[str, dict]) -> dict[str, dict]:
+    """Entries for the scenes in ``<out>/scenes/`` that this run did not touch (an earlier run's)."""
+    layout = OutputLayout(out)
+    if not storage.isdir(layout.scenes_dir):
+        return {}
+    entries = {}
+    for sid in storage.listdir(layout.scenes_dir):
+        if sid in known:
+            continue
+        status = read_status(out, sid) or {}
+        entries[sid] = {
+            "status": status.get("status", "incomplete"),
+            "in_this_run": False,
+            "config_hash": status.get("config_hash"),
+            **{k: status[k] for k in ("frames", "instances") if k in status},
+        }
+    return entries
+
+
 def write_manifest(cfg: LabelConfig, scenes: dict[str, dict], run: dict | None = None) -> dict:
-    """Write ``<out>/manifest.json`` (atomically) and return it: the config, run facts, per-scene entries."""
-    manifest: dict = {"config": asdict(cfg), "scenes": dict(sorted(scenes.items()))}
+    """Write ``<out>/manifest.json`` (atomically) and return it: the config and its hash, run facts, and an
+    entry per scene in the output folder (this run's, and any earlier run's with ``in_this_run: false``)."""
+    every = {**_earlier_scenes(cfg.out, scenes), **scenes}
+    manifest: dict = {
+        "config": asdict(cfg),
+        "config_hash": cfg.config_hash(),
+        "scenes": dict(sorted(every.items())),
+    }
     if run is not None:
         manifest["run"] = run
     storage.write_text(OutputLayout(cfg.out).manifest, json.dumps(manifest, indent=1, default=float))

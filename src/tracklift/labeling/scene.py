@@ -47,7 +47,13 @@ def label_scene(
 
     if len(scene) == 0:
         raise DataError(scene.source, "scene has no usable frames")
-    stats: dict = {"frames": len(scene), "skipped_frames": len(scene.skipped)}
+    stats: dict = {
+        "frames": len(scene),
+        "skipped_frames": len(scene.skipped),
+        # which frames the reader left out and why, and how it read the scene (e.g. a fallback source)
+        "skipped": [{"frame": int(fid), "reason": why} for fid, why in sorted(scene.skipped.items())],
+        "notes": list(scene.notes),
+    }
     t0 = time.perf_counter()
     lift_stats = LiftStats()
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from tracklift import storage
 from tracklift.datasets.formats import open_scene
 from tracklift.labeling.config import LabelConfig
-from tracklift.labeling.outputs import scene_status, write_scene_outputs
+from tracklift.labeling.outputs import inspect_scene, write_scene_outputs
 from tracklift.labeling.scene import label_scene
 from tracklift.tracking.base import MaskGenerator, MaskTracker
 
@@ -41,25 +41,32 @@ def label_one(
         log: passed to the tracker (per-frame progress), or None.
 
     Returns:
-        ``(scene_id, manifest entry)``; the entry has ``status`` (``complete`` or ``failed``), ``url``,
-        ``seconds`` and either the scene's stats (frames, skipped_frames, instances, timings, samples) or
-        ``error`` and ``traceback``. A scene complete from an earlier run is skipped (``skipped_rerun``) and
-        its entry carries the stats of its ``status.json``.
+        ``(scene_id, manifest entry)``; the entry has ``status`` (``complete``, ``failed`` or ``refused``),
+        ``url``, ``seconds`` and either the scene's stats (frames, skipped frames and why, reader notes,
+        instances, timings, samples, config hash) or ``error`` (and ``traceback``). A scene complete from an
+        earlier run, with every output still as written and the same settings, is skipped
+        (``skipped_rerun``; its entry carries the stats of its ``status.json``); one whose outputs are
+        missing or changed is labeled again (``redone`` says why); one made with other settings is
+        ``refused`` unless ``cfg.force``.
     """
     sid = storage.basename(url)
     t0 = time.perf_counter()
     try:
         scene = retry(lambda: open_scene(url, cfg.format), "open the scene")
         sid = scene.scene_id
-        done = retry(lambda: scene_status(cfg.out, sid), "read status.json")
-        if done is not None:
-            entry = {**done, "status": "complete", "skipped_rerun": True, "url": url}
+        check = retry(lambda: inspect_scene(cfg.out, sid, cfg), "check the scene's outputs")
+        if check.state == "mismatch" and not cfg.force:
+            entry = {"status": "refused", "url": url, "error": f"ConfigMismatch: {check.reason}"}
+        elif check.state == "complete":
+            entry = {**_stats_of(check.status), "status": "complete", "skipped_rerun": True, "url": url}
         else:
             result = retry(
                 lambda: label_scene(scene, cfg, generator, tracker, log=log), "label (reads frames)"
             )
             retry(lambda: write_scene_outputs(cfg.out, scene, result, cfg), "write the outputs")
-            entry = {"status": "complete", "url": url, **result.stats}
+            entry = {"status": "complete", "url": url, **result.stats, "config_hash": cfg.config_hash()}
+            if check.state != "new":  # say why a scene complete before was labeled again
+                entry["redone"] = check.reason or "--force"
     except Exception as e:  # one bad scene never stops the corpus
         entry = {
             "status": "failed",
@@ -69,3 +76,8 @@ def label_one(
         }
     entry["seconds"] = time.perf_counter() - t0
     return sid, entry
+
+
+def _stats_of(status: dict) -> dict:
+    """A ``status.json`` without its per-file record (the manifest keeps the stats and the hash)."""
+    return {k: v for k, v in status.items() if k not in ("outputs", "settings")}
