@@ -39,7 +39,7 @@ class Progress:
         left = self.total - self.done
         eta = f"{left / rate:.1f} min" if rate > 0 else "-"
         if entry["status"] != "complete":
-            what = f"FAILED: {entry.get('error', '?')}"
+            what = f"{entry['status'].upper()}: {entry.get('error', '?')}"
         elif entry.get("skipped_rerun"):
             what = "complete, skipped"
         else:
