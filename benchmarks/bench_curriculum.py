@@ -42,7 +42,7 @@ from tracklift.datasets.corpus import SynthCommandConfig, gt_url, synthesize_cor
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.evaluation import APAccumulator, read_gt, read_predictions
 from tracklift.labeling import LabelConfig, label_corpus
-from tracklift.lifting import read_pseudo_labels
+from tracklift.lifting import LiftConfig, VisibilityConfig, read_pseudo_labels
 from tracklift.training import (
     StageConfig,
     TrainConfig,
@@ -69,8 +69,9 @@ def prepare(work: str, split: str, seed: int, n: int, args) -> str:
     lcfg = LabelConfig(
         scenes=corpus,
         out=labels,
-        depth_abs_tol=args.depth_abs_tol,
-        depth_rel_tol=args.depth_rel_tol,
+        lift=LiftConfig(
+            visibility=VisibilityConfig(depth_abs_tol=args.depth_abs_tol, depth_rel_tol=args.depth_rel_tol)
+        ),
         pictures=False,
     )
     manifest = label_corpus(lcfg, log=_log)

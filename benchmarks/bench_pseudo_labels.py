@@ -90,8 +90,7 @@ def run(args) -> dict:
                 cfg = LabelConfig(
                     method=method,
                     independent_step=args.independent_step,
-                    depth_abs_tol=args.depth_abs_tol,
-                    depth_rel_tol=args.depth_rel_tol,
+                    lift=LiftConfig(visibility=vis),
                 )
                 t0 = time.perf_counter()
                 res = label_scene(scene, cfg, generator, GeometricTracker() if method == "tracked" else None)

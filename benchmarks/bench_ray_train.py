@@ -43,6 +43,7 @@ from tracklift import storage
 from tracklift.datasets.corpus import SynthCommandConfig, synthesize_corpus
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.labeling import LabelConfig, label_corpus
+from tracklift.lifting import LiftConfig, VisibilityConfig
 from tracklift.models import read_checkpoint
 from tracklift.training import StageConfig, TrainConfig, load_stage_samples, train_stage
 from tracklift.training.distributed import RayTrainOptions, train_stage_ray
@@ -56,7 +57,13 @@ def labelled_corpus(work: str, scenes: int) -> str:
     synth = SynthConfig(width=160, height=120, n_frames=12, n_groups=3)
     synthesize_corpus(SynthCommandConfig(out=root, scenes=scenes, seed=70), log=lambda s: None, synth=synth)
     label_corpus(
-        LabelConfig(scenes=root, out=labels, pictures=False, runner="local", depth_abs_tol=0.02),
+        LabelConfig(
+            scenes=root,
+            out=labels,
+            pictures=False,
+            runner="local",
+            lift=LiftConfig(visibility=VisibilityConfig(depth_abs_tol=0.02)),
+        ),
         log=lambda s: None,
     )
     return labels

@@ -44,7 +44,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "evaluation": {"datasets", "geometry"} | FOUNDATION,
     "models": {"datasets", "geometry"} | FOUNDATION,
     "openvocab": {"datasets", "geometry", "lifting", "models", "evaluation"} | FOUNDATION,
-    "labeling": {"datasets", "geometry", "tracking", "lifting", "evaluation"} | FOUNDATION,
+    # labeling's config validates --runner with the one runner rule (cluster.session; Ray is imported
+    # there only inside connect(), and ray_imports below checks that labeling never imports it).
+    "labeling": {"datasets", "geometry", "tracking", "lifting", "evaluation", "cluster"} | FOUNDATION,
     "cluster": FOUNDATION,
     "actors": {"labeling", "datasets", "geometry", "tracking", "lifting", "evaluation", "cluster"}
     | FOUNDATION,
@@ -55,13 +57,6 @@ MAY_IMPORT: dict[str, set[str]] = {
 TOP = {"cli", "main_job", "pipeline"}  # the commands: may import every package; nothing imports them but cli
 # Only the Ray layer imports ray; every algorithm runs in one process without it.
 RAY_PACKAGES = {"actors", "training", "serving", "cluster"} | TOP
-
-# Import circles other helpers of issue 11 are removing on their branches. They are expected failures
-# here; the lead deletes this list once those branches are merged (test_known_cycle_is_gone then fails
-# with XPASS(strict) as a reminder). Each entry: two module prefixes that import each other.
-KNOWN_CYCLES: list[tuple[str, str]] = [
-    ("tracklift.labeling", "tracklift.actors"),
-]
 
 
 # -- the graph ------------------------------------------------------------------------------------------
@@ -228,20 +223,6 @@ def _under(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
-def without_known_cycles(edges: dict[str, set[str]]) -> dict[str, set[str]]:
-    """The edges less those between the two sides of each :data:`KNOWN_CYCLES` entry (both directions)."""
-    out = {}
-    for a, targets in edges.items():
-        out[a] = {
-            b
-            for b in targets
-            if not any(
-                (_under(a, x) and _under(b, y)) or (_under(a, y) and _under(b, x)) for x, y in KNOWN_CYCLES
-            )
-        }
-    return out
-
-
 def package_edges(g: Graph, with_types: bool = True) -> dict[str, dict[str, int]]:
     """package → {imported package: number of module edges}, own package left out."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -255,11 +236,10 @@ def package_edges(g: Graph, with_types: bool = True) -> dict[str, dict[str, int]
 
 
 def layering_violations(g: Graph) -> list[str]:
-    """``a imports b`` lines for every import a package's row of :data:`MAY_IMPORT` does not allow
-    (the edges of :data:`KNOWN_CYCLES` left out)."""
+    """``a imports b`` lines for every import a package's row of :data:`MAY_IMPORT` does not allow."""
     bad = []
     for kind in (g.edges, g.type_edges):
-        for a, targets in sorted(without_known_cycles(kind).items()):
+        for a, targets in sorted(kind.items()):
             pa = package_of(a)
             for b in sorted(targets):
                 pb = package_of(b)
@@ -317,24 +297,9 @@ def test_relative_imports_are_resolved(tmp_path):
 
 
 def test_no_import_cycles(graph):
-    cycles = strongly_connected(without_known_cycles(graph.edges))
+    cycles = strongly_connected(graph.edges)
     paths = [" → ".join(cycle_path(graph.edges, c)) for c in cycles]
     assert not cycles, "import circles:\n" + "\n".join(paths)
-
-
-@pytest.mark.parametrize(
-    "side_a, side_b",
-    [
-        pytest.param(
-            a, b, marks=pytest.mark.xfail(strict=True, reason="removed on another branch of issue 11")
-        )
-        for a, b in KNOWN_CYCLES
-    ],
-)
-def test_known_cycle_is_gone(graph, side_a, side_b):
-    for comp in strongly_connected(graph.edges):
-        both = any(_under(m, side_a) for m in comp) and any(_under(m, side_b) for m in comp)
-        assert not both, " → ".join(cycle_path(graph.edges, comp))
 
 
 def test_every_package_has_a_row_in_the_rules(graph):
@@ -374,10 +339,7 @@ def report(g: Graph) -> str:
     cycles = strongly_connected(g.edges)
     lines += ["", f"import circles: {len(cycles)}"]
     for comp in cycles:
-        known = any(
-            any(_under(m, a) for m in comp) and any(_under(m, b) for m in comp) for a, b in KNOWN_CYCLES
-        )
-        lines.append(f"  {'(known) ' if known else ''}{' → '.join(cycle_path(g.edges, comp))}")
+        lines.append(f"  {' → '.join(cycle_path(g.edges, comp))}")
         if len(comp) > 2:
             lines.append(f"      component: {', '.join(comp)}")
     bad = layering_violations(g)

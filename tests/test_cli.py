@@ -31,7 +31,7 @@ def test_synth_label_train_predict_eval(tmp_path, capsys):
         )
         == 0
     )
-    assert main(["label", "--scenes", root, "--out", labels, "--depth-abs-tol", "0.02"]) == 0
+    assert main(["label", "--scenes", root, "--out", labels, "--lift.visibility.depth-abs-tol", "0.02"]) == 0
     assert (
         main(
             [

@@ -88,21 +88,17 @@ class QueryConfig:
 
 def _cmd_train(cfg: TrainCommandConfig) -> int:
     import logging
-    import os
 
     from tracklift import storage
+    from tracklift.cluster.session import choose_runner
     from tracklift.training import checkpoint_url, train_curriculum, train_stage
     from tracklift.training.distributed import train_curriculum_ray, train_stage_ray
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if cfg.runner not in ("auto", "local", "ray"):
-        raise TrackliftError(f"--runner must be auto, local or ray, got {cfg.runner!r}")
     if cfg.stage not in ("all", "1", "2", "3"):
         raise TrackliftError(f"--stage must be all, 1, 2 or 3, got {cfg.stage!r}")
     tcfg = cfg.train
-    use_ray = cfg.runner == "ray" or (
-        cfg.runner == "auto" and bool(cfg.ray.address or os.environ.get("RAY_ADDRESS"))
-    )
+    use_ray = choose_runner(cfg.runner, cfg.ray.address) == "ray"
     if cfg.stage == "all":
         urls = train_curriculum_ray(tcfg, cfg.ray) if use_ray else train_curriculum(tcfg)
     else:
@@ -202,11 +198,17 @@ def _cmd_render(cfg) -> int:
 
 
 def _cmd_label(cfg) -> int:
-    from tracklift.labeling import label_corpus
+    if cfg.uses_ray():
+        from tracklift.actors.pipeline import label_corpus_ray
 
-    manifest = label_corpus(cfg)
-    failed = [k for k, v in manifest["scenes"].items() if v["status"] != "complete"]
-    return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
+        manifest = label_corpus_ray(cfg)
+    else:
+        from tracklift.labeling import label_corpus
+
+        manifest = label_corpus(cfg)
+    from tracklift.labeling.manifest import exit_status
+
+    return exit_status(manifest)
 
 
 def _cmd_serve(cfg) -> int:
@@ -217,7 +219,7 @@ def _cmd_serve(cfg) -> int:
 
 
 def _cmd_run(cfg) -> int:
-    from tracklift.pipeline import run
+    from tracklift.main_job import run
 
     run(cfg)
     return 0
@@ -227,7 +229,7 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.datasets.corpus import SynthCommandConfig
     from tracklift.evaluation.render import RenderConfig
     from tracklift.labeling import LabelConfig
-    from tracklift.pipeline import RunConfig
+    from tracklift.main_job import RunConfig
     from tracklift.serving.config import ServeConfig
 
     return {

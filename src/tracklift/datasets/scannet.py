@@ -315,6 +315,14 @@ def read_sens_scene(
             frame_ids.append(k)
         else:
             skipped[k] = "invalid pose"
+    notes = []
+    partial_export = sorted(_EXPORT_DIRS & names)
+    if partial_export:  # detection prefers a whole export; this one lacks a folder, so the .sens is read
+        notes.append(
+            f"ScanNet export incomplete (has {', '.join(partial_export)}/, lacks "
+            f"{', '.join(sorted(_EXPORT_DIRS - names))}/): read from {sens_name} instead, "
+            f"{len(frame_ids)} frames"
+        )
     return Scene(
         scene_id=common.scene_id,
         intrinsics=intr,
@@ -324,6 +332,7 @@ def read_sens_scene(
         load_gt=common.load_gt,
         load_superpoints=common.load_superpoints,
         skipped=skipped,
+        notes=notes,
         source=scene_url,
         format="scannet-sens",
         poses=poses[frame_ids],

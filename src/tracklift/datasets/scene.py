@@ -105,6 +105,8 @@ class Scene:
         load_gt: optional ``load_gt() -> (N,) int64`` per-vertex GT (``label*1000+inst``).
         load_eval_mask: optional ``() -> (N,) bool`` vertices that count in evaluation (ScanNet++).
         skipped: frames left out on reading, ``{frame_id: reason}`` (e.g. ``-inf`` pose).
+        notes: how the reader had to read the scene where it did not read it the usual way (a fallback
+            source, a missing optional file), in words; labeling records them in ``status.json``.
         source: URL the scene was read from (for error messages).
         format: reader name.
         poses: optional (F, 4, 4) camera→world of ``frame_ids`` when cheap to know upfront.
@@ -120,6 +122,7 @@ class Scene:
     load_gt: Callable[[], np.ndarray] | None = None
     load_eval_mask: Callable[[], np.ndarray] | None = None
     skipped: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     source: str = ""
     format: str = ""
     poses: np.ndarray | None = None

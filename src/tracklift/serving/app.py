@@ -31,6 +31,7 @@ from ray import serve
 from ray.serve import Application
 
 from tracklift import config as config_lib
+from tracklift.cluster.session import connect
 from tracklift.errors import ConfigError
 from tracklift.serving.config import ServeConfig
 
@@ -111,12 +112,8 @@ def start(
     proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle.
     ``after_init`` is called once Ray is up, before Serve starts (``tracklift serve`` takes its signals
     back there: ``ray.init`` installs a SIGTERM handler that aborts the process)."""
-    import ray
-
     os.environ.setdefault(PROXY_READY_ENV, "60")
-    if not ray.is_initialized():
-        address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    connect(ray_address, include_dashboard=False, logging_level="WARNING")
     if after_init is not None:
         after_init()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})

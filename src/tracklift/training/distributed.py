@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from tracklift import storage
+from tracklift.cluster.session import connect, resolve_address
 from tracklift.errors import ConfigError, TrackliftError
 from tracklift.models import read_checkpoint, save_checkpoint
 from tracklift.training.config import StageConfig, TrainConfig
@@ -125,17 +126,12 @@ class RayTrainOptions:
 def ray_address(address: str | None) -> str:
     """The address to connect to: the given one, else ``RAY_ADDRESS``, else ``"local"`` (a new local Ray,
     never a stale ``/tmp/ray`` cluster)."""
-    return address or os.environ.get("RAY_ADDRESS") or "local"
+    return resolve_address(address) or "local"
 
 
 def ensure_ray(address: str | None) -> bool:
     """Connect to Ray unless already connected; True when this call started the connection."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address=ray_address(address))
-    return True
+    return connect(address)
 
 
 # ---------------------------------------------------------------- worker side
