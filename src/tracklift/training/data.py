@@ -13,6 +13,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.errors import DataError
+from tracklift.labeling.layout import OutputLayout
 from tracklift.lifting import Sample, read_samples, scanned_part
 from tracklift.lifting.shards import SHARD_SUFFIXES
 
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def stage_dir(labels: str, stage: int) -> str:
-    """URL of a stage's shard folder."""
-    return storage.join(labels, "shards", f"stage{stage}")
+    """URL of a stage's shard folder (the labeling output layout knows where)."""
+    return OutputLayout(labels).shard_dir(stage)
 
 
 def stage_shards(labels: str, stage: int) -> list[str]:
