@@ -42,15 +42,15 @@ from tracklift.datasets.corpus import SynthCommandConfig, gt_url, synthesize_cor
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.evaluation import APAccumulator, read_gt, read_predictions
 from tracklift.labeling import LabelConfig, label_corpus
-from tracklift.lifting import read_pseudo_labels
+from tracklift.lifting import LiftConfig, VisibilityConfig, read_pseudo_labels
 from tracklift.training import (
     StageConfig,
     TrainConfig,
     evaluate_checkpoint,
     load_stage_samples,
     train_curriculum,
+    train_stage,
 )
-from tracklift.training.trainer import train_stage
 
 TRAIN_SEED, HELD_OUT_SEED = 100, 6000
 MIN_SEEN = 2  # vertices seen in at least this many frames are the "seen" evaluation set
@@ -64,13 +64,14 @@ def prepare(work: str, split: str, seed: int, n: int, args) -> str:
     """Synthesize and label one corpus; returns the labels URL (both steps skip finished scenes)."""
     corpus = os.path.join(work, f"{split}_corpus")
     labels = os.path.join(work, f"{split}_labels")
-    scfg = SynthConfig(width=args.width, height=args.height, n_frames=args.frames)
+    scfg = SynthConfig.classic(width=args.width, height=args.height, n_frames=args.frames)
     synthesize_corpus(SynthCommandConfig(out=corpus, scenes=n, seed=seed), log=_log, synth=scfg)
     lcfg = LabelConfig(
         scenes=corpus,
         out=labels,
-        depth_abs_tol=args.depth_abs_tol,
-        depth_rel_tol=args.depth_rel_tol,
+        lift=LiftConfig(
+            visibility=VisibilityConfig(depth_abs_tol=args.depth_abs_tol, depth_rel_tol=args.depth_rel_tol)
+        ),
         pictures=False,
     )
     manifest = label_corpus(lcfg, log=_log)
@@ -141,7 +142,6 @@ def run(args) -> dict:
         out=os.path.join(work, "ckpt_curriculum"),
         model=args.model,
         model_overrides=overrides,
-        stages=stages,
         log_every=0,
     )
     seconds: dict[str, float] = {}
@@ -160,15 +160,13 @@ def run(args) -> dict:
         out=os.path.join(work, "ckpt_no_curriculum"),
         model=args.model,
         model_overrides=overrides,
-        stages=[
-            StageConfig(
-                stage=3, epochs=total_epochs, lr=args.lr, batch_size=args.batch, max_points=args.max_points
-            )
-        ],
         log_every=0,
     )
+    alone = StageConfig(
+        stage=3, epochs=total_epochs, lr=args.lr, batch_size=args.batch, max_points=args.max_points
+    )
     t = time.perf_counter()
-    urls["no_curriculum"] = train_curriculum(ablation)[3]
+    urls["no_curriculum"] = train_curriculum(ablation, [alone])[3]
     seconds["no_curriculum"] = time.perf_counter() - t
     _log(f"[train] no_curriculum: stage 3 only, {total_epochs} epochs in {seconds['no_curriculum']:.1f} s")
 

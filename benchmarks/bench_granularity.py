@@ -81,7 +81,7 @@ def eligible_objects(frame, multi_part: set[int], min_object: int, min_part: int
 def bench_scene(
     seed: int, args, gen_cfg: WeightlessConfig
 ) -> tuple[dict, list[dict], list[float], list[float]]:
-    data = generate_scene(seed, SynthConfig(width=320, height=240, n_frames=args.frames))
+    data = generate_scene(seed, SynthConfig.classic(width=320, height=240, n_frames=args.frames))
     gen = WeightlessMaskGenerator(gen_cfg, intrinsics=data.intrinsics)
     # objects made of ≥ 2 GT parts in the mesh
     pairs = np.unique(np.stack([data.gt_instance, data.parts.astype(np.int64)], 1), axis=0)
@@ -130,7 +130,7 @@ def summarise(per_object: dict[int, list[str]]) -> dict:
 def time_generator(seeds: list[int], frames: int, width: int, height: int, gen_cfg) -> dict:
     wall, cpu, n = [], [], []
     for seed in seeds:
-        data = generate_scene(seed, SynthConfig(width=width, height=height, n_frames=frames))
+        data = generate_scene(seed, SynthConfig.classic(width=width, height=height, n_frames=frames))
         gen = WeightlessMaskGenerator(gen_cfg, intrinsics=data.intrinsics)
         gen.generate(data.frames[0].color, data.frames[0].depth)  # warm-up
         for f in data.frames:

@@ -49,7 +49,9 @@ WIDTH, HEIGHT = 320, 240
 def make_scene(seed: int, n_frames: int, n_groups: int = 5) -> tuple[Scene, int, float]:
     """The synthetic scene, its GT object count and the seconds it took to build (not part of the timing)."""
     t0 = time.perf_counter()
-    data = generate_scene(seed, SynthConfig(width=WIDTH, height=HEIGHT, n_frames=n_frames, n_groups=n_groups))
+    data = generate_scene(
+        seed, SynthConfig.classic(width=WIDTH, height=HEIGHT, n_frames=n_frames, n_groups=n_groups)
+    )
     objects = len(np.unique(data.gt_instance[data.gt_instance >= 1000]))
     return data.as_scene(), objects, time.perf_counter() - t0
 

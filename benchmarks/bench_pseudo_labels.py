@@ -63,7 +63,7 @@ def consistency(scene, id_maps: dict[int, np.ndarray]) -> float:
 
 
 def run(args) -> dict:
-    scfg = SynthConfig(width=args.width, height=args.height, n_frames=args.frames)
+    scfg = SynthConfig.classic(width=args.width, height=args.height, n_frames=args.frames)
     priors = {"weightless": None, **{k: v for k, v in LEVELS.items()}}
     if args.quick:
         priors = {"weightless": None, "controlled-high": LEVELS["controlled-high"]}
@@ -90,8 +90,7 @@ def run(args) -> dict:
                 cfg = LabelConfig(
                     method=method,
                     independent_step=args.independent_step,
-                    depth_abs_tol=args.depth_abs_tol,
-                    depth_rel_tol=args.depth_rel_tol,
+                    lift=LiftConfig(visibility=vis),
                 )
                 t0 = time.perf_counter()
                 res = label_scene(scene, cfg, generator, GeometricTracker() if method == "tracked" else None)

@@ -87,7 +87,7 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="bench_ray_label_")
     corpus = os.path.join(work, "corpus")
-    synth = SynthConfig(width=160, height=120, n_frames=args.frames, n_groups=3)
+    synth = SynthConfig.classic(width=160, height=120, n_frames=args.frames, n_groups=3)
     synthesize_corpus(
         SynthCommandConfig(out=corpus, scenes=args.scenes, seed=7000), log=lambda s: None, synth=synth
     )

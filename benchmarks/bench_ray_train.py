@@ -43,6 +43,7 @@ from tracklift import storage
 from tracklift.datasets.corpus import SynthCommandConfig, synthesize_corpus
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.labeling import LabelConfig, label_corpus
+from tracklift.lifting import LiftConfig, VisibilityConfig
 from tracklift.models import read_checkpoint
 from tracklift.training import StageConfig, TrainConfig, load_stage_samples, train_stage
 from tracklift.training.distributed import RayTrainOptions, train_stage_ray
@@ -53,10 +54,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ray_scaling.json"
 def labelled_corpus(work: str, scenes: int) -> str:
     """Synthesise and label ``scenes`` scans under ``work`` (both steps skip what is already done)."""
     root, labels = os.path.join(work, "corpus"), os.path.join(work, "labels")
-    synth = SynthConfig(width=160, height=120, n_frames=12, n_groups=3)
+    synth = SynthConfig.classic(width=160, height=120, n_frames=12, n_groups=3)
     synthesize_corpus(SynthCommandConfig(out=root, scenes=scenes, seed=70), log=lambda s: None, synth=synth)
     label_corpus(
-        LabelConfig(scenes=root, out=labels, pictures=False, runner="local", depth_abs_tol=0.02),
+        LabelConfig(
+            scenes=root,
+            out=labels,
+            pictures=False,
+            runner="local",
+            lift=LiftConfig(visibility=VisibilityConfig(depth_abs_tol=0.02)),
+        ),
         log=lambda s: None,
     )
     return labels
@@ -106,9 +113,7 @@ def main() -> None:
     stage = StageConfig(stage=1, epochs=args.epochs, lr=1e-3, batch_size=2, max_points=args.max_points)
 
     def cfg(folder: str) -> TrainConfig:
-        return TrainConfig(
-            labels=labels, out=os.path.join(work, "runs", folder), model="tiny", stages=[stage]
-        )
+        return TrainConfig(labels=labels, out=os.path.join(work, "runs", folder), model="tiny")
 
     for folder in ("one_t1", "one_all", "ray1", "ray2"):
         storage.remove(os.path.join(work, "runs", folder), recursive=True)

@@ -27,14 +27,13 @@ from tracklift.datasets.synthetic import (
     SynthConfig,
     build_scene_mesh,
     generate_scene,
-    kinect_intrinsics,
     make_trajectory,
-    overview_pose,
     render_frame,
     render_view,
 )
-from tracklift.datasets.synthetic.raycast import RayCaster, camera_directions
-from tracklift.visualize import id_colors  # noqa: E402
+from tracklift.datasets.synthetic.raycast import RayCaster
+from tracklift.evaluation.pictures import id_colors  # noqa: E402
+from tracklift.geometry.camera import camera_directions, centred_intrinsics, overview_pose  # noqa: E402
 
 SIZES = ((320, 240), (640, 480))
 
@@ -46,7 +45,7 @@ def bench_seed(seed: int, n_frames: int) -> dict:
     t_room = time.perf_counter() - t0
     t0 = time.perf_counter()
     caster = RayCaster((smesh.vertices, smesh.faces))
-    caster.cast(kinect_intrinsics(8, 6), np.eye(4))  # embree builds its structure on the first query
+    caster.cast(centred_intrinsics(8, 6), np.eye(4))  # embree builds its structure on the first query
     t_bvh = time.perf_counter() - t0
     ids, counts = np.unique(smesh.vertex_instance, return_counts=True)
     row = {
@@ -63,7 +62,7 @@ def bench_seed(seed: int, n_frames: int) -> dict:
     }
     for w, h in SIZES:
         c = SynthConfig(width=w, height=h, n_frames=n_frames)
-        intr = kinect_intrinsics(w, h, c.focal)
+        intr = centred_intrinsics(w, h, c.focal)
         poses = make_trajectory(layout, c, np.random.default_rng([seed, 2]))
         dirs = camera_directions(intr)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -98,7 +97,7 @@ def montage(path: Path, seed: int = 2) -> None:
         rows.append(np.concatenate([f.color, depth_rgb, id_colors(f.instance), id_colors(f.part)], 1))
     frames = np.concatenate(rows, 0)
     w = frames.shape[1] // 2
-    intr = kinect_intrinsics(w, int(w * 0.75))
+    intr = centred_intrinsics(w, int(w * 0.75))
     m = data.mesh
     pose = overview_pose(m.vertices, intr, elevation=60, azimuth=-60)
     views = [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, SceneData
-from tracklift.datasets.synthetic.raycast import look_at
+from tracklift.geometry.camera import look_at
 
 
 def _smooth_color(rng, height, width) -> np.ndarray:

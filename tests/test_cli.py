@@ -31,20 +31,20 @@ def test_synth_label_train_predict_eval(tmp_path, capsys):
         )
         == 0
     )
-    assert main(["label", "--scenes", root, "--out", labels, "--depth-abs-tol", "0.02"]) == 0
+    assert main(["label", "--scenes", root, "--out", labels, "--lift.visibility.depth-abs-tol", "0.02"]) == 0
     assert (
         main(
             [
                 "train",
-                "--labels",
+                "--train.labels",
                 labels,
-                "--out",
+                "--train.out",
                 ckpt,
-                "--model",
+                "--train.model",
                 "tiny",
-                "--epochs",
+                "--train.epochs",
                 "1,1,1",
-                "--max-points",
+                "--train.max-points",
                 "5000",
             ]
         )
@@ -82,5 +82,5 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["eval", "--pred", str(tmp_path / "nope"), "--gt", str(tmp_path / "gt")]) == 1
     err = capsys.readouterr().err
     assert "tracklift eval: error:" in err and "nope: prediction folder not found" in err
-    assert main(["train", "--labels", str(tmp_path / "none"), "--epochs", "1,1"]) == 1
+    assert main(["train", "--train.labels", str(tmp_path / "none"), "--train.epochs", "1,1"]) == 1
     assert "three numbers" in capsys.readouterr().err

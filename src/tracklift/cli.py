@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from tracklift import config as config_lib
 from tracklift.errors import TrackliftError
 from tracklift.openvocab.config import ClipConfig
+from tracklift.training.config import TrainConfig
+from tracklift.training.distributed import RayTrainOptions
 
 
 @dataclass
@@ -27,51 +29,26 @@ class EvalConfig:
 
 @dataclass
 class TrainCommandConfig:
-    """``tracklift train``: the three-stage curriculum on the shards written by ``tracklift label``."""
+    """``tracklift train``: the three-stage curriculum on the shards written by ``tracklift label``.
 
-    labels: str = field(
-        default="runs/labels", metadata={"help": "labeling output URL (holds shards/stage{1,2,3})"}
-    )
-    out: str = field(
-        default="runs/train", metadata={"help": "checkpoint folder URL (<out>/stage{N}/last.pt)"}
-    )
+    ``--train.<field>`` sets the curriculum (:class:`~tracklift.training.TrainConfig`, e.g.
+    ``--train.epochs 3,3,6``), ``--ray.<field>`` how it runs on Ray Train
+    (:class:`~tracklift.training.RayTrainOptions`).
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "the curriculum"})
+    ray: RayTrainOptions = field(default_factory=RayTrainOptions, metadata={"help": "ray runner options"})
     stage: str = field(
         default="all",
         metadata={
             "help": "all | 1 | 2 | 3 (a single stage starts from the previous one's checkpoint when it exists)"
         },
     )
-    model: str = field(default="small", metadata={"help": "model preset: tiny | small | base"})
-    epochs: list[int] = field(default_factory=lambda: [4, 4, 4], metadata={"help": "epochs of stages 1,2,3"})
-    lr: float = field(default=2e-4, metadata={"help": "learning rate (Segment3D: 2e-4)"})
-    batch_size: int = field(default=2, metadata={"help": "samples per step"})
-    max_points: int = field(default=100_000, metadata={"help": "larger samples are subsampled (logged)"})
-    voxel_size: float | None = field(default=None, metadata={"help": "override the preset's voxel size (m)"})
-    backend: str | None = field(
-        default=None,
-        metadata={"help": "sparse-conv backend: torch (default) | minkowski (spconv: no CPU training)"},
-    )
-    device: str = field(default="cpu", metadata={"help": "torch device"})
-    self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
-    # --- where it runs (both runners train the same epochs; training/distributed.py) ---
     runner: str = field(
         default="auto",
         metadata={
             "help": "local: one process; ray: Ray Train DDP workers on a local Ray or the cluster at "
-            "--address; auto: ray when --address or RAY_ADDRESS is set, else local"
-        },
-    )
-    address: str | None = field(
-        default=None, metadata={"help": "Ray cluster address (auto, host:port); default RAY_ADDRESS"}
-    )
-    num_workers: int = field(default=2, metadata={"help": "ray: training workers (DDP processes)"})
-    use_gpu: bool = field(default=False, metadata={"help": "ray: one GPU per worker, NCCL (else gloo, CPU)"})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "ray: CPUs reserved per worker"})
-    max_failures: int = field(default=3, metadata={"help": "ray: worker-group restarts per stage"})
-    ray_storage: str | None = field(
-        default=None,
-        metadata={
-            "help": "ray: Ray Train run storage (path or s3://, shared on a cluster); default <out>/ray_runs"
+            "--ray.address; auto: ray when --ray.address or RAY_ADDRESS is set, else local"
         },
     )
 
@@ -112,58 +89,27 @@ class QueryConfig:
 def _cmd_train(cfg: TrainCommandConfig) -> int:
     import logging
 
-    from tracklift.training import StageConfig, TrainConfig, checkpoint_url, train_curriculum, train_stage
+    from tracklift import storage
+    from tracklift.cluster.session import choose_runner
+    from tracklift.training import checkpoint_url, train_curriculum, train_stage
+    from tracklift.training.distributed import train_curriculum_ray, train_stage_ray
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if len(cfg.epochs) != 3:
-        raise TrackliftError("--epochs takes three numbers, one per stage (e.g. 4,4,4)")
-    stages = [
-        StageConfig(stage=i + 1, epochs=e, lr=cfg.lr, batch_size=cfg.batch_size, max_points=cfg.max_points)
-        for i, e in enumerate(cfg.epochs)
-    ]
-    overrides = {"voxel_size": cfg.voxel_size} if cfg.voxel_size else {}
-    if cfg.backend:
-        overrides["backend"] = cfg.backend
-    tcfg = TrainConfig(
-        labels=cfg.labels,
-        out=cfg.out,
-        model=cfg.model,
-        model_overrides=overrides,
-        stages=stages,
-        device=cfg.device,
-        self_train=cfg.self_train,
-    )
-    if cfg.runner not in ("auto", "local", "ray"):
-        raise TrackliftError(f"--runner must be auto, local or ray, got {cfg.runner!r}")
-    import os
-
-    from tracklift.training.distributed import RayTrainOptions, train_curriculum_ray, train_stage_ray
-
-    use_ray = cfg.runner == "ray" or (
-        cfg.runner == "auto" and bool(cfg.address or os.environ.get("RAY_ADDRESS"))
-    )
-    ray_kw = dict(
-        use_gpu=cfg.use_gpu,
-        storage_path=cfg.ray_storage,
-        max_failures=cfg.max_failures,
-        cpus_per_worker=cfg.cpus_per_worker,
-    )
+    if cfg.stage not in ("all", "1", "2", "3"):
+        raise TrackliftError(f"--stage must be all, 1, 2 or 3, got {cfg.stage!r}")
+    tcfg = cfg.train
+    use_ray = choose_runner(cfg.runner, cfg.ray.address) == "ray"
     if cfg.stage == "all":
-        if use_ray:
-            urls = train_curriculum_ray(tcfg, cfg.num_workers, cfg.address, **ray_kw)
-        else:
-            urls = train_curriculum(tcfg)
+        urls = train_curriculum_ray(tcfg, cfg.ray) if use_ray else train_curriculum(tcfg)
     else:
         n = int(cfg.stage)
-        from tracklift import storage
-
-        prev = checkpoint_url(cfg.out, n - 1) if n > 1 else None
+        prev = checkpoint_url(tcfg.out, n - 1) if n > 1 else None
         init = prev if prev and storage.exists(prev) else None
+        stage_cfg = tcfg.stages[n - 1]
         if use_ray:
-            opts = RayTrainOptions(num_workers=cfg.num_workers, address=cfg.address, **ray_kw)
-            urls = {n: train_stage_ray(tcfg, stages[n - 1], init, opts)}
+            urls = {n: train_stage_ray(tcfg, stage_cfg, init, cfg.ray)}
         else:
-            urls = {n: train_stage(tcfg, stages[n - 1], init)}
+            urls = {n: train_stage(tcfg, stage_cfg, init)}
     for n, url in sorted(urls.items()):
         print(f"stage {n}: {url}")
     return 0
@@ -244,7 +190,7 @@ def _cmd_eval(cfg: EvalConfig) -> int:
 
 
 def _cmd_render(cfg) -> int:
-    from tracklift.render import render_scene
+    from tracklift.evaluation.render import render_scene
 
     for url in render_scene(cfg):
         print(url)
@@ -252,11 +198,17 @@ def _cmd_render(cfg) -> int:
 
 
 def _cmd_label(cfg) -> int:
-    from tracklift.labeling import label_corpus
+    if cfg.uses_ray():
+        from tracklift.actors.pipeline import label_corpus_ray
 
-    manifest = label_corpus(cfg)
-    failed = [k for k, v in manifest["scenes"].items() if v["status"] != "complete"]
-    return 1 if failed and len(failed) == len(manifest["scenes"]) else 0
+        manifest = label_corpus_ray(cfg)
+    else:
+        from tracklift.labeling import label_corpus
+
+        manifest = label_corpus(cfg)
+    from tracklift.labeling.manifest import exit_status
+
+    return exit_status(manifest)
 
 
 def _cmd_serve(cfg) -> int:
@@ -267,7 +219,7 @@ def _cmd_serve(cfg) -> int:
 
 
 def _cmd_run(cfg) -> int:
-    from tracklift.pipeline import run
+    from tracklift.main_job import run
 
     run(cfg)
     return 0
@@ -275,9 +227,9 @@ def _cmd_run(cfg) -> int:
 
 def _commands() -> dict[str, tuple[str, type, Callable]]:
     from tracklift.datasets.corpus import SynthCommandConfig
+    from tracklift.evaluation.render import RenderConfig
     from tracklift.labeling import LabelConfig
-    from tracklift.pipeline import RunConfig
-    from tracklift.render import RenderConfig
+    from tracklift.main_job import RunConfig
     from tracklift.serving.config import ServeConfig
 
     return {

@@ -4,6 +4,10 @@ A command declares a dataclass (fields may be nested dataclasses). :func:`add_ar
 ``--flag`` per leaf field (nested fields become ``--outer.inner``), with the field's type, default and
 help text (from the ``metadata={"help": ...}`` of the field). :func:`from_args` builds the config:
 defaults, then the YAML file given with ``--config``, then the flags given on the command line.
+
+An optional section (``clip: ClipConfig | None = None``) gets the same ``--clip.model``-style flags: it
+stays None unless one of them (or a ``clip:`` mapping in the YAML) is given, and is then built from the
+section's own defaults plus the given values; ``clip: null`` in YAML keeps it off.
 """
 
 from __future__ import annotations
@@ -23,6 +27,17 @@ T = TypeVar("T")
 _UNSET = object()
 
 
+def _section_type(tp: Any) -> type | None:
+    """The dataclass of a nested section typed ``Section`` or ``Section | None``, else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
+
+
 def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
     out = []
@@ -30,10 +45,24 @@ def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, dataclasses.Fie
         if not f.init:
             continue
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            out.extend(_leaf_fields(tp, prefix + f.name + "."))
+        section = _section_type(tp)
+        if section is not None:
+            out.extend(_leaf_fields(section, prefix + f.name + "."))
         else:
             out.append((prefix + f.name, f, tp))
+    return out
+
+
+def _optional_sections(cls: type, prefix: str = "") -> list[str]:
+    """Dotted names of the sections typed ``Section | None`` (off unless one of their flags is given)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        section = _section_type(hints[f.name]) if f.init else None
+        if section is not None:
+            if not dataclasses.is_dataclass(hints[f.name]):
+                out.append(prefix + f.name)
+            out.extend(_optional_sections(section, prefix + f.name + "."))
     return out
 
 
@@ -75,10 +104,14 @@ def _default_of(f: dataclasses.Field) -> Any:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add ``--config FILE`` and one flag per leaf field of dataclass ``cls``."""
     parser.add_argument("--config", metavar="YAML", help="YAML file with config values (flags override it)")
+    optional = _optional_sections(cls)
     for name, f, tp in _leaf_fields(cls):
         default = _default_of(f)
         help_text = f.metadata.get("help", "")
         shown = "" if default is _UNSET else f" (default: {default})"
+        section = next((p for p in optional if name.startswith(p + ".")), None)
+        if section is not None:
+            shown += f"; any --{section}.* flag turns {section} on"
         choices = list(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else None
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -109,9 +142,9 @@ def from_dict(cls: type[T], values: dict, where: str = "config") -> T:
         )
     kwargs = {}
     for key, value in values.items():
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            value = from_dict(tp, value, f"{where}.{key}")
+        section = _section_type(hints[key])
+        if section is not None and isinstance(value, dict):
+            value = from_dict(section, value, f"{where}.{key}")
         kwargs[key] = value
     try:
         return cls(**kwargs)

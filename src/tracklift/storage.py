@@ -92,12 +92,50 @@ def open_file(url: str, mode: str = "rb"):
     return fs.open(path, mode)
 
 
-def write_bytes(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url`` atomically: temporary key, then move into place."""
-    fs, path = filesystem(url)
+def _s3_bucket(fs: fsspec.AbstractFileSystem, path: str) -> str | None:
+    """The bucket ``path`` lies in when ``fs`` is S3, else None."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return path.split("/", 1)[0] if {"s3", "s3a"} & set(protocols) else None
+
+
+def _require_bucket(fs: fsspec.AbstractFileSystem, bucket: str, url: str) -> None:
+    """Raise :class:`DataError` naming ``bucket`` when it does not exist.
+
+    s3fs's ``makedirs`` creates a missing bucket, so a typo in an output URL would make a stray bucket:
+    buckets are the operator's to create. Only a definite "no such bucket" (404) refuses; a 403 means the
+    bucket exists but these credentials may not HEAD it (the write itself will tell), and connection
+    errors propagate unchanged so that retry policies still see a transient outage.
+    """
+    try:
+        fs.call_s3("head_bucket", Bucket=bucket)
+    except FileNotFoundError:
+        raise DataError(
+            url,
+            f"S3 bucket {bucket!r} does not exist (tracklift never creates buckets: create it, or fix the URL)",
+        ) from None
+    except PermissionError:
+        pass
+
+
+def _make_parents(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    """Make ``path``'s folder: local / memory folders are created, an S3 bucket must already exist."""
+    bucket = _s3_bucket(fs, path)
+    if bucket is not None:
+        _require_bucket(fs, bucket, url)  # S3 has no folders: only the bucket matters
+        return
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` atomically: temporary key, then move into place.
+
+    Raises:
+        DataError: the URL's S3 bucket does not exist (buckets are never created here).
+    """
+    fs, path = filesystem(url)
+    _make_parents(fs, path, url)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     with fs.open(tmp, "wb") as f:
         f.write(data)
@@ -113,7 +151,16 @@ def write_text(url: str, text: str) -> None:
 
 
 def makedirs(url: str) -> None:
+    """Create a folder (and its parents); on S3, where folders do not exist, check the bucket instead.
+
+    Raises:
+        DataError: the URL's S3 bucket does not exist (buckets are never created here).
+    """
     fs, path = filesystem(url)
+    bucket = _s3_bucket(fs, path)
+    if bucket is not None:
+        _require_bucket(fs, bucket, url)
+        return
     fs.makedirs(path, exist_ok=True)
 
 

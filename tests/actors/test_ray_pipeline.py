@@ -84,10 +84,15 @@ def test_ray_job_labels_a_corpus_like_the_one_process_job(local_ray, corpus, tmp
     rows = ray.data.read_parquet(storage.join(out, "shards", "stage1")).take_all()
     assert len(rows) == sum(scenes[s]["samples"]["stage1"] for s in ("synth0080_00", "synth0081_00"))
     assert {sample_from_row(r).scene_id for r in rows} == {"synth0080_00", "synth0081_00"}
-    # a rerun skips the complete scenes (their stats kept) and tries the failed one again
+    # a rerun skips the complete scenes (their stats kept), redoes one whose shard is gone, and tries the
+    # failed one again
+    lost = storage.join(out, "shards", "stage2", "synth0081_00.parquet")
+    storage.remove(lost)
     again = label_corpus_ray(cfg, log=lambda s: None)
     assert again["scenes"]["synth0080_00"]["skipped_rerun"] is True
     assert again["scenes"]["synth0080_00"]["frames"] == 6
+    assert "shards/stage2/synth0081_00.parquet missing" in again["scenes"]["synth0081_00"]["redone"]
+    assert storage.exists(lost) and not again["scenes"]["synth0081_00"].get("skipped_rerun")
     assert again["scenes"]["synth0082_00"]["status"] == "failed"
 
 

@@ -33,6 +33,22 @@ def test_transient_and_permanent_errors():
         assert not is_transient(exc), exc
 
 
+def test_outputs_lost_before_status_json_are_written_again():
+    from tracklift.labeling.outputs import OutputsMissing
+
+    calls = []
+
+    def write_outputs():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OutputsMissing("written but not on storage: s3://b/labels/pred/x.txt")
+        return "written"
+
+    policy = RetryPolicy(attempts=3, base_delay_s=0.0)
+    assert call_with_retry(write_outputs, "write the outputs", policy, sleep=lambda s: None) == "written"
+    assert len(calls) == 2
+
+
 def test_backoff_grows_and_is_capped():
     assert RetryPolicy(attempts=5, base_delay_s=0.5, factor=2, max_delay_s=3).delays() == [0.5, 1.0, 2.0, 3.0]
     assert RetryPolicy(attempts=1).delays() == []

@@ -30,8 +30,17 @@ def test_rayjob_entrypoints_parse_with_the_cli(name, command):
     spec = job["spec"]
     assert spec["rayClusterSpec"]["rayVersion"] == "2.60.0"
     got, cfg = _parse(spec["entrypoint"])
-    assert got == command and cfg.address == "auto"
-    assert all(str(v).startswith("s3://") for k, v in vars(cfg).items() if k in ("scenes", "out", "labels"))
+    assert got == command
+    if command == "train":  # nested: --train.<field> (TrainConfig), --ray.<field> (RayTrainOptions)
+        assert cfg.ray.address == "auto" and cfg.ray.use_gpu
+        assert all(
+            str(v).startswith("s3://") for v in (cfg.train.labels, cfg.train.out, cfg.ray.storage_path)
+        )
+    else:
+        assert cfg.address == "auto"
+        assert all(
+            str(v).startswith("s3://") for k, v in vars(cfg).items() if k in ("scenes", "out", "labels")
+        )
     if command == "label":
         assert cfg.uses_ray() and cfg.num_gpus == 1 and cfg.shard_format == "parquet"
     # every pod that talks to the cluster carries the auth token (Ray >= 2.59)

@@ -19,10 +19,7 @@ from tracklift.datasets.synthetic import (
     build_scene_mesh,
     generate_layout,
     generate_scene,
-    kinect_intrinsics,
-    look_at,
     make_trajectory,
-    overview_pose,
     raycast,
     render_view,
 )
@@ -30,6 +27,13 @@ from tracklift.datasets.synthetic.layout import Floorplan
 from tracklift.datasets.synthetic.sensor import depth_sigma, simulate_depth
 from tracklift.datasets.tracklift_format import read_int_lines, read_labels
 from tracklift.errors import ConfigError
+from tracklift.geometry.camera import (
+    backproject_pixels,
+    centred_intrinsics,
+    depth_pixels,
+    look_at,
+    overview_pose,
+)
 
 # These tests check the procedural room, the piecewise mesh and the wandering walk, which stay available
 # as options; the fused whole-room default is tested in test_synthetic_scans.py.
@@ -51,10 +55,9 @@ def meshes():
 
 def _backproject(frame, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     """World points (M, 3) of the valid depth pixels and their flat pixel indices."""
-    v, u = np.nonzero(frame.depth > 0)
-    d = frame.depth[v, u].astype(np.float64)
-    cam = np.stack([(u - intr.cx) / intr.fx * d, (v - intr.cy) / intr.fy * d, d], -1)
-    return cam @ frame.pose[:3, :3].T + frame.pose[:3, 3], v * intr.width + u
+    v, u = depth_pixels(frame.depth)
+    pts = backproject_pixels(v, u, frame.depth[v, u].astype(np.float64), intr, frame.pose)
+    return pts, v * intr.width + u
 
 
 def test_deterministic_and_seed_dependent():
@@ -334,7 +337,7 @@ def test_render_view_colours_background_and_culling():
 
 def test_overview_pose_frames_the_whole_room(meshes):
     _, m = meshes[0]
-    intr = kinect_intrinsics(160, 120)
+    intr = centred_intrinsics(160, 120)
     pose = overview_pose(m.vertices, intr)
     assert pose_is_valid(pose)
     w2c = np.linalg.inv(pose)

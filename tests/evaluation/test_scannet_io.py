@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 
 import numpy as np
@@ -199,3 +200,77 @@ def test_missing_prediction_folder_is_an_error_not_zero(tmp_path):
     write_gt(str(tmp_path / "gt" / "s.txt"), np.full(200, 3001))
     with pytest.raises(DataError, match="no_such_dir: prediction folder not found"):
         evaluate_dirs(str(tmp_path / "no_such_dir"), str(tmp_path / "gt"))
+
+
+def _local_prediction(tmp_path, listing: str, masks: dict[str, str] | None = None) -> str:
+    pred = tmp_path / "pred"
+    (pred / "pred_mask").mkdir(parents=True)
+    (pred / "s.txt").write_text(listing)
+    for rel, content in (masks or {}).items():
+        (pred / rel).write_text(content)
+    return str(pred)
+
+
+SECRET = "root:x:0:0:secret-first-line\n2\n3\n"
+
+
+def test_symlinks_out_of_the_prediction_folder_are_refused_without_quoting(tmp_path):
+    """Defect 10: a mask or the listing linked to a file outside the folder is refused, and nothing of the
+    outside file shows up in the error."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET)
+    pred = _local_prediction(tmp_path, "pred_mask/m.txt 1 0.5\n")
+    os.symlink(outside, os.path.join(pred, "pred_mask", "m.txt"))
+    with pytest.raises(DataError, match="symbolic link.*outside the prediction folder") as err:
+        read_predictions(pred, "s", 3)
+    assert err.value.url == os.path.join(pred, "pred_mask", "m.txt")
+    assert "secret" not in str(err.value) and "outside.txt" not in str(err.value)
+
+    os.symlink(os.path.join(tmp_path, "gone.txt"), os.path.join(pred, "pred_mask", "dangling.txt"))
+    (tmp_path / "pred" / "s.txt").write_text("pred_mask/dangling.txt 1 0.5\n")  # same answer, exists or not
+    with pytest.raises(DataError, match="symbolic link"):
+        read_predictions(pred, "s", 3)
+
+    linked_dir = _local_prediction(tmp_path / "b", "")
+    os.remove(os.path.join(linked_dir, "s.txt"))
+    os.symlink(outside, os.path.join(linked_dir, "s.txt"))
+    with pytest.raises(DataError, match="symbolic link") as err:
+        read_predictions(linked_dir, "s", 3)
+    assert "secret" not in str(err.value)
+
+    # a link that stays inside the folder is fine
+    inside = _local_prediction(tmp_path / "c", "pred_mask/link.txt 1 0.5\n", {"pred_mask/m.txt": GOOD_MASK})
+    os.symlink("m.txt", os.path.join(inside, "pred_mask", "link.txt"))
+    assert read_predictions(inside, "s", 3).masks.tolist() == [[True, False, True]]
+
+
+def test_errors_never_quote_file_content(tmp_path):
+    """Defect 10: a listing or mask that is really another file (a hard link, a copy) is not echoed."""
+    pred = _local_prediction(tmp_path, "pred_mask/m.txt 1 0.5\n", {"pred_mask/m.txt": SECRET})
+    with pytest.raises(DataError, match="line 1") as err:
+        read_predictions(pred, "s", 3)
+    assert "secret" not in str(err.value)
+    (tmp_path / "pred" / "s.txt").write_text(SECRET)
+    with pytest.raises(DataError, match="line 1") as err:
+        read_predictions(pred, "s", 3)
+    assert "secret" not in str(err.value)
+
+
+def test_listing_naming_a_folder_is_a_data_error(tmp_path):
+    """Defect 16: not an IsADirectoryError traceback, but the listing file and line."""
+    pred = _local_prediction(
+        tmp_path, "pred_mask/m.txt 1 0.5\npred_mask 1 0.5\n", {"pred_mask/m.txt": GOOD_MASK}
+    )
+    with pytest.raises(DataError, match="line 2: the mask path names a folder") as err:
+        read_predictions(pred, "s", 3)
+    assert err.value.url == os.path.join(pred, "s.txt")
+
+
+def test_an_overflowing_mask_line_is_reported_on_its_own_line(root):
+    """Defect 16: a 20-digit value overflows int64 on line 3, and line 3 is what the error says."""
+    pred_dir = _write_listing(
+        root, "pred_mask/m.txt 1 0.5\n", {"pred_mask/m.txt": "1\n0\n" + "9" * 20 + "\n"}
+    )
+    with pytest.raises(DataError, match="line 3 ") as err:
+        read_predictions(pred_dir, "s", 3)
+    assert err.value.url == f"{pred_dir}/pred_mask/m.txt"

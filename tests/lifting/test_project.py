@@ -7,7 +7,7 @@ import trimesh.ray.ray_pyembree
 from tests.lifting.scenes import build_room
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, SceneData
 from tracklift.errors import DataError
-from tracklift.lifting.project import VisibilityConfig, iter_visible, normalise_id_maps, project, visible_ids
+from tracklift.lifting.project import VisibilityConfig, iter_visible, normalise_id_maps, visible_ids
 
 INTR = Intrinsics(fx=100.0, fy=100.0, cx=31.5, cy=23.5, width=64, height=48)
 
@@ -23,19 +23,6 @@ def _single(points, depth, ids, pose=None, cfg=None):
         cfg or VisibilityConfig(),
     )
     return out[0]
-
-
-def test_project_matches_pinhole_model():
-    pose = np.eye(4)
-    pose[:3, 3] = [1.0, 2.0, 3.0]  # camera at (1, 2, 3), axes aligned with the world
-    pts = torch.tensor([[1.0, 2.0, 5.0], [1.51, 2.0, 5.0], [1.0, 1.83, 5.0], [1.0, 2.0, 1.0]])
-    rows, cols, z, inside = project(pts, torch.tensor(pose[None]), INTR)
-    np.testing.assert_allclose(z[0].numpy(), [2.0, 2.0, 2.0, -2.0])
-    # u = 100 * 0.51 / 2 + 31.5 = 57; v = 100 * -0.17 / 2 + 23.5 = 15
-    assert cols[0, 0] == 32 and rows[0, 0] == 24
-    assert cols[0, 1] == 57 and rows[0, 1] == 24
-    assert cols[0, 2] == 32 and rows[0, 2] == 15
-    assert inside[0].tolist() == [True, True, True, False]  # the last one is behind the camera
 
 
 def test_visibility_rejects_occluded_invalid_and_outside():

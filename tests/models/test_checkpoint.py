@@ -99,3 +99,28 @@ def test_inconsistent_or_foreign_checkpoints(tmp_path):
         load_checkpoint(foreign)
     with pytest.raises(DataError, match="file not found"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_file_and_tensor(tmp_path, bad):
+    """A diverged run's checkpoint (NaN or inf weights) would predict nothing: every loader refuses it."""
+    model = Segmenter.from_config(ModelConfig.preset("tiny"))
+    with torch.no_grad():
+        model.decoder.query_pos.weight[0, 0] = bad
+        model.backbone.stem.conv.weight.fill_(float("nan"))  # earlier in the state dict: the first bad one
+    url = str(tmp_path / "diverged.pt")
+    save_checkpoint(model, url)
+    for load in (
+        load_checkpoint,
+        lambda u: load_weights(Segmenter.from_config(ModelConfig.preset("tiny")), u),
+    ):
+        with pytest.raises(DataError, match="'backbone.stem.conv.weight' holds NaN or infinite") as err:
+            load(url)
+        assert err.value.url == url
+
+    only = Segmenter.from_config(ModelConfig.preset("tiny"))
+    with torch.no_grad():
+        only.decoder.query_pos.weight[0, 0] = bad
+    save_checkpoint(only, url)
+    with pytest.raises(DataError, match="'decoder.query_pos.weight' holds NaN or infinite"):
+        load_checkpoint(url)

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tracklift.models.sparse import SparseTensor, get_backend, parent_index, voxelize
+from tracklift.models.backends.registry import get_backend
+from tracklift.models.sparse import SparseTensor, parent_index, voxelize
 
 
 def random_cloud(n=400, batch=2, extent=1.0, seed=0):

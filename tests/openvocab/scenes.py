@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Mesh, SceneData
-from tracklift.datasets.synthetic.raycast import look_at
+from tracklift.geometry.camera import look_at
 from tracklift.structures import Instances
 
 WALL_Y = 3.0

@@ -7,10 +7,10 @@ import pytest
 
 from tests.openvocab.scenes import EYES_X, PATCHES, WALL_COLOR, wall_scene
 from tracklift.errors import DataError
+from tracklift.geometry.camera import project
 from tracklift.openvocab import ClipConfig, instance_features, rank_instances, select_views
 from tracklift.openvocab.features import PAD_COLOR, crop_box, crop_image
 from tracklift.structures import Instances
-from tracklift.tracking.geometry import project
 
 
 class RecordingEncoder:

@@ -96,7 +96,6 @@ def clip_server(server, artifacts):
 
     from tracklift.openvocab import ClipConfig, ClipEncoder
     from tracklift.serving.app import application
-    from tracklift.serving.config import ClipOptions
 
     model_config = artifacts.root / "tiny_clip.json"
     model_config.write_text(json.dumps(TINY_CLIP_CONFIG))
@@ -104,11 +103,6 @@ def clip_server(server, artifacts):
     enc = ClipEncoder.from_config(ClipConfig(model=TINY_CLIP, model_config=str(model_config)))
     weights = artifacts.root / "tiny_clip.pt"
     torch.save(enc.model.state_dict(), weights)
-    opts = ClipOptions(model=TINY_CLIP, checkpoint=str(weights), model_config=str(model_config), frame_step=1)
-    cfg = server.cfg.__class__(
-        **{**server.cfg.__dict__, "clip": opts, "app_name": "clip", "route_prefix": "/clip"}
-    )
-    serve.run(application(cfg), name="clip", route_prefix="/clip")
     clip_cfg = ClipConfig(
         model=TINY_CLIP,
         checkpoint=str(weights),
@@ -116,4 +110,8 @@ def clip_server(server, artifacts):
         frame_step=1,
         frames_per_instance=5,
     )
+    cfg = server.cfg.__class__(
+        **{**server.cfg.__dict__, "clip": clip_cfg, "app_name": "clip", "route_prefix": "/clip"}
+    )
+    serve.run(application(cfg), name="clip", route_prefix="/clip")
     return SimpleNamespace(url=server.url + "/clip", clip_config=clip_cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -225,3 +226,118 @@ def test_headers():
     assert wants_npz("application/json, application/x-npz;q=0.9")
     assert not wants_npz("application/json") and not wants_npz(None)
     assert server_timing({"decode": 1.23456, "forward": 2.0}) == "decode;dur=1.235, forward;dur=2.000"
+
+
+# ------------------------------------------------------------------------- hostile inputs (issue 10)
+
+
+def _npy_with_shape(shape: tuple, dtype: str = "<f4", payload: bytes = b"\0" * 24) -> bytes:
+    """An NPZ whose ``points.npy`` header claims ``shape`` while holding only ``payload``."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": dtype, "fortran_order": False, "shape": shape})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("points.npy", head.getvalue() + payload)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("shape", [(10**12, 3), (10**6, 3), (7, 3)])
+def test_npz_header_claiming_more_than_it_holds_is_refused(shape):
+    """The old decoder allocated the claimed shape (10^12 x 3: MemoryError, a 500)."""
+    status, problem = _status(_npy_with_shape(shape), "application/x-npz", limit=2 * 10**6)
+    assert status == 400 and "points.npy" in problem and "holds 24 bytes" in problem
+
+
+def test_npz_over_the_point_limit_is_413_from_its_header():
+    status, problem = _status(
+        _npy_with_shape((LIMIT + 1, 3), payload=b"\0" * 12 * (LIMIT + 1)), "application/x-npz"
+    )
+    assert status == 413 and f"{LIMIT + 1} points, the limit is {LIMIT}" in problem
+
+
+def test_ply_bombs_are_refused_from_the_header():
+    head = b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+    head += b"property float z\n"
+    xyz = np.arange(9, dtype="<f4").tobytes()
+    for extra in (b"element face 200000000\nproperty list uchar int vertex_indices\n", b"element junk 10\n"):
+        body = head + extra + (b"property int a\n" if b"junk" in extra else b"") + b"end_header\n" + xyz
+        status, problem = _status(body, "application/x-ply")
+        assert status == 400 and "rows but only" in problem
+    # a legitimate mesh upload: its faces are skipped, never decoded
+    rng = np.random.default_rng(0)
+    from tracklift.datasets.ply import encode_ply
+    from tracklift.datasets.scene import Mesh
+
+    mesh = Mesh(rng.uniform(size=(50, 3)), None, rng.integers(0, 50, (30_000, 3)))
+    out = decode_segment_request(encode_ply(mesh), "application/x-ply", LIMIT)
+    np.testing.assert_array_equal(out.points, mesh.vertices)
+
+
+def test_json_that_cannot_hold_an_acceptable_cloud_is_413_before_parsing():
+    rows = b"[0,0,0]," * (LIMIT + 10)
+    body = b'{"points": [' + rows[:-1] + b"]}"
+    tracemalloc.start()
+    try:
+        status, problem = _status(body, "application/json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 413 and str(LIMIT) in problem
+    assert peak < 20_000, f"{peak} bytes spent refusing {len(body)} bytes of JSON"  # parsed: 1.6 MB
+    wide = b'{"points": [[' + b"0," * (7 * LIMIT) + b"0]]}"  # one row, too many values
+    assert _status(wide, "application/json")[0] == 413
+    huge = b'{"points": [[0, 0, 0], [1, 1, 1]], "pad": "' + b" " * (LIMIT * 400) + b'"}'
+    status, problem = _status(huge, "application/json")
+    assert status == 413 and "send NPZ or PLY" in problem
+    # what fits is still parsed: LIMIT points with colours
+    pts = np.random.default_rng(1).uniform(size=(LIMIT, 3)).astype(np.float32)
+    cols = np.random.default_rng(1).integers(0, 256, (LIMIT, 3), dtype=np.uint8)
+    out = decode_segment_request(*encode_cloud(pts, cols, "json"), LIMIT)
+    np.testing.assert_array_equal(out.points, pts)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"points": [[' + b"1" * 5000 + b", 0, 0], [1, 1, 1]]}", "too many digits"),
+        (b'{"points": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    ],
+)
+def test_json_the_parser_refuses_is_a_short_400(body, reason):
+    status, problem = _status(body, "application/json", limit=10**6)
+    assert status == 400 and reason in problem and len(problem) < 80
+    assert "sys." not in problem and "recursion" not in problem
+    query = b'{"scene_key": "k", "text": ' + (
+        b"1" * 5000 if "digits" in reason else b"[" * 5000 + b"]" * 5000
+    )
+    with pytest.raises(RequestError) as e:  # queries share the parser (within their own size limit)
+        decode_query_request(query + b"}")
+    assert e.value.status == 400 and reason in e.value.problem
+
+
+def test_large_query_bodies_are_413():
+    with pytest.raises(RequestError) as e:
+        decode_query_request(json.dumps({"scene_key": "k", "text": "x", "pad": "y" * 100_000}).encode())
+    assert e.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"points": [[true, 1, 2], [0, 1, 2]]}',
+        b'{"points": [[0.5, 1, false], [0, 1, 2]]}',
+        b'{"points": [[true, false, true], [false, true, false]]}',
+        b'{"points": [[0, 1, 2], [0, 1, 2]], "colors": [[true, 0, 0], [0, 0, 0]]}',
+    ],
+)
+def test_json_booleans_are_refused_like_all_boolean_clouds(body):
+    status, problem = _status(body, "application/json")
+    assert status == 400 and "numbers only" in problem
+
+
+def test_npz_archives_zipfile_cannot_open_are_400(cloud):
+    body = bytearray(encode_cloud(*cloud, "npz")[0])
+    central = body.find(b"PK\x01\x02")
+    body[central + 6 : central + 8] = (251).to_bytes(2, "little")  # "needs zip version 25.1"
+    status, problem = _status(bytes(body), "application/x-npz")
+    assert status == 400 and "not an NPZ archive" in problem

@@ -122,6 +122,12 @@ def test_config_validation_and_options():
         {"route_prefix": "api"},
         {"max_points": 1},
         {"device": "cuda", "num_gpus": 0},
+        {"max_batch_points": 1},
+        {"body_timeout_s": 0},
+        {"shutdown_timeout_s": -1},
+        {"max_open_requests": 0},
+        {"scene_prefixes": ["relative/scans"]},
+        {"scene_prefixes": ["http://host/scans"]},
     ):
         with pytest.raises(ConfigError):
             ServeConfig(**{"checkpoint": "c.pt", **bad}).validate()
@@ -152,9 +158,11 @@ def test_builder_args():
     with pytest.raises(ConfigError, match="port"):
         config_from_args({"port": "eighty"})
     # serve build calls the builder without args: a template app, deployment options applied
-    app = build_app({"max_batch_size": 8, "max_ongoing_requests": 24})
-    dep = app._bound_deployment
-    assert dep.max_ongoing_requests == 24
+    app = build_app({"max_batch_size": 8, "max_ongoing_requests": 24, "max_open_requests": 99})
+    ingress = app._bound_deployment  # the light HTTP ingress, bound to the model deployment
+    dep = ingress.init_args[0]._bound_deployment
+    assert dep.max_ongoing_requests == 24 and ingress.max_ongoing_requests == 99
+    assert ingress.ray_actor_options["num_cpus"] == 0
     with pytest.raises(ConfigError):
         build_app({"checkpoint": "c.pt", "max_batch_size": 8, "max_ongoing_requests": 4})
 
@@ -174,9 +182,22 @@ def test_rayservice_manifest_is_a_valid_serve_config():
     (app,) = serve_cfg.applications
     assert app.import_path == "tracklift.serving.app:build_app"
     cfg = config_from_args(app.args).validate()
-    assert cfg.num_gpus == 1 and cfg.max_ongoing_requests >= cfg.max_batch_size > 1 and cfg.clip.enabled
+    assert cfg.num_gpus == 1 and cfg.max_ongoing_requests >= cfg.max_batch_size > 1 and cfg.clip is not None
     assert cfg.token is None  # the token comes from a Secret, never from the Serve config
     assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == __import__("ray").__version__
+    # memory limits consistent with the limits in args: a replica's peak (+1 GiB for CLIP) fits its pod,
+    # the ingress's bodies fit the head
+    cluster = manifest["spec"]["rayClusterConfig"]
+    (worker,) = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"]
+    (head,) = cluster["headGroupSpec"]["template"]["spec"]["containers"]
+
+    def gib(container) -> float:
+        limit = container["resources"]["limits"]["memory"]
+        assert limit.endswith("Gi") and container["resources"]["requests"]["memory"] == limit
+        return float(limit[:-2])
+
+    assert cfg.replica_memory_bytes() / 2**30 + 1.0 <= gib(worker)
+    assert cfg.max_open_requests * cfg.max_request_bytes / 2**30 <= gib(head) / 2
 
 
 def test_serve_command_refuses_a_bad_checkpoint_before_starting(tmp_path, capsys):
@@ -189,3 +210,15 @@ def test_serve_command_refuses_a_bad_checkpoint_before_starting(tmp_path, capsys
     assert "port out of range" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path / "junk.pt")]) == 1
     assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_batches_are_split_by_total_points(model):
+    clouds = _clouds(4, seed=3)  # 1500, 1900, 2300, 2700 points
+    engine = SegmentEngine(model, "mem://ckpt", max_batch_points=4000)
+    assert [len(g) for g in engine.groups(clouds)] == [2, 1, 1]
+    preds = engine.predict_many(clouds)
+    assert [p.batch_size for p in preds] == [2, 2, 1, 1]
+    for c, p in zip(clouds[2:], preds[2:]):  # alone in their pass: exactly predict's answer
+        np.testing.assert_array_equal(p.instances.masks, model.predict(c.points, c.colors).masks)
+    lone = SegmentEngine(model, max_batch_points=1000)  # a cloud over the bound still runs, alone
+    assert [len(g) for g in lone.groups(clouds)] == [1, 1, 1, 1]

@@ -1,4 +1,5 @@
-"""The geometric mask tracker and the projection helpers it shares with the weightless generator."""
+"""The geometric mask tracker and the colour/depth helpers it shares with the weightless generator
+(camera geometry and normals: tests/geometry)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,7 @@ from tracklift.datasets.scene import Intrinsics
 from tracklift.errors import ConfigError, DataError
 from tracklift.tracking.base import MaskTracker
 from tracklift.tracking.geometric import GeometricConfig, GeometricTracker
-from tracklift.tracking.geometry import (
-    backproject,
-    check_rgbd,
-    default_intrinsics,
-    normals_from_points,
-    project,
-    rgb_to_lab,
-    voxel_downsample,
-)
+from tracklift.tracking.rgbd import check_rgbd, rgb_to_lab
 
 MIN_PIXELS = 300
 STRUCTURE = {1, 3, 41}  # wall, floor, ceiling label ids (ScanNet200)
@@ -197,46 +190,11 @@ def test_errors():
 # -- geometry helpers ---------------------------------------------------------------------------------
 
 
-def test_backproject_and_project_are_inverse():
-    intr = default_intrinsics(64, 48)
-    rng = np.random.default_rng(0)
-    depth = rng.uniform(0.5, 4.0, (48, 64)).astype(np.float32)
-    pose = np.eye(4)
-    c, s = np.cos(0.3), np.sin(0.3)
-    pose[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    pose[:3, 3] = [1.0, -2.0, 0.5]
-    pts = backproject(depth, intr, pose).reshape(-1, 3)
-    col, row, z = project(pts, intr, pose)
-    vv, uu = np.mgrid[0:48, 0:64]
-    assert np.array_equal(col, uu.ravel()) and np.array_equal(row, vv.ravel())
-    np.testing.assert_allclose(z, depth.ravel(), rtol=1e-5)
-
-
-def test_normals_of_a_tilted_plane_and_at_a_depth_edge():
-    intr = default_intrinsics(80, 60)
-    # plane z = 2 + 0.5 * y_cam, seen by the camera; its normal is ∝ (0, 0.5, -1)
-    v = (np.arange(60, dtype=np.float32) - intr.cy) / intr.fy
-    depth = np.repeat((2.0 / (1.0 - 0.5 * v))[:, None], 80, axis=1).astype(np.float32)
-    depth[:, 40:] *= 0.7  # a nearer, parallel plane on the right half: a depth edge at column 40
-    n = normals_from_points(backproject(depth, intr), depth > 0, radius=2)
-    expect = np.array([0.0, 0.5, -1.0]) / np.linalg.norm([0.0, 0.5, -1.0])
-    inner = n[5:-5, 5:-5].reshape(-1, 3)
-    assert np.all(np.linalg.norm(inner, axis=1) > 0.99)
-    # every pixel, also right beside the edge, has its own plane's normal (not a blend across the edge)
-    assert np.degrees(np.arccos(np.clip(inner @ expect, -1, 1))).max() < 3.0
-
-
 def test_rgb_to_lab_reference_values():
     lab = rgb_to_lab(np.array([[255, 255, 255], [0, 0, 0], [255, 0, 0]], np.uint8))
     np.testing.assert_allclose(lab[0], [100, 0, 0], atol=0.05)
     np.testing.assert_allclose(lab[1], [0, 0, 0], atol=0.05)
     np.testing.assert_allclose(lab[2], [53.24, 80.09, 67.20], atol=0.1)
-
-
-def test_voxel_downsample_keeps_one_point_per_voxel():
-    pts = np.array([[0.001, 0, 0], [0.002, 0, 0], [0.5, 0, 0], [-0.003, 0, 0]], np.float32)
-    out, tag = voxel_downsample(pts, 0.01, np.arange(4))
-    assert tag.tolist() == [0, 2, 3]
 
 
 def test_check_rgbd_cleans_depth():

@@ -9,6 +9,7 @@ from tracklift.datasets.corpus import SynthCommandConfig, gt_url, synthesize_cor
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.datasets.tracklift_format import read_int_lines
 from tracklift.labeling import LabelConfig, label_corpus
+from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,8 @@ def labelled_corpus(tmp_path_factory):
     cfg = LabelConfig(
         scenes=root,
         out=labels,
-        depth_abs_tol=0.02,
-        depth_rel_tol=0.01,
-        window=5,
-        stride=5,
+        lift=LiftConfig(visibility=VisibilityConfig(depth_abs_tol=0.02, depth_rel_tol=0.01)),
+        samples=SampleConfig(window=5, stride=5),
         pictures=False,
         runner="local",
     )

@@ -9,18 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.test_trainer import config, make_sample, state, write_shards
+from tests.training.samples import config, make_sample, state, write_shards
 from tracklift import storage
 from tracklift.lifting import write_samples
 from tracklift.models import Segmenter, read_checkpoint
-from tracklift.training import StageConfig, TrainConfig, checkpoint_url, evaluate_checkpoint, train_stage
-from tracklift.training.distributed import FailOnce, RayTrainOptions, train_curriculum_ray, train_stage_ray
-from tracklift.training.trainer import (
-    build_stage_model,
+from tracklift.training import (
+    StageConfig,
+    TrainConfig,
+    checkpoint_url,
+    evaluate_checkpoint,
     load_stage_samples,
     mean_sample_loss,
     train_curriculum,
+    train_stage,
 )
+from tracklift.training.distributed import FailOnce, RayTrainOptions, train_curriculum_ray, train_stage_ray
+from tracklift.training.state import build_stage_model
 
 torch.set_num_threads(1)  # Ray workers get one thread each (one CPU): same arithmetic here
 
@@ -32,10 +36,8 @@ def history(url: str) -> list[dict]:
 def test_one_worker_repeats_the_one_process_trainer(ray_local, tmp_path):
     write_shards(str(tmp_path / "labels"), stages=(1,))
     stage = StageConfig(stage=1, epochs=2, lr=1e-3, batch_size=2, max_points=150)
-    one = train_stage(config(tmp_path, [stage], out="one"), stage)
-    ray_url = train_stage_ray(
-        config(tmp_path, [stage], out="ray"), stage, None, RayTrainOptions(num_workers=1)
-    )
+    one = train_stage(config(tmp_path, out="one"), stage)
+    ray_url = train_stage_ray(config(tmp_path, out="ray"), stage, None, RayTrainOptions(num_workers=1))
     a, b = state(one), state(ray_url)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
     h1, h2 = history(one), history(ray_url)
@@ -49,13 +51,12 @@ def test_worker_failure_resumes_from_the_last_checkpoint_on_s3(ray_local, s3_buc
     samples = [make_sample(1, seed, n_boxes=2 + seed % 3) for seed in range(4)]
     write_samples(storage.join(labels, "shards", "stage1", "s0.parquet"), samples)  # read by read_parquet
     stage = StageConfig(stage=1, epochs=3, lr=1e-3, batch_size=2, max_points=150)
-    cfg = TrainConfig(
-        labels=labels, out=out, model="tiny", model_overrides={"voxel_size": 0.1}, stages=[stage]
-    )
+    cfg = TrainConfig(labels=labels, out=out, model="tiny", model_overrides={"voxel_size": 0.1})
     marker = storage.join(s3_bucket, "failed-once")
     # 4 samples, 2 workers, global batch 2: 2 steps per epoch; step 3 is the first step of epoch 2.
-    opts = RayTrainOptions(num_workers=2, max_failures=1, fail_once=FailOnce(stage=1, step=3, marker=marker))
-    url = train_stage_ray(cfg, stage, None, opts)
+    opts = RayTrainOptions(num_workers=2, max_failures=1)
+    fail = FailOnce(stage=1, step=3, marker=marker)
+    url = train_stage_ray(cfg, stage, None, opts, fail)
 
     assert url == checkpoint_url(out, 1) and storage.exists(marker)
     extra = read_checkpoint(url)[0]["extra"]
@@ -68,7 +69,7 @@ def test_worker_failure_resumes_from_the_last_checkpoint_on_s3(ray_local, s3_buc
     assert model.predict(samples[0].points, samples[0].colors).num_points == len(samples[0])
 
     before = storage.read_bytes(url)
-    assert train_stage_ray(cfg, stage, None, opts) == url  # finished: skipped, untouched
+    assert train_stage_ray(cfg, stage, None, opts, fail) == url  # finished: skipped, untouched
     assert storage.read_bytes(url) == before
 
 
@@ -77,9 +78,11 @@ def test_three_stages_on_two_workers_match_the_one_process_trainer(ray_local, la
     labels, gt = labelled_corpus
     stages = [StageConfig(stage=s, epochs=5, lr=1e-3, batch_size=2, max_points=4000) for s in (1, 2, 3)]
     stages[2] = dataclasses.replace(stages[2], num_queries=6)  # a query-count change between stages
-    base = TrainConfig(labels=labels, out="", model="tiny", stages=stages, log_every=0)
-    one = train_curriculum(dataclasses.replace(base, out=str(tmp_path / "one")))
-    ray = train_curriculum_ray(dataclasses.replace(base, out=str(tmp_path / "ray")), num_workers=2)
+    base = TrainConfig(labels=labels, out="", model="tiny", log_every=0)
+    one = train_curriculum(dataclasses.replace(base, out=str(tmp_path / "one")), stages)
+    ray = train_curriculum_ray(
+        dataclasses.replace(base, out=str(tmp_path / "ray")), RayTrainOptions(num_workers=2), stages
+    )
 
     n_samples = {s: len(load_stage_samples(labels, s)) for s in (1, 2, 3)}
     assert n_samples == {1: 8, 2: 4, 3: 2}

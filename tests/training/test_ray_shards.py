@@ -5,20 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.training.test_trainer import make_sample
+from tests.training.samples import make_sample
 from tracklift import storage
 from tracklift.cli import TrainCommandConfig, main
 from tracklift.config import from_args
 from tracklift.errors import ConfigError, DataError
 from tracklift.lifting import Sample, write_samples
-from tracklift.lifting.shards import sample_to_row
+from tracklift.lifting.shards import sample_shard_sizes, sample_to_row
 from tracklift.training import load_stage_samples
 from tracklift.training.distributed import RayTrainOptions, ray_address
 from tracklift.training.ray_shards import (
     ShardLoader,
     check_enough_rows,
     npz_rows,
-    npz_sample_sizes,
     pyarrow_filesystem,
     row_key,
     stage_dataset,
@@ -35,12 +34,12 @@ def test_npz_rows_name_every_usable_sample_from_the_offsets(tmp_path):
     tiny = Sample(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1), "s1", 1, (9,))
     a = shard(str(tmp_path), "a.npz", [make_sample(1, 0), tiny, make_sample(1, 1)])
     b = shard(str(tmp_path), "b.npz", [make_sample(1, 2)])
-    assert npz_sample_sizes(a).tolist() == [150, 1, 150]
+    assert sample_shard_sizes(a).tolist() == [150, 1, 150]
     assert npz_rows([a, b]) == [{"url": a, "index": 0}, {"url": a, "index": 2}, {"url": b, "index": 0}]
     bad = str(tmp_path / "bad.npz")
     storage.write_bytes(bad, b"not a zip")
     with pytest.raises(DataError, match="bad.npz"):
-        npz_sample_sizes(bad)
+        sample_shard_sizes(bad)
 
 
 def test_loader_orders_rows_like_the_one_process_trainer(tmp_path):
@@ -116,24 +115,91 @@ def test_train_command_picks_the_ray_runner(tmp_path, monkeypatch):
     from tracklift.cli import build_parser
 
     args = build_parser().parse_args(
-        ["train", "--runner", "ray", "--num-workers", "3", "--use-gpu", "true", "--address", "h:6379"]
+        [
+            "train",
+            "--runner",
+            "ray",
+            "--ray.num-workers",
+            "3",
+            "--ray.use-gpu",
+            "true",
+            "--ray.address",
+            "h:6379",
+        ]
     )
     cfg = from_args(TrainCommandConfig, args)
-    assert (cfg.runner, cfg.num_workers, cfg.use_gpu, cfg.address) == ("ray", 3, True, "h:6379")
+    assert (cfg.runner, cfg.ray.num_workers, cfg.ray.use_gpu, cfg.ray.address) == ("ray", 3, True, "h:6379")
 
     seen = {}
 
-    def fake(tcfg, num_workers, address, **kw):
-        seen.update(tcfg=tcfg, num_workers=num_workers, address=address, **kw)
+    def fake(tcfg, options):
+        seen.update(
+            tcfg=tcfg, num_workers=options.num_workers, address=options.address, use_gpu=options.use_gpu
+        )
         return {s.stage: f"{tcfg.out}/stage{s.stage}/last.pt" for s in tcfg.stages}
 
     monkeypatch.setattr("tracklift.training.distributed.train_curriculum_ray", fake)
     monkeypatch.setenv("RAY_ADDRESS", "h:6379")  # runner auto + RAY_ADDRESS = ray
     out = str(tmp_path / "o")
-    assert main(["train", "--labels", "L", "--out", out, "--epochs", "1,2,3", "--num-workers", "4"]) == 0
+    argv = [
+        "train",
+        "--train.labels",
+        "L",
+        "--train.out",
+        out,
+        "--train.epochs",
+        "1,2,3",
+        "--ray.num-workers",
+        "4",
+    ]
+    assert main(argv) == 0
     assert seen["num_workers"] == 4 and seen["address"] is None and not seen["use_gpu"]
     assert [s.epochs for s in seen["tcfg"].stages] == [1, 2, 3] and seen["tcfg"].out == out
     seen.clear()
     monkeypatch.delenv("RAY_ADDRESS")
-    assert main(["train", "--labels", str(tmp_path / "none"), "--out", out]) == 1  # local: no shards
+    assert (
+        main(["train", "--train.labels", str(tmp_path / "none"), "--train.out", out]) == 1
+    )  # local: no shards
     assert not seen
+
+
+def _damaged(labels: str, damage: str) -> str:
+    """A stage-1 folder with one good shard and one damaged one; returns the damaged shard's URL."""
+    suffix = ".npz" if damage.endswith("npz") else ".parquet"
+    shard(labels, "a" + suffix, [make_sample(1, 0), make_sample(1, 1)])
+    bad = storage.join(labels, "shards", "stage1", "b" + suffix)
+    if damage.startswith("truncated"):
+        write_samples(bad, [make_sample(1, 2), make_sample(1, 3)])
+        data = storage.read_bytes(bad)
+        storage.write_bytes(bad, data[: len(data) // 2])
+    elif damage == "foreign":  # a valid Parquet file, but not a sample shard
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"scene": ["x", "y"], "value": [1.0, 2.0]}), bad)
+    elif damage == "missing member npz":  # a valid archive lacking the colours
+        np.savez(bad, kind=np.array("samples"), version=np.array(1), offsets=np.array([0, 2]))
+    return bad
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "truncated npz", "missing member npz"])
+def test_every_shard_is_checked_on_the_driver_naming_the_file(ray_local, tmp_path, damage):
+    """Defect 9: the Ray path refuses what the local reader refuses, before any worker starts, and names
+    the file (a truncated Parquet shard failed in Ray Data without its name; a Parquet file of other
+    columns was silently dropped and training went on)."""
+    labels = str(tmp_path / "labels")
+    bad = _damaged(labels, damage)
+    with pytest.raises(DataError) as local:
+        load_stage_samples(labels, 1)
+    with pytest.raises(DataError) as ray_side:
+        stage_dataset(labels, 1)
+    assert local.value.url == ray_side.value.url == bad
+
+
+def test_worker_side_row_errors_name_the_file(tmp_path):
+    """Defect 9: a row that fails to decode in a worker names the Parquet file it came from."""
+    row = dict(sample_to_row(make_sample(1, 0)), path="/data/labels/shards/stage1/a.parquet")
+    broken = dict(row, points=row["points"][:-4])
+    with pytest.raises(DataError, match="points") as err:
+        ShardLoader("parquet").samples([broken])
+    assert err.value.url == "/data/labels/shards/stage1/a.parquet"

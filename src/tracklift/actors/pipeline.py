@@ -26,31 +26,9 @@ from dataclasses import replace
 
 from tracklift import storage
 from tracklift.actors.labeler import LabelActor
+from tracklift.cluster.session import connect, resolve_address
 from tracklift.errors import ConfigError
-from tracklift.labeling import LabelConfig, Progress, corpus_urls, write_manifest
-
-
-def connect(address: str | None, log: Callable[[str], None] = print, **init_kwargs) -> bool:
-    """Connect to Ray: the cluster at ``address``, or a new local Ray when it is None.
-
-    Already connected (a test's cluster, the main job's session): nothing is done.
-
-    Returns:
-        True when this call started the connection (the caller shuts it down).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address is None:
-        # "local" starts a fresh Ray even when another cluster on this machine left its address file
-        init_kwargs.setdefault("include_dashboard", False)
-        ray.init(address="local", **init_kwargs)
-        log(f"[label-ray] started a local Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
-    else:
-        ray.init(address=address, **init_kwargs)
-        log(f"[label-ray] connected to the Ray cluster at {address}")
-    return True
+from tracklift.labeling import LabelConfig, OutputLayout, Progress, corpus_urls, write_manifest
 
 
 def _check_resources(cfg: LabelConfig, address: str | None, log: Callable[[str], None]) -> None:
@@ -96,7 +74,7 @@ def label_corpus_ray(
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    address = address if address is not None else cfg.ray_address()
+    address = resolve_address(address if address is not None else cfg.address)
     n_actors = num_actors or cfg.num_actors
     cfg = replace(
         cfg, out=storage.absolute(cfg.out), scenes=storage.absolute(cfg.scenes), address=address, runner="ray"
@@ -105,7 +83,9 @@ def label_corpus_ray(
     swept = storage.remove_temporaries(cfg.out)  # a killed run's leftovers; nothing writes here now
     if swept:
         log(f"[label-ray] removed {len(swept)} temporary file(s) left by an interrupted run")
-    started = connect(address, log, **init_kwargs)
+    if address is None:  # a local Ray for this job: no dashboard to start
+        init_kwargs.setdefault("include_dashboard", False)
+    started = connect(address, lambda msg: log(f"[label-ray] {msg}"), **init_kwargs)
     ctx = DataContext.get_current()
     saved = (ctx.max_errored_blocks, ctx.enable_progress_bars)
     try:
@@ -181,6 +161,6 @@ def label_corpus_ray(
     n_ok = sum(1 for e in scenes.values() if e["status"] == "complete")
     log(
         f"[label-ray] {n_ok}/{len(urls)} scenes complete in {seconds:.0f} s "
-        f"({run['scenes_per_min']:.2f} scenes/min); manifest: {storage.join(cfg.out, 'manifest.json')}"
+        f"({run['scenes_per_min']:.2f} scenes/min); manifest: {OutputLayout(cfg.out).manifest}"
     )
     return manifest

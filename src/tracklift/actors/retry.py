@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tracklift.errors import ConfigError, DataError, TrackliftError
+from tracklift.labeling.outputs import OutputsMissing
 
 T = TypeVar("T")
 
@@ -89,6 +90,8 @@ def is_transient(exc: BaseException) -> bool:
     """Whether waiting and trying again may help (connection, timeout, throttling, server-side errors)."""
     if isinstance(exc, (DataError, ConfigError, StorageUnavailable)):
         return False
+    if isinstance(exc, OutputsMissing):  # the store lost what was just written (e.g. it restarted): rewrite
+        return True
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     if isinstance(exc, OSError):

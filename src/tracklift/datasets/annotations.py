@@ -18,11 +18,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tracklift import storage
+from tracklift.datasets.superpoints import DEFAULT_SEGMENTATOR, compute_superpoints, contiguous_ids, refine
 from tracklift.errors import DataError
+
+if TYPE_CHECKING:
+    from tracklift.datasets.scene import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +108,32 @@ def parent_url(url: str, levels: int = 1) -> str:
 
 
 def read_seg_indices(url: str, n_vertices: int | None = None) -> np.ndarray:
-    """``segIndices`` of a segments file as (N,) int64; checks the count against the mesh."""
+    """``segIndices`` of a segments file as (N,) int64; checks the count against the mesh.
+
+    Ids must be non-negative integers (JSON numbers with no fractional part; ``3.0`` is taken as 3,
+    ``1.5``, strings and nested lists are refused).
+    """
     obj = read_json(url)
     if "segIndices" not in obj:
         raise DataError(url, 'missing "segIndices"')
+    raw = obj["segIndices"]
+    if not isinstance(raw, list):
+        raise DataError(url, '"segIndices" must be a list of integers')
     try:
-        seg = np.asarray(obj["segIndices"], dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise DataError(url, '"segIndices" must be a list of integers') from None
+        arr = np.asarray(raw) if raw else np.zeros(0, np.int64)
+    except ValueError:
+        raise DataError(url, '"segIndices" must be a flat list of integers') from None
+    if arr.ndim != 1 or arr.dtype.kind not in "iuf":  # bool, str, object (mixed) or nested
+        raise DataError(url, '"segIndices" must be a flat list of integers')
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(url, f"segIndices[{k}] = {float(arr[k])!r} is not an integer")
+    seg = arr.astype(np.int64)
+    if seg.size and seg.min() < 0:
+        k = int(np.argmax(seg < 0))
+        raise DataError(url, f"segIndices[{k}] = {int(seg[k])} is negative")
     if n_vertices is not None and len(seg) != n_vertices:
         raise DataError(url, f"has {len(seg)} segment indices, the mesh has {n_vertices} vertices")
     return seg
@@ -186,17 +209,19 @@ def load_gt(
 
 
 def groups_from_gt(
-    gt: np.ndarray, vertices: np.ndarray, cell: float = 0.5
+    gt: np.ndarray, vertices: np.ndarray, cell: float = 0.5, segments: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int, list[int]]]]:
     """Turn per-vertex GT into an over-segmentation and groups, as an annotation tool would have made them.
 
-    Segments are the cells of a ``cell``-metre grid within each GT value, so objects span several
-    segments (as real ones do).
+    Segments are ``segments`` split where GT changes inside them (so that groups of segments reproduce GT
+    exactly), or without ``segments`` the cells of a ``cell``-metre grid within each GT value, so objects
+    span several segments (as real ones do).
 
     Args:
         gt: (N,) int GT ``label*1000 + instance``; every non-zero value needs instance >= 1.
         vertices: (N, 3) metres.
-        cell: grid size of the over-segmentation in metres.
+        cell: grid size of the over-segmentation in metres (without ``segments``).
+        segments: optional (N,) int superpoint ids to refine by GT.
 
     Returns:
         ``(seg_indices (N,) int64, [(label_id, object_id, [segment ids])])``.
@@ -206,9 +231,12 @@ def groups_from_gt(
         raise ValueError("GT values must be >= 0")
     if np.any((gt > 0) & (gt % 1000 == 0)):
         raise ValueError("GT values with instance 0 (label*1000) cannot be written as annotated groups")
-    cells = np.floor(np.asarray(vertices, dtype=np.float64) / cell).astype(np.int64)
-    _, seg = np.unique(np.column_stack([gt, cells]), axis=0, return_inverse=True)
-    seg = seg.reshape(-1).astype(np.int64)
+    if segments is not None:
+        seg = refine(segments, gt)
+    else:
+        cells = np.floor(np.asarray(vertices, dtype=np.float64) / cell).astype(np.int64)
+        _, seg = np.unique(np.column_stack([gt, cells]), axis=0, return_inverse=True)
+        seg = seg.reshape(-1).astype(np.int64)
     groups = []
     for value in np.unique(gt[gt > 0]).tolist():
         segs = np.unique(seg[gt == value]).tolist()
@@ -236,13 +264,15 @@ def write_annotations(
     names: dict[int, str],
     scene_ref: str,
     segs_ref: str,
+    segments: np.ndarray | None = None,
 ) -> None:
-    """Write a segments file and an aggregation file reproducing ``gt`` exactly on read."""
-    seg, groups = groups_from_gt(gt, vertices)
-    storage.write_text(
-        segs_url,
-        json.dumps({"params": {"segMinVerts": 20}, "sceneId": scene_ref, "segIndices": seg.tolist()}),
-    )
+    """Write a segments file and an aggregation file reproducing ``gt`` exactly on read.
+
+    The segments file holds ``segments`` (superpoints) split where GT crosses them (see
+    :func:`groups_from_gt`); without ``segments``, a grid over-segmentation within each GT value.
+    """
+    seg, groups = groups_from_gt(gt, vertices, segments=segments)
+    write_superpoints(segs_url, seg, scene_ref)
     seg_groups = [
         {"id": k, "objectId": obj, "segments": segs, "label": names[label]}
         for k, (label, obj, segs) in enumerate(groups)
@@ -286,3 +316,60 @@ def ply_vertex_count(url: str) -> int:
         if len(parts) == 3 and parts[0] == "element" and parts[1] == "vertex":
             return int(parts[2])
     raise DataError(url, "PLY header has no 'element vertex' line")
+
+
+# ------------------------------------------------------------------------------ superpoint files
+
+
+def segments_to_write(data: SceneData, source: str = "") -> np.ndarray:
+    """The superpoints a writer stores for ``data``: its own, else computed from its mesh (default settings).
+
+    Args:
+        data: the scene being written.
+        source: where it is written (logged).
+
+    Returns:
+        (N,) int64.
+    """
+    if data.superpoints is not None:
+        sp = np.asarray(data.superpoints, dtype=np.int64).reshape(-1)
+        if len(sp) != len(data.mesh.vertices):
+            raise ValueError(f"superpoints have {len(sp)} values for {len(data.mesh.vertices)} vertices")
+        return sp
+    return compute_superpoints(data.mesh, source=source)
+
+
+def read_superpoints(url: str, n_vertices: int | None = None) -> np.ndarray:
+    """Superpoints from a segments file (any format), renumbered 0..K-1.
+
+    Args:
+        url: a segments JSON file (``segIndices``).
+        n_vertices: the mesh's vertex count, checked against the file.
+
+    Returns:
+        (N,) int64.
+
+    Raises:
+        DataError: naming ``url``: missing or malformed ``segIndices``, wrong length, negative or
+            non-integer ids.
+    """
+    return contiguous_ids(read_seg_indices(url, n_vertices))
+
+
+def load_superpoints(segs_url: str, mesh_url: str) -> np.ndarray:
+    """A reader's loader: :func:`read_superpoints` checked against the vertex count in the PLY header."""
+    return read_superpoints(segs_url, ply_vertex_count(mesh_url))
+
+
+def superpoints_json(superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> str:
+    """The segments-file text: ``{"params", "sceneId", "segIndices"}``."""
+    seg = np.asarray(superpoints, dtype=np.int64).reshape(-1)
+    if seg.min(initial=0) < 0:
+        raise ValueError("superpoint ids must be >= 0")
+    params = DEFAULT_SEGMENTATOR.params() if params is None else params
+    return json.dumps({"params": params, "sceneId": scene_ref, "segIndices": seg.tolist()})
+
+
+def write_superpoints(url: str, superpoints: np.ndarray, scene_ref: str, params: dict | None = None) -> None:
+    """Write a segments file (see :func:`superpoints_json`; ``params`` default: the default settings)."""
+    storage.write_text(url, superpoints_json(superpoints, scene_ref, params))

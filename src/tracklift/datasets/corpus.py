@@ -11,6 +11,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets.formats import FORMATS, scene_dir, write_scene
+from tracklift.datasets.superpoints import compute_superpoints
 from tracklift.datasets.tracklift_format import write_int_lines
 from tracklift.errors import DataError
 
@@ -91,6 +92,8 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
             log(f"[synth] {i + 1}/{cfg.scenes} {scene_id}: FAILED, skipped ({e})")
             urls.pop()
             continue
+        if data.superpoints is None:  # real scans ship superpoints: so do ours, in the format's own file
+            data.superpoints = compute_superpoints(data.mesh, source=url)
         write_scene(data, url, cfg.format)
         if data.meta:  # how the scan was made: coverage, frames, style… (format-independent side file)
             storage.write_text(storage.join(url, SYNTH_META), json.dumps(data.meta, indent=1))
@@ -99,7 +102,8 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
         n_inst = len(np.unique(data.gt_instance[data.gt_instance >= 1000]))
         log(
             f"[synth] {i + 1}/{cfg.scenes} {scene_id}: {len(data.frames)} frames {scfg.width}x{scfg.height}, "
-            f"{len(data.mesh.vertices)} vertices, {n_inst} instances, coverage "
+            f"{len(data.mesh.vertices)} vertices, {n_inst} instances, "
+            f"{int(data.superpoints.max(initial=-1)) + 1} superpoints, coverage "
             f"{data.meta.get('coverage', float('nan')):.2f} ({time.perf_counter() - t0:.1f} s)"
         )
     return urls

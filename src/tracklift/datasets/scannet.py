@@ -4,7 +4,8 @@ A scene folder ``<s>/`` (``s`` like ``scene0000_00``) holds, for both flavours::
 
     <s>_vh_clean_2.ply                     the mesh every per-vertex GT refers to
     <s>.txt                                "key = value" lines; axisAlignment = 16 floats (row-major 4x4)
-    <s>_vh_clean_2.0.010000.segs.json      segIndices            (optional, with the next one: GT)
+    <s>_vh_clean_2.0.010000.segs.json      segIndices            (optional: Scene.superpoints; with the
+                                                                  next one: GT)
     <s>.aggregation.json                   segGroups
 
 and either the export (``color/<i>.jpg``, ``depth/<i>.png`` 16-bit mm, ``pose/<i>.txt`` 4x4 camera→world,
@@ -28,6 +29,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations, sens
+from tracklift.datasets.annotations import load_superpoints
 from tracklift.datasets.images import decode_image, resize_color
 from tracklift.datasets.ply import read_ply
 from tracklift.datasets.scannet_write import LABEL_FILE, write_export_scene, write_sens_scene
@@ -125,6 +127,7 @@ class _Common:
     align: np.ndarray
     load_mesh: partial
     load_gt: partial | None
+    load_superpoints: partial | None = None
 
 
 def _common(scene_url: str, names: set[str], label_map, label_column: str) -> _Common:
@@ -148,7 +151,12 @@ def _common(scene_url: str, names: set[str], label_map, label_column: str) -> _C
             candidates,
             label_column,
         )
-    return _Common(sid, align, partial(_load_mesh, mesh_url, align), load_gt)
+    load_sp = None
+    if (
+        segs in names
+    ):  # the segments file is the scene's superpoints (read apart from GT: no label map needed)
+        load_sp = partial(load_superpoints, storage.join(scene_url, segs), mesh_url)
+    return _Common(sid, align, partial(_load_mesh, mesh_url, align), load_gt, load_sp)
 
 
 def _load_gt(segs_url, agg_url, mesh_url, label_map, candidates, label_column) -> np.ndarray:
@@ -258,6 +266,7 @@ def read_export_scene(
         load_frame=partial(_load_export_frame, scene_url, intr, poses),
         load_mesh=common.load_mesh,
         load_gt=common.load_gt,
+        load_superpoints=common.load_superpoints,
         skipped=skipped,
         source=scene_url,
         format="scannet",
@@ -306,6 +315,14 @@ def read_sens_scene(
             frame_ids.append(k)
         else:
             skipped[k] = "invalid pose"
+    notes = []
+    partial_export = sorted(_EXPORT_DIRS & names)
+    if partial_export:  # detection prefers a whole export; this one lacks a folder, so the .sens is read
+        notes.append(
+            f"ScanNet export incomplete (has {', '.join(partial_export)}/, lacks "
+            f"{', '.join(sorted(_EXPORT_DIRS - names))}/): read from {sens_name} instead, "
+            f"{len(frame_ids)} frames"
+        )
     return Scene(
         scene_id=common.scene_id,
         intrinsics=intr,
@@ -313,7 +330,9 @@ def read_sens_scene(
         load_frame=partial(_load_sens_frame, index, intr, common.align),
         load_mesh=common.load_mesh,
         load_gt=common.load_gt,
+        load_superpoints=common.load_superpoints,
         skipped=skipped,
+        notes=notes,
         source=scene_url,
         format="scannet-sens",
         poses=poses[frame_ids],

@@ -3,6 +3,9 @@
 What is written is what :mod:`tracklift.datasets.scannet` reads back: mesh and poses stored un-aligned with
 the ``axisAlignment`` recorded in ``<s>.txt``, colour at any size with matching colour intrinsics, depth in
 millimetres, GT as segments + aggregation + a ``scannetv2-labels.combined.tsv``-shaped label map.
+The segments file holds the scene's superpoints (computed when the scene has GT but none), split where GT
+crosses them so that the aggregation reproduces GT exactly; a scene without GT writes its superpoints as
+they are.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations, sens
+from tracklift.datasets.annotations import segments_to_write, write_superpoints
 from tracklift.datasets.images import encode_jpeg, encode_png, resize_color
 from tracklift.datasets.ply import write_ply
 from tracklift.datasets.scene import Intrinsics, Mesh, SceneData, pose_is_valid
@@ -54,10 +58,10 @@ def _write_common(
     storage.write_text(
         storage.join(scene_url, f"{sid}.txt"), "".join(f"{k} = {v}\n" for k, v in meta.items())
     )
+    segs = f"{sid}_vh_clean_2.0.010000.segs.json"
     if data.gt_instance is not None:
         gt = np.asarray(data.gt_instance, dtype=np.int64)
         names = annotations.label_names((gt[gt > 0] // 1000).tolist(), data.labels)
-        segs = f"{sid}_vh_clean_2.0.010000.segs.json"
         annotations.write_annotations(
             storage.join(scene_url, segs),
             storage.join(scene_url, f"{sid}.aggregation.json"),
@@ -66,8 +70,11 @@ def _write_common(
             names,
             f"scannet.{sid}",
             f"scannet.{segs}",
+            segments=segments_to_write(data, scene_url),
         )
         annotations.write_label_tsv(storage.join(scene_url, LABEL_FILE), names)
+    elif data.superpoints is not None:
+        write_superpoints(storage.join(scene_url, segs), segments_to_write(data), f"scannet.{sid}")
 
 
 def _k44(intr: Intrinsics) -> np.ndarray:

@@ -5,6 +5,7 @@ Read::
     scans/mesh_aligned_0.05.ply          mesh (the vertex order of every per-vertex file)
     scans/mesh_aligned_0.05_mask.txt     vertex ids excluded from evaluation       → Scene.load_eval_mask
     scans/segments.json, segments_anno.json   segIndices + segGroups              → Scene.load_gt
+    scans/segments.json                  segIndices alone                           → Scene.superpoints
     iphone/pose_intrinsic_imu.json       {"frame_000000": {"intrinsic" 3x3 (RGB size), "aligned_pose" 4x4}}
     iphone/colmap/{cameras,images}.txt   alternative poses (world→camera, OpenCV) and intrinsics
     iphone/rgb/frame_000000.jpg ...      RGB extracted by the toolkit; else iphone/rgb.mkv|mp4 (PyAV)
@@ -32,6 +33,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations
+from tracklift.datasets.annotations import load_superpoints
 from tracklift.datasets.colmap import read_colmap_cameras, read_colmap_images
 from tracklift.datasets.images import decode_image, resize_color
 from tracklift.datasets.ply import read_ply
@@ -48,8 +50,9 @@ from tracklift.datasets.scannetpp_write import write_scene
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, check_frame, pose_is_valid
 from tracklift.datasets.tracklift_format import read_int_lines
 from tracklift.errors import ConfigError, DataError
+from tracklift.geometry.camera import backproject_pixels, depth_pixels
 
-__all__ = ["GL_TO_CV", "backproject", "detect_pose_convention", "looks_like", "read_scene", "write_scene"]
+__all__ = ["GL_TO_CV", "detect_pose_convention", "looks_like", "read_scene", "write_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +106,6 @@ def _colmap_poses(dir_url: str) -> tuple[dict[int, np.ndarray | None], np.ndarra
     return poses, K, (w, h)
 
 
-def backproject(depth: np.ndarray, intr: Intrinsics, pose: np.ndarray, max_points: int = 2000) -> np.ndarray:
-    """World points (M, 3) of up to ``max_points`` valid pixels of a (H, W) metre depth map (OpenCV pose)."""
-    v, u = np.nonzero(depth > 0)
-    if len(u) > max_points:
-        pick = np.linspace(0, len(u) - 1, max_points).astype(np.int64)
-        u, v = u[pick], v[pick]
-    z = depth[v, u].astype(np.float64)
-    cam = np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], axis=1)
-    return cam @ pose[:3, :3].T + pose[:3, 3]
-
-
 def detect_pose_convention(
     poses: list[np.ndarray], depths: list[np.ndarray], intr: Intrinsics, vertices: np.ndarray
 ) -> tuple[str, dict[str, float]]:
@@ -134,8 +126,12 @@ def detect_pose_convention(
         return "opencv", {}
     tree = cKDTree(np.asarray(vertices, dtype=np.float64))
     scores = {}
+    pixels = [depth_pixels(d, max_points=2000) for d in depths]  # up to 2000 valid pixels per frame
     for conv, flip in (("opencv", np.eye(4)), ("opengl", GL_TO_CV)):
-        pts = [backproject(d, intr, p @ flip) for p, d in zip(poses, depths)]
+        pts = [
+            backproject_pixels(v, u, d[v, u].astype(np.float64), intr, p @ flip)
+            for p, d, (v, u) in zip(poses, depths, pixels)
+        ]
         pts = np.concatenate(pts) if pts else np.zeros((0, 3))
         if len(pts) == 0:
             return "opencv", {}
@@ -331,6 +327,9 @@ def read_scene(
             label_map,
             candidates,
         )
+    load_sp = None
+    if "segments.json" in names:
+        load_sp = partial(load_superpoints, storage.join(scans, "segments.json"), mesh_url)
     state = {"depth": depth, "video": video, "jpeg_ids": jpeg_ids, "iphone": iphone}
     return Scene(
         scene_id=storage.basename(scene_url),
@@ -346,5 +345,6 @@ def read_scene(
         source=scene_url,
         format="scannetpp",
         poses=np.stack([poses[f] for f in frame_ids]) if frame_ids else np.zeros((0, 4, 4)),
+        load_superpoints=load_sp,
         _mesh=mesh,
     )

@@ -3,6 +3,8 @@
 Synthetic scenes can be written at any size: depth at the scene's size in either ``depth.bin`` encoding,
 RGB (JPEG folder, lossless FFV1 ``rgb.mkv``) at any larger size with matching intrinsics, poses in the
 chosen camera convention plus a COLMAP model, GT as segments + annotations + a class list.
+``scans/segments.json`` holds the superpoints as the ScanNet writer stores them (split by GT when the scene
+has GT, see :mod:`.scannet_write`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.datasets import annotations
+from tracklift.datasets.annotations import segments_to_write, write_superpoints
 from tracklift.datasets.colmap import write_colmap
 from tracklift.datasets.images import encode_jpeg, resize_color
 from tracklift.datasets.ply import write_ply
@@ -114,5 +117,8 @@ def write_scene(
             names,
             data.scene_id,
             "segments.json",
+            segments=segments_to_write(data, scene_url),
         )
         annotations.write_class_list(storage.join(scans, CLASS_LIST), names)
+    elif data.superpoints is not None:
+        write_superpoints(storage.join(scans, "segments.json"), segments_to_write(data), data.scene_id)

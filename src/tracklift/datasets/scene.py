@@ -3,7 +3,8 @@
 Conventions (all readers convert to these):
   - lengths in metres; depth 0 = invalid pixel;
   - camera frame is OpenCV's (x right, y down, z forward); ``pose`` is camera→world (4×4);
-  - ``intrinsics`` are the depth camera's; colour is resized to the depth size on read;
+  - ``intrinsics`` are the depth camera's (:class:`tracklift.geometry.camera.Intrinsics`, pixel centres at
+    integer coordinates); colour is resized to the depth size on read;
   - mesh vertices are in the same world frame as the poses (ScanNet: after ``axisAlignment``);
   - per-vertex ground truth in ScanNet's encoding ``label_id * 1000 + instance``, 0 = unannotated.
 """
@@ -16,43 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.errors import DataError
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of the depth image, in pixels."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @property
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 camera matrix."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @classmethod
-    def from_matrix(cls, K: np.ndarray, width: int, height: int) -> Intrinsics:
-        """From a 3×3 or 4×4 matrix (ScanNet's ``intrinsic_depth.txt`` is 4×4)."""
-        K = np.asarray(K, dtype=np.float64)
-        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
-
-    def scaled(self, width: int, height: int) -> Intrinsics:
-        """The same camera at another image size."""
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Intrinsics:
-        return cls(
-            float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"])
-        )
+from tracklift.geometry.camera import Intrinsics  # part of the scene model; defined with the camera math
 
 
 @dataclass
@@ -140,9 +105,13 @@ class Scene:
         load_gt: optional ``load_gt() -> (N,) int64`` per-vertex GT (``label*1000+inst``).
         load_eval_mask: optional ``() -> (N,) bool`` vertices that count in evaluation (ScanNet++).
         skipped: frames left out on reading, ``{frame_id: reason}`` (e.g. ``-inf`` pose).
+        notes: how the reader had to read the scene where it did not read it the usual way (a fallback
+            source, a missing optional file), in words; labeling records them in ``status.json``.
         source: URL the scene was read from (for error messages).
         format: reader name.
         poses: optional (F, 4, 4) camera→world of ``frame_ids`` when cheap to know upfront.
+        load_superpoints: optional ``() -> (N,) int64`` superpoint ids from the format's segments file;
+            without it :attr:`superpoints` runs the segmentator on the mesh.
     """
 
     scene_id: str
@@ -153,10 +122,13 @@ class Scene:
     load_gt: Callable[[], np.ndarray] | None = None
     load_eval_mask: Callable[[], np.ndarray] | None = None
     skipped: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     source: str = ""
     format: str = ""
     poses: np.ndarray | None = None
+    load_superpoints: Callable[[], np.ndarray] | None = None
     _mesh: Mesh | None = field(default=None, repr=False)
+    _superpoints: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -196,6 +168,29 @@ class Scene:
         return gt
 
     @property
+    def superpoints(self) -> np.ndarray:
+        """(N,) int64 superpoint id per mesh vertex, ids 0..K-1.
+
+        Read from the format's segments file when the scene has one (ScanNet ``segs.json``, ScanNet++
+        ``segments.json``, tracklift ``superpoints.json``), else computed on first use by
+        :func:`tracklift.datasets.superpoints.compute_superpoints` (ScanNet's segmentator, default
+        settings; the kNN variant for a mesh without faces). Cached on the scene.
+        """
+        if self._superpoints is None:
+            from tracklift.datasets import superpoints
+
+            if self.load_superpoints is not None:
+                sp = np.asarray(self.load_superpoints(), dtype=np.int64)
+                if len(sp) != len(self.vertices):
+                    raise DataError(
+                        self.source, f"superpoints have {len(sp)} values for {len(self.vertices)} vertices"
+                    )
+            else:
+                sp = superpoints.compute_superpoints(self.mesh, source=self.source)
+            self._superpoints = sp
+        return self._superpoints
+
+    @property
     def eval_mask(self) -> np.ndarray | None:
         if self.load_eval_mask is None:
             return None
@@ -214,6 +209,8 @@ class SceneData:
         gt_instance: (N,) int64 per-vertex GT or None.
         labels: optional ``{label_id: name}`` for the label ids used in ``gt_instance``.
         parts: optional (N,) int32 per-vertex GT part id (synthetic scans).
+        superpoints: optional (N,) int64 superpoint id per vertex (0..K-1); writers store it in the
+            format's segments file.
         meta: free-form facts about how the scene was made (the synthetic generator's coverage,
             frames, style…), JSON-ready.
     """
@@ -225,12 +222,13 @@ class SceneData:
     gt_instance: np.ndarray | None = None
     labels: dict[int, str] | None = None
     parts: np.ndarray | None = None
+    superpoints: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     def as_scene(self) -> Scene:
         """View it through the lazy :class:`Scene` interface."""
         by_id = {f.index: f for f in self.frames}
-        gt = self.gt_instance
+        gt, sp = self.gt_instance, self.superpoints
         return Scene(
             scene_id=self.scene_id,
             intrinsics=self.intrinsics,
@@ -241,4 +239,5 @@ class SceneData:
             source=f"memory:{self.scene_id}",
             format="memory",
             poses=np.stack([f.pose for f in self.frames]) if self.frames else None,
+            load_superpoints=(lambda: sp) if sp is not None else None,
         )

@@ -7,6 +7,8 @@
       mesh.ply            binary PLY, vertices in the world frame, per-vertex RGB, triangles
       gt_instance.txt     optional, one integer per vertex: label_id*1000 + instance (0 = unannotated)
       gt_part.txt         optional, one integer per vertex: GT part id (synthetic scans)
+      superpoints.json    optional, {"params": {...}, "sceneId", "segIndices": [one superpoint id per vertex]}
+                          (ScanNet's segs.json layout; without it Scene.superpoints is computed)
       color/<id>.jpg      RGB at the depth resolution
       depth/<id>.png      16-bit PNG, depth * depth_scale (millimetres), 0 = invalid
       instance/<id>.png   optional, 24-bit RGB PNG holding the per-pixel GT instance id (r<<16 | g<<8 | b)
@@ -23,12 +25,14 @@ from functools import partial
 import numpy as np
 
 from tracklift import storage
+from tracklift.datasets.annotations import load_superpoints, segments_to_write, write_superpoints
 from tracklift.datasets.images import decode_image, encode_jpeg, encode_png
 from tracklift.datasets.ply import read_ply, write_ply
 from tracklift.datasets.scene import Frame, Intrinsics, Scene, SceneData, check_frame, pose_is_valid
 from tracklift.errors import DataError
 
 VERSION = 1
+SUPERPOINTS = "superpoints.json"
 
 
 def looks_like(scene_url: str, names: set[str]) -> bool:
@@ -117,16 +121,18 @@ def read_scene(scene_url: str) -> Scene:
     names = set(storage.listdir(scene_url))
     load_mesh = partial(read_ply, mesh_url)
 
-    def load_gt(name: str) -> np.ndarray:
-        return read_int_lines(storage.join(scene_url, name))
-
     return Scene(
         scene_id=meta.get("scene_id", storage.basename(scene_url)),
         intrinsics=intr,
         frame_ids=frame_ids,
         load_frame=partial(_load_frame, scene_url, meta),
         load_mesh=load_mesh,
-        load_gt=partial(load_gt, "gt_instance.txt") if "gt_instance.txt" in names else None,
+        load_gt=partial(read_int_lines, storage.join(scene_url, "gt_instance.txt"))
+        if "gt_instance.txt" in names
+        else None,
+        load_superpoints=partial(load_superpoints, storage.join(scene_url, SUPERPOINTS), mesh_url)
+        if SUPERPOINTS in names
+        else None,
         skipped=skipped,
         source=scene_url,
         format="tracklift",
@@ -161,6 +167,8 @@ def write_scene(data: SceneData, scene_url: str, jpeg_quality: int = 95) -> None
         write_int_lines(storage.join(scene_url, "gt_instance.txt"), data.gt_instance)
     if data.parts is not None:
         write_int_lines(storage.join(scene_url, "gt_part.txt"), data.parts)
+    if data.superpoints is not None:
+        write_superpoints(storage.join(scene_url, SUPERPOINTS), segments_to_write(data), data.scene_id)
     meta = {
         "format": "tracklift",
         "version": VERSION,

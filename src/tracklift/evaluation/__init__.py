@@ -16,6 +16,7 @@ from tracklift.evaluation.scannet_io import (
     write_gt,
     write_predictions,
 )
+from tracklift.evaluation.superpoints import superpoint_purity
 
 __all__ = [
     "OVERLAPS",
@@ -32,6 +33,7 @@ __all__ = [
     "match_scene",
     "read_gt",
     "read_predictions",
+    "superpoint_purity",
     "write_gt",
     "write_predictions",
 ]

@@ -3,13 +3,19 @@
 GT folder: ``<scene>.txt``, one integer per mesh vertex (``label_id * 1000 + instance``, 0 = unannotated).
 Prediction folder: ``<scene>.txt`` with one line per instance, ``<relative/mask/path.txt> <label_id>
 <confidence>``; each mask file holds one integer per vertex, non-zero = in the mask. Mask paths are
-relative to the prediction folder and must stay inside it (ScanNet's own rule). All access goes through
-:mod:`tracklift.storage`, so folders may be local paths, ``file://``, ``s3://`` or ``memory://`` URLs.
+relative to the prediction folder and must stay inside it (ScanNet's own rule); for local folders that
+includes symbolic links: the real path of the listing and of every mask must lie inside the real path of
+the folder. All access goes through :mod:`tracklift.storage`, so folders may be local paths, ``file://``,
+``s3://`` or ``memory://`` URLs.
+
+Errors name the file and the line but never quote a file's content: a prediction folder may come from
+someone else, and its files could be links to (or copies of) files the evaluator's user can read.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 
 import numpy as np
@@ -44,14 +50,18 @@ def _parse_int_lines(url: str, data: bytes) -> np.ndarray:
     try:
         return np.array(lines, dtype=np.int64)
     except (ValueError, OverflowError):
-        bad = next((i for i, s in enumerate(lines) if not _is_int(s)), 0)
-        raise DataError(url, f"line {bad + 1} is {lines[bad]!r}, expected one integer per line") from None
+        bad = next((i for i, s in enumerate(lines) if not _is_int64(s)), 0)
+        raise DataError(
+            url, f"line {bad + 1} is not an integer in int64 range, expected one integer per line"
+        ) from None
 
 
-def _is_int(s: str) -> bool:
+def _is_int64(s: str) -> bool:
+    """Whether numpy reads ``s`` as an int64 (the rule of the bulk parse, so the reported line is the one
+    it failed on: a 20-digit line is a Python int but overflows int64)."""
     try:
-        int(s)
-    except ValueError:
+        np.array(s, dtype=np.int64)
+    except (ValueError, OverflowError):
         return False
     return True
 
@@ -84,14 +94,34 @@ def read_mask(url: str, num_points: int) -> np.ndarray:
     return values != 0
 
 
-def _mask_url(pred_dir: str, listing_url: str, rel: str) -> str:
+def _mask_url(pred_dir: str, listing_url: str, lineno: int, rel: str) -> str:
     """URL of a mask listed in a prediction file; refuses paths leaving the prediction folder."""
     if rel.startswith(("/", "\\")) or "://" in rel or (len(rel) > 1 and rel[1] == ":"):
-        raise DataError(listing_url, f"mask path {rel!r} is absolute; it must be relative to the folder")
+        raise DataError(
+            listing_url, f"line {lineno}: the mask path is absolute; it must be relative to the folder"
+        )
     norm = posixpath.normpath(rel.replace("\\", "/"))
     if norm == ".." or norm.startswith("../") or norm == ".":
-        raise DataError(listing_url, f"mask path {rel!r} points outside the prediction folder")
+        raise DataError(listing_url, f"line {lineno}: the mask path points outside the prediction folder")
     return storage.join(pred_dir, norm)
+
+
+def _check_inside(pred_dir: str, url: str, what: str) -> None:
+    """Refuse a local file whose real path (symbolic links resolved) is not inside ``pred_dir``'s.
+
+    Object stores and ``memory://`` have no links; their paths were checked by :func:`_mask_url`.
+
+    Raises:
+        DataError: naming ``url`` (never where the link leads).
+    """
+    if storage.protocol_of(pred_dir) not in ("file", "local"):
+        return
+    root = os.path.realpath(storage.filesystem(pred_dir)[1])
+    real = os.path.realpath(storage.filesystem(url)[1])
+    if os.path.commonpath([root, real]) != root:
+        raise DataError(
+            url, f"{what} is a symbolic link (or under one) leading outside the prediction folder"
+        )
 
 
 def read_predictions(pred_dir: str, scene_id: str, num_points: int) -> Instances:
@@ -110,6 +140,7 @@ def read_predictions(pred_dir: str, scene_id: str, num_points: int) -> Instances
             outside the folder, missing mask files, masks listed twice, or a wrong line count.
     """
     url = storage.join(pred_dir, f"{scene_id}.txt")
+    _check_inside(pred_dir, url, "the prediction listing")
     masks, labels, scores, seen = [], [], [], set()
     for lineno, line in enumerate(storage.read_text(url).splitlines(), start=1):
         if not line.strip():
@@ -117,21 +148,26 @@ def read_predictions(pred_dir: str, scene_id: str, num_points: int) -> Instances
         parts = line.split()
         if len(parts) != 3:
             raise DataError(
-                url, f"line {lineno} {line!r}: expected '<relative mask path> <label id> <confidence>'"
+                url,
+                f"line {lineno} has {len(parts)} fields: expected '<relative mask path> <label id> <confidence>'",
             )
         rel, label_s, conf_s = parts
         try:
             label_f, conf = float(label_s), float(conf_s)
         except ValueError:
-            raise DataError(url, f"line {lineno} {line!r}: label id and confidence must be numbers") from None
+            raise DataError(url, f"line {lineno}: label id and confidence must be numbers") from None
         if not (math.isfinite(label_f) and math.isfinite(conf)):
-            raise DataError(url, f"line {lineno} {line!r}: label id and confidence must be finite")
-        mask_url = _mask_url(pred_dir, url, rel)
+            raise DataError(url, f"line {lineno}: label id and confidence must be finite")
+        mask_url = _mask_url(pred_dir, url, lineno, rel)
         if mask_url in seen:
-            raise DataError(url, f"line {lineno}: mask {rel!r} is listed twice")
+            raise DataError(url, f"line {lineno}: its mask is listed twice")
         seen.add(mask_url)
+        # Where a link leads is checked first: what lies outside must not even be told apart by existence.
+        _check_inside(pred_dir, mask_url, f"the mask file listed on line {lineno} of {url}")
         if not storage.exists(mask_url):
             raise DataError(mask_url, f"mask file listed on line {lineno} of {url} does not exist")
+        if storage.isdir(mask_url):
+            raise DataError(url, f"line {lineno}: the mask path names a folder, not a mask file")
         masks.append(read_mask(mask_url, num_points))
         labels.append(int(label_f))  # ScanNet reads label ids as int(float(...))
         scores.append(conf)

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.datasets.scene import Scene
+from tracklift.errors import DataError
 from tracklift.lifting.merge import SegmentMerger
 from tracklift.lifting.project import IdMaps, VisibilityConfig, iter_visible, normalise_id_maps
 from tracklift.lifting.smooth import smooth_labels
 from tracklift.lifting.vote import PseudoLabels, VoteAccumulator
+
+MAX_TRACKED_ID = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,13 @@ def lift_tracked(
     t0 = time.perf_counter()
     acc = VoteAccumulator(len(scene.vertices))
     n = 0
-    for _, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
+    for pos, idx, ids in iter_visible(scene, _every(id_maps, scene, cfg.frame_step), cfg.visibility):
+        if len(ids) and ids.max() > MAX_TRACKED_ID:
+            # tracked ids are the vote keys' low 32 bits: a larger one cannot be stored without aliasing
+            raise DataError(
+                f"{scene.source or scene.scene_id}#frame{pos}",
+                f"tracked id {int(ids.max())} does not fit the vote keys (ids must be below 2**32)",
+            )
         acc.add(idx, ids)
         n += 1
     labels = _finish(scene, acc, cfg)

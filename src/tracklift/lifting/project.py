@@ -2,7 +2,9 @@
 
 A vertex ``p`` (world, metres) is projected into a frame with pose ``T`` (camera→world, OpenCV axes: x right,
 y down, z forward) and pinhole intrinsics: ``x = R^T (p - t)``, ``u = fx x/z + cx``, ``v = fy y/z + cy``; the
-pixel it falls in is ``(round(v), round(u))`` (OpenCV's convention: pixel centres at integer coordinates).
+pixel it falls in is ``(floor(v + 0.5), floor(u + 0.5))`` (OpenCV's convention: pixel centres at integer
+coordinates; see :mod:`tracklift.geometry.camera`, whose :func:`~tracklift.geometry.camera.project_batch`
+does the projection).
 
 The vertex is *visible* in the frame when
   - it lies in front of the camera (``z > 0``) and inside the image, and
@@ -38,6 +40,7 @@ import torch
 
 from tracklift.datasets.scene import Intrinsics, Scene
 from tracklift.errors import DataError
+from tracklift.geometry.camera import project_batch
 
 IdMaps = Sequence[np.ndarray | None] | Mapping[int, np.ndarray]
 
@@ -66,36 +69,6 @@ class VisibilityConfig:
         return max(1, int(self.batch_bytes // per_frame))
 
 
-def project(points: torch.Tensor, poses: torch.Tensor, intrinsics: Intrinsics):
-    """Project world points into a batch of cameras.
-
-    Args:
-        points: (N, 3) float32 world coordinates, metres.
-        poses: (B, 4, 4) camera→world.
-        intrinsics: the depth camera (image size ``width`` × ``height``).
-
-    Returns:
-        ``(rows, cols, z, inside)``: (B, N) int64 pixel row and column (clamped into the image where
-        ``inside`` is False), (B, N) float32 camera depth in metres, (B, N) bool in front of the camera
-        and inside the image.
-    """
-    poses = poses.to(torch.float32)
-    R, t = poses[:, :3, :3], poses[:, :3, 3]
-    # x_cam = R^T (p - t) for all frames at once: (B, N, 3)
-    cam = torch.matmul(points.unsqueeze(0) - t.unsqueeze(1), R)
-    z = cam[..., 2]
-    front = z > 1e-6
-    zs = torch.where(front, z, torch.ones_like(z))
-    u = cam[..., 0] / zs * intrinsics.fx + intrinsics.cx
-    v = cam[..., 1] / zs * intrinsics.fy + intrinsics.cy
-    cols = torch.floor(u + 0.5)
-    rows = torch.floor(v + 0.5)
-    inside = front & (cols >= 0) & (cols < intrinsics.width) & (rows >= 0) & (rows < intrinsics.height)
-    cols = cols.clamp(0, intrinsics.width - 1).to(torch.int64)
-    rows = rows.clamp(0, intrinsics.height - 1).to(torch.int64)
-    return rows, cols, z, inside
-
-
 def visible_ids(
     points: torch.Tensor,
     poses: torch.Tensor,
@@ -119,7 +92,7 @@ def visible_ids(
         the id at each one's pixel (0 where the pixel has no object).
     """
     B, H, W = depths.shape
-    rows, cols, z, inside = project(points, poses, intrinsics)
+    rows, cols, z, inside = project_batch(points, poses, intrinsics)
     flat = rows * W + cols + (torch.arange(B).unsqueeze(1) * (H * W))
     d = depths.reshape(-1)[flat]
     tol = cfg.depth_abs_tol + cfg.depth_rel_tol * d

@@ -24,6 +24,8 @@ import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
 from tracklift.errors import DataError
+from tracklift.geometry.camera import backproject_pixels, depth_pixels
+from tracklift.geometry.voxels import voxel_downsample_mean
 from tracklift.lifting.project import IdMaps, normalise_id_maps
 from tracklift.lifting.vote import PseudoLabels, group_winners
 
@@ -124,17 +126,10 @@ def backproject(
         ``(points, colors, ids)``: (P, 3) float32 world metres, (P, 3) uint8, (P,) int64 (zeros if no map).
     """
     depth = np.asarray(frame.depth, dtype=np.float32)
-    valid = depth > 0
-    if max_depth is not None:
-        valid &= depth <= max_depth
-    r, c = np.nonzero(valid)
-    z = depth[r, c]
-    # float32 throughout: sub-millimetre at scan scale, and twice as fast as float64
-    x = (c.astype(np.float32) - np.float32(intrinsics.cx)) * (z / np.float32(intrinsics.fx))
-    y = (r.astype(np.float32) - np.float32(intrinsics.cy)) * (z / np.float32(intrinsics.fy))
-    pose = np.asarray(frame.pose, dtype=np.float32)
-    pts = np.stack([x, y, z], axis=1) @ pose[:3, :3].T + pose[:3, 3]
-    lab = np.zeros(len(z), np.int64) if ids is None else np.asarray(ids)[r, c].astype(np.int64)
+    r, c = depth_pixels(depth, max_depth=max_depth)
+    # float32 throughout (z's dtype): sub-millimetre at scan scale, and twice as fast as float64
+    pts = backproject_pixels(r, c, depth[r, c], intrinsics, frame.pose)
+    lab = np.zeros(len(r), np.int64) if ids is None else np.asarray(ids)[r, c].astype(np.int64)
     return pts, np.asarray(frame.color)[r, c].astype(np.uint8), lab
 
 
@@ -153,19 +148,7 @@ def voxel_downsample(points: np.ndarray, colors: np.ndarray, ids: np.ndarray, vo
     points = np.asarray(points, dtype=np.float32)
     if voxel_size <= 0 or len(points) == 0:
         return points, np.asarray(colors, np.uint8), np.asarray(ids, np.int64)
-    cell = np.floor(points / voxel_size).astype(np.int64)
-    cell -= cell.min(axis=0)
-    span = cell.max(axis=0) + 1
-    key = (cell[:, 0] * span[1] + cell[:, 1]) * span[2] + cell[:, 2]
-    _, inv = np.unique(key, return_inverse=True)
-    m = int(inv.max()) + 1
-    count = np.bincount(inv, minlength=m).astype(np.float64)
-    pts = (
-        np.stack([np.bincount(inv, weights=points[:, i], minlength=m) for i in range(3)], 1) / count[:, None]
-    )
-    col = (
-        np.stack([np.bincount(inv, weights=colors[:, i], minlength=m) for i in range(3)], 1) / count[:, None]
-    )
+    pts, col, inv = voxel_downsample_mean(points, voxel_size, colors, return_inverse=True)
     _, lab, _ = group_winners(inv, ids)
     return pts.astype(np.float32), np.round(col).astype(np.uint8), lab
 

@@ -76,12 +76,17 @@ def _load(url: str, kind: str) -> dict[str, np.ndarray]:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DataError(url, f"not a readable .npz archive ({e})") from None
+    _check_kind(url, arrays, kind)
+    return arrays
+
+
+def _check_kind(url: str, arrays: Mapping[str, np.ndarray], kind: str) -> None:
+    """The ``kind`` and ``version`` members of an archive (every reader checks them the same way)."""
     if "kind" not in arrays or str(arrays["kind"]) != kind:
         found = str(arrays["kind"]) if "kind" in arrays else "no kind"
         raise DataError(url, f"expected a {kind!r} archive, found {found!r}")
     if int(arrays.get("version", -1)) != VERSION:
         raise DataError(url, f"unsupported {kind} version {arrays.get('version')}, expected {VERSION}")
-    return arrays
 
 
 def _need(url: str, arrays: dict[str, np.ndarray], names: Sequence[str]) -> None:
@@ -118,27 +123,39 @@ def write_samples(url: str, samples: Sequence[Sample], compress: bool = False) -
     _save(url, arrays, compress)
 
 
+_SAMPLE_MEMBERS = ("points", "colors", "instance", "offsets", "scene_id", "stage", "frames", "frame_offsets")
+
+
+def _check_sample_layout(
+    url: str, shapes: Mapping[str, tuple[int, ...]], off: np.ndarray, foff: np.ndarray
+) -> None:
+    """The array shapes of an ``.npz`` sample shard agree with its offsets (module doc)."""
+    _need(url, shapes, _SAMPLE_MEMBERS)
+    ok = len(shapes["scene_id"]) == 1 and len(shapes["points"]) >= 1 and len(shapes["frames"]) == 1
+    if ok:
+        s, m = shapes["scene_id"][0], shapes["points"][0]
+        ok = (
+            off.shape == (s + 1,)
+            and foff.shape == (s + 1,)
+            and tuple(shapes["stage"]) == (s,)
+            and tuple(shapes["points"]) == (m, 3)
+            and tuple(shapes["colors"]) == (m, 3)
+            and tuple(shapes["instance"]) == (m,)
+            and (off[0] == 0 and off[-1] == m and np.all(np.diff(off) >= 0))
+            and (foff[0] == 0 and foff[-1] == shapes["frames"][0] and np.all(np.diff(foff) >= 0))
+        )
+    if not ok:
+        raise DataError(url, "inconsistent shard: array lengths do not match the offsets")
+
+
 def read_samples(url: str) -> list[Sample]:
     """Read a shard written by :func:`write_samples` (either format); a malformed one is a :class:`DataError`."""
     if is_parquet(url):
         return _read_parquet_samples(url)
     a = _load(url, "samples")
-    _need(url, a, ["points", "colors", "instance", "offsets", "scene_id", "stage", "frames", "frame_offsets"])
+    _check_sample_layout(url, {k: v.shape for k, v in a.items()}, a.get("offsets"), a.get("frame_offsets"))
     off, foff = a["offsets"], a["frame_offsets"]
     s = len(a["scene_id"])
-    m = len(a["points"])
-    ok = (
-        off.shape == (s + 1,)
-        and foff.shape == (s + 1,)
-        and a["stage"].shape == (s,)
-        and a["points"].shape == (m, 3)
-        and a["colors"].shape == (m, 3)
-        and a["instance"].shape == (m,)
-        and (off[0] == 0 and off[-1] == m and np.all(np.diff(off) >= 0))
-        and (foff[0] == 0 and foff[-1] == len(a["frames"]) and np.all(np.diff(foff) >= 0))
-    )
-    if not ok:
-        raise DataError(url, "inconsistent shard: array lengths do not match the offsets")
     try:
         return [
             Sample(
@@ -153,6 +170,49 @@ def read_samples(url: str) -> list[Sample]:
         ]
     except ValueError as e:
         raise DataError(url, f"invalid sample: {e}") from None
+
+
+def sample_shard_sizes(url: str) -> np.ndarray:
+    """(S,) point count of every sample of a shard (either format), checked as :func:`read_samples` checks
+    it but without reading the points: an ``.npz`` shard's member headers and offsets, a Parquet shard's
+    footer and its ``num_points`` column (range reads on S3). A driver validates every shard with it
+    before handing them to workers.
+
+    Raises:
+        DataError: naming ``url``: unreadable or truncated file, wrong kind or version, missing members or
+            columns, lengths that disagree with the offsets.
+    """
+    if is_parquet(url):
+        return _parquet_sample_sizes(url)
+    try:
+        with storage.open_file(url, "rb") as f, zipfile.ZipFile(f) as zf:
+            shapes = {}
+            small = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[:-4]
+                with zf.open(info) as member:
+                    if name in ("kind", "version", "offsets", "frame_offsets"):
+                        small[name] = np.lib.format.read_array(member, allow_pickle=False)
+                        shapes[name] = small[name].shape
+                    else:
+                        shapes[name] = _npy_shape(member)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(url, f"not a readable .npz archive ({e})") from None
+    _check_kind(url, small, "samples")
+    _check_sample_layout(url, shapes, small.get("offsets"), small.get("frame_offsets"))
+    return np.diff(small["offsets"])
+
+
+def _npy_shape(member) -> tuple[int, ...]:
+    """Shape from the header of an ``.npy`` stream, without reading its data."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, _ = np.lib.format.read_array_header_1_0(member)
+    else:
+        shape, _, _ = np.lib.format.read_array_header_2_0(member)
+    return tuple(shape)
 
 
 # --- Parquet sample shards ---------------------------------------------------------------------------
@@ -257,6 +317,20 @@ def _write_parquet_samples(url: str, samples: Sequence[Sample], compress: bool) 
     storage.write_bytes(url, buf.getvalue())
 
 
+def _check_parquet_schema(url: str, schema) -> None:
+    """A Parquet file's schema is a sample shard's: kind and version metadata (when present), columns."""
+    meta = schema.metadata or {}
+    kind = meta.get(b"tracklift.kind", b"").decode()
+    if kind and kind != "samples":
+        raise DataError(url, f"expected a 'samples' Parquet file, found {kind!r}")
+    version = meta.get(b"tracklift.version")
+    if version is not None and int(version) != VERSION:
+        raise DataError(url, f"unsupported samples version {version.decode()}, expected {VERSION}")
+    missing = [f.name for f in _parquet_schema() if f.name not in schema.names]
+    if missing:
+        raise DataError(url, f"Parquet shard lacks column(s) {', '.join(missing)}")
+
+
 def _read_parquet_samples(url: str) -> list[Sample]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -266,18 +340,24 @@ def _read_parquet_samples(url: str) -> list[Sample]:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError) as e:
         raise DataError(url, f"not a readable Parquet file ({e})") from None
-    meta = table.schema.metadata or {}
-    kind = meta.get(b"tracklift.kind", b"").decode()
-    if kind and kind != "samples":
-        raise DataError(url, f"expected a 'samples' Parquet file, found {kind!r}")
-    version = meta.get(b"tracklift.version")
-    if version is not None and int(version) != VERSION:
-        raise DataError(url, f"unsupported samples version {version.decode()}, expected {VERSION}")
-    wanted = _parquet_schema()
-    missing = [f.name for f in wanted if f.name not in table.column_names]
-    if missing:
-        raise DataError(url, f"Parquet shard lacks column(s) {', '.join(missing)}")
-    return [sample_from_row(row, url) for row in table.select(wanted.names).to_pylist()]
+    _check_parquet_schema(url, table.schema)
+    return [sample_from_row(row, url) for row in table.select(_parquet_schema().names).to_pylist()]
+
+
+def _parquet_sample_sizes(url: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with storage.open_file(url, "rb") as f:
+            pf = pq.ParquetFile(f)
+            _check_parquet_schema(url, pf.schema_arrow)
+            sizes = pf.read(columns=["num_points"]).column("num_points").to_numpy()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(url, f"not a readable Parquet file ({e})") from None
+    if np.any(sizes < 0):
+        raise DataError(url, "a sample has a negative num_points")
+    return sizes.astype(np.int64)
 
 
 def write_pseudo_labels(

@@ -50,6 +50,8 @@ def group_winners(groups: np.ndarray, labels: np.ndarray, counts: np.ndarray | N
 
 def _reduce(keys: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sum ``counts`` over equal ``keys``; returns sorted unique keys and their sums."""
+    if len(keys) == 0:  # frames whose masks keep no visible vertex fold in nothing (reduceat needs an entry)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if counts is None:
         uniq, n = np.unique(keys, return_counts=True)
         return uniq, n.astype(np.int64)

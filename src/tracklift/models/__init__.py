@@ -6,17 +6,25 @@ Public API::
     model = Segmenter.from_config(cfg)                # backend "torch" unless cfg.backend says otherwise
     losses = model(PointBatch.collate(samples))       # training mode + targets → loss dict; sum the values
     inst = model.predict(points, colors)              # Instances: (K, N) bool masks, (K,) scores
-    save_checkpoint(model, "s3://bucket/ckpt.pt");  model = load_checkpoint("s3://bucket/ckpt.pt")
+    save_checkpoint(model, "s3://bucket/ckpt.pt");  model = Segmenter.from_checkpoint("s3://bucket/ckpt.pt")
+
+Imports go one way: ``sparse`` (the backend interface) ← ``backends`` (the implementations and their
+name table, ``backends.registry``) ← ``sparse_nn`` ← ``unet`` ← ``segmenter``; ``checkpoint`` (file format,
+weight loading; imports only ``config``) ← ``segmenter`` (whose ``from_checkpoint`` is the one loader).
 """
 
+from tracklift.models.backends.registry import available_backends, get_backend, installed_backends
 from tracklift.models.batch import PointBatch
-from tracklift.models.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from tracklift.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from tracklift.models.config import DecoderConfig, InferenceConfig, LossConfig, ModelConfig, UNetConfig
 from tracklift.models.decoder import DecoderOutput, QueryDecoder
 from tracklift.models.matcher import HungarianMatcher
 from tracklift.models.segmenter import Segmenter, SegmenterOutput
-from tracklift.models.sparse import SparseBackend, SparseTensor, available_backends, get_backend, voxelize
+from tracklift.models.sparse import SparseBackend, SparseTensor, voxelize
 from tracklift.models.unet import SparseUNet
+
+# The functional name of the one "build a model from a checkpoint" loader.
+load_checkpoint = Segmenter.from_checkpoint
 
 __all__ = [
     "DecoderConfig",
@@ -35,6 +43,7 @@ __all__ = [
     "UNetConfig",
     "available_backends",
     "get_backend",
+    "installed_backends",
     "load_checkpoint",
     "load_weights",
     "read_checkpoint",

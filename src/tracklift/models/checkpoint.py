@@ -8,6 +8,12 @@ Layout (version 1)::
 
 Weights do not depend on the sparse backend (see :mod:`tracklift.models.sparse`), so a checkpoint
 written with one backend loads into another.
+
+This module knows the file format and how weights go into a module; it does not build models (that is
+:meth:`tracklift.models.segmenter.Segmenter.from_checkpoint`, which calls :func:`read_checkpoint` and
+:func:`apply_weights`), so it imports nothing of the network. Every loader reads a checkpoint once, with
+:func:`read_checkpoint`, and every weight that reaches a model passed its checks (format, version,
+config, finite values).
 """
 
 from __future__ import annotations
@@ -18,20 +24,20 @@ import warnings
 from typing import Any
 
 import torch
+from torch import nn
 
 from tracklift import storage
 from tracklift.config import from_dict
 from tracklift.errors import ConfigError, DataError
 from tracklift.models.config import ModelConfig, architecture_differences
-from tracklift.models.segmenter import Segmenter
 
 FORMAT = "tracklift.segmenter"
 VERSION = 1
 
 
-def checkpoint_dict(model: Segmenter, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The checkpoint of ``model`` as a dict (tensors on CPU)."""
-    if model.config is None:
+def checkpoint_dict(model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint of a :class:`~tracklift.models.Segmenter` as a dict (tensors on CPU)."""
+    if getattr(model, "config", None) is None:
         raise ValueError("the model has no ModelConfig: build it with Segmenter.from_config to save it")
     return {
         "format": FORMAT,
@@ -43,21 +49,30 @@ def checkpoint_dict(model: Segmenter, extra: dict[str, Any] | None = None) -> di
     }
 
 
-def save_checkpoint(model: Segmenter, url: str, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(model: nn.Module, url: str, extra: dict[str, Any] | None = None) -> None:
     """Write ``model``'s checkpoint to ``url`` atomically."""
     buf = io.BytesIO()
     torch.save(checkpoint_dict(model, extra), buf)
     storage.write_bytes(url, buf.getvalue())
 
 
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """Name of the first floating-point tensor of ``state`` (in its order) holding NaN or ±inf, or None."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+            return name
+    return None
+
+
 def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
-    """Read and check a checkpoint.
+    """Read and check a checkpoint: the one place a checkpoint file is read.
 
     Returns:
         ``(checkpoint dict, its ModelConfig)``.
 
     Raises:
-        DataError: missing file, not a tracklift segmenter checkpoint, unknown version, bad config.
+        DataError: missing file, not a tracklift segmenter checkpoint, unknown version, bad config, a
+            weight holding NaN or infinite values (a diverged run: it would predict nothing).
     """
     data = storage.read_bytes(url)
     try:
@@ -77,10 +92,13 @@ def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
         cfg = from_dict(ModelConfig, ckpt["config"], where="checkpoint config").validate()
     except (ConfigError, ValueError) as e:
         raise DataError(url, f"bad model config: {e}") from None
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise DataError(url, f"weight {bad!r} holds NaN or infinite values (a diverged run?); refusing it")
     return ckpt, cfg
 
 
-def _state_problems(model: Segmenter, state: dict[str, torch.Tensor]) -> list[str]:
+def _state_problems(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     own = model.state_dict()
     problems = []
     missing = sorted(set(own) - set(state))
@@ -102,8 +120,16 @@ def _state_problems(model: Segmenter, state: dict[str, torch.Tensor]) -> list[st
     return problems
 
 
-def load_weights(model: Segmenter, url: str) -> dict[str, Any]:
-    """Load a checkpoint's weights into an existing model (e.g. the next curriculum stage).
+def apply_weights(
+    model: nn.Module, url: str, ckpt: dict[str, Any], cfg: ModelConfig, own_config: bool = False
+) -> dict[str, Any]:
+    """Load an already read checkpoint (:func:`read_checkpoint`) into ``model``.
+
+    Args:
+        model: a :class:`~tracklift.models.Segmenter`.
+        url: where the checkpoint came from (for messages).
+        ckpt, cfg: what :func:`read_checkpoint` returned.
+        own_config: ``model`` was built from ``cfg`` itself, so only the weights are compared.
 
     Returns:
         the checkpoint's ``extra`` dict.
@@ -112,8 +138,7 @@ def load_weights(model: Segmenter, url: str) -> dict[str, Any]:
         DataError: the checkpoint's architecture differs from the model's (naming the fields), or its
             weights do not fit (naming the tensors).
     """
-    ckpt, cfg = read_checkpoint(url)
-    if model.config is not None:
+    if not own_config and getattr(model, "config", None) is not None:
         diffs = architecture_differences(cfg, model.config)
         if diffs:
             raise DataError(
@@ -122,30 +147,24 @@ def load_weights(model: Segmenter, url: str) -> dict[str, Any]:
         if cfg.voxel_size != model.config.voxel_size:
             warnings.warn(
                 f"{url}: checkpoint trained at voxel_size {cfg.voxel_size} m, model uses {model.config.voxel_size} m",
-                stacklevel=2,
+                stacklevel=3,
             )
     problems = _state_problems(model, ckpt["state_dict"])
     if problems:
-        raise DataError(url, "checkpoint weights do not fit the model: " + "; ".join(problems))
+        what = "do not match its own config" if own_config else "do not fit the model"
+        raise DataError(url, f"checkpoint weights {what}: " + "; ".join(problems))
     model.load_state_dict(ckpt["state_dict"])
     return ckpt.get("extra", {})
 
 
-def load_checkpoint(url: str, device: torch.device | str = "cpu", backend: str | None = None) -> Segmenter:
-    """Build the model a checkpoint describes and load its weights.
-
-    Args:
-        url: the checkpoint.
-        device: where to put the model (``"cpu"``, ``"cuda"``, ...).
-        backend: sparse backend to run it with (default: the one it was saved with).
+def load_weights(model: nn.Module, url: str) -> dict[str, Any]:
+    """Read a checkpoint and load its weights into an existing model (e.g. to resume a curriculum stage).
 
     Returns:
-        the model, in eval mode, on ``device``.
+        the checkpoint's ``extra`` dict.
+
+    Raises:
+        DataError: see :func:`read_checkpoint` and :func:`apply_weights`.
     """
     ckpt, cfg = read_checkpoint(url)
-    model = Segmenter.from_config(cfg, backend=backend)
-    problems = _state_problems(model, ckpt["state_dict"])
-    if problems:
-        raise DataError(url, "checkpoint weights do not match its own config: " + "; ".join(problems))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
+    return apply_weights(model, url, ckpt, cfg)

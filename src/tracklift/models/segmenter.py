@@ -8,15 +8,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tracklift.models.backends.registry import get_backend
 from tracklift.models.batch import PointBatch
+from tracklift.models.checkpoint import apply_weights, read_checkpoint
 from tracklift.models.config import InferenceConfig, ModelConfig
 from tracklift.models.criterion import InstanceCriterion
 from tracklift.models.decoder import DecoderOutput, QueryDecoder
 from tracklift.models.inference import scene_instances
 from tracklift.models.losses import scene_targets
-from tracklift.models.sparse import Voxelization, get_backend
+from tracklift.models.sparse import Voxelization
 from tracklift.models.unet import SparseUNet
 from tracklift.structures import Instances
+
+
+class TooManyVoxels(ValueError):
+    """A cloud occupies more voxels than ``InferenceConfig.max_voxels`` allows (raised before the forward
+    pass; a ValueError like the other refusals of :meth:`Segmenter.predict`)."""
 
 
 @dataclass
@@ -104,12 +111,36 @@ class Segmenter(nn.Module):
             feats.append(centred)
         return torch.cat(feats, dim=1)
 
+    # Inference phases, public so that serving runs (and times) exactly these steps and checks.
+
+    def voxelize(self, batch: PointBatch) -> Voxelization:
+        """Phase 1: quantize the batch to voxels (``batch`` on the model's device); features per
+        :meth:`input_features`."""
+        return self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
+
+    def forward_voxels(self, vox: Voxelization, all_stages: bool = True) -> DecoderOutput:
+        """Phase 2: backbone and query decoder over the voxels; ``all_stages=False`` keeps only the
+        final decoder predictions."""
+        return self.decoder(self.backbone(vox.tensor), all_stages)
+
+    def postprocess(self, out: SegmenterOutput, batch: PointBatch) -> list[Instances]:
+        """Phase 3: each scene's final-stage logits → :class:`Instances` over its points (thresholds of
+        ``self.inference``)."""
+        return [
+            scene_instances(
+                out.decoder.mask_logits[-1][b],
+                out.decoder.objectness[-1][b],
+                out.scene_point2voxel(b, batch),
+                self.inference,
+            )
+            for b in range(batch.num_scenes)
+        ]
+
     def run(self, batch: PointBatch, all_stages: bool = True) -> SegmenterOutput:
         """Voxelize, run the backbone and the decoder (``batch`` must be on the model's device);
         ``all_stages=False`` keeps only the final decoder predictions."""
-        vox = self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
-        levels = self.backbone(vox.tensor)
-        return SegmenterOutput(self.decoder(levels, all_stages), vox)
+        vox = self.voxelize(batch)
+        return SegmenterOutput(self.forward_voxels(vox, all_stages), vox)
 
     def losses(self, out: SegmenterOutput, batch: PointBatch) -> dict[str, torch.Tensor]:
         """Weighted loss dict (sum the values for the training loss). Needs ``batch.instance``."""
@@ -143,16 +174,7 @@ class Segmenter(nn.Module):
         self.eval()
         try:
             batch = batch.to(self.device)
-            out = self.run(batch, all_stages=False)
-            return [
-                scene_instances(
-                    out.decoder.mask_logits[-1][b],
-                    out.decoder.objectness[-1][b],
-                    out.scene_point2voxel(b, batch),
-                    self.inference,
-                )
-                for b in range(batch.num_scenes)
-            ]
+            return self.postprocess(self.run(batch, all_stages=False), batch)
         finally:
             self.train(was_training)
 
@@ -160,7 +182,8 @@ class Segmenter(nn.Module):
         """Refuse a cloud whose voxel count exceeds ``inference.max_voxels`` before it exhausts memory.
 
         Raises:
-            ValueError: naming the scene, its point and voxel counts, the limit and what to do.
+            TooManyVoxels: (a ValueError) naming the scene, its point and voxel counts, the limit and what
+                to do.
         """
         limit = self.inference.max_voxels
         if limit is None:
@@ -169,18 +192,31 @@ class Segmenter(nn.Module):
             cells = torch.floor(batch.coord[rows] / self.voxel_size).to(torch.int64)
             n_vox = int(torch.unique(cells, dim=0).shape[0]) if len(cells) > limit else len(cells)
             if n_vox > limit:
-                raise ValueError(
+                raise TooManyVoxels(
                     f"scene {b} of the batch: {len(cells)} points occupy {n_vox} voxels of {self.voxel_size} m, "
                     f"over inference.max_voxels={limit}; crop the scene into parts or predict with a larger "
                     "voxel_size (memory grows with the voxel count)"
                 )
 
     @classmethod
-    def from_checkpoint(cls, url: str, device: str = "cpu", backend: str | None = None) -> Segmenter:
-        """Load a trained model (file path, ``s3://``, ``memory://``) in eval mode, ready for :meth:`predict`."""
-        from tracklift.models.checkpoint import load_checkpoint
+    def from_checkpoint(
+        cls, url: str, device: str | torch.device = "cpu", backend: str | None = None
+    ) -> Segmenter:
+        """Load a trained model (file path, ``s3://``, ``memory://``) in eval mode, ready for :meth:`predict`.
 
-        return load_checkpoint(url, device=device, backend=backend)
+        Args:
+            url: the checkpoint (read once, checked by :func:`~tracklift.models.checkpoint.read_checkpoint`).
+            device: where to put the model (``"cpu"``, ``"cuda"``, ...).
+            backend: sparse backend to run it with (default: the one it was saved with).
+
+        Raises:
+            DataError: unreadable or foreign file, bad config, non-finite weights, weights that do not
+                match the checkpoint's own config.
+        """
+        ckpt, cfg = read_checkpoint(url)
+        model = cls.from_config(cfg, backend=backend)
+        apply_weights(model, url, ckpt, cfg, own_config=True)
+        return model.to(device).eval()
 
     def predict(self, points, colors) -> Instances:
         """Segment one point cloud.

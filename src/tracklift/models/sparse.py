@@ -33,13 +33,10 @@ Conventions (every backend follows them, so weights and outputs are interchangea
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-
-from tracklift.errors import ConfigError
 
 # Hash keys pack (batch, x, y, z) into one int64: 15 bits of batch, 16 bits per axis. Axis values are
 # stored with a +2^15 bias so that a neighbour offset of -1 at coordinate 0 still packs correctly.
@@ -300,6 +297,7 @@ class SparseBackend(abc.ABC):
     (normalisation, activation, linear layers) are plain torch on ``x.feats`` and not part of a backend.
     """
 
+    # The registry name (tracklift.models.backends.registry.BACKENDS), recorded in checkpoints.
     name: str = "abstract"
 
     def voxelize(self, points: torch.Tensor, offsets: torch.Tensor, feats: torch.Tensor, voxel_size: float):
@@ -351,71 +349,3 @@ class SparseBackend(abc.ABC):
         Returns:
             a tensor on ``target``'s voxels, in its order.
         """
-
-
-_BACKENDS: dict[str, type[SparseBackend]] = {}
-# Backends shipped in tracklift.models.backends whose packages are optional (pyproject extras of the same
-# name); importing one without its package raises ConfigError with the install command.
-OPTIONAL_BACKENDS = ("minkowski", "spconv")
-
-
-def register_backend(name: str):
-    """Class decorator adding a backend under ``name`` (``get_backend(name)`` builds it)."""
-
-    def deco(cls: type[SparseBackend]) -> type[SparseBackend]:
-        cls.name = name
-        _BACKENDS[name] = cls
-        return cls
-
-    return deco
-
-
-def available_backends() -> list[str]:
-    _load_builtin()
-    return sorted(_BACKENDS)
-
-
-def installed_backends() -> list[str]:
-    """Names of the backends that load here: ``"torch"`` plus the :data:`OPTIONAL_BACKENDS` installed."""
-    names = ["torch"]
-    for name in OPTIONAL_BACKENDS:
-        try:
-            get_backend(name)
-        except (ConfigError, ValueError):
-            continue
-        names.append(name)
-    return names
-
-
-def get_backend(name: str | SparseBackend = "torch") -> SparseBackend:
-    """A backend instance by name (``"torch"`` is always available; see :data:`OPTIONAL_BACKENDS`).
-
-    A backend ``NAME`` not registered yet is looked for in ``tracklift.models.backends.NAME_backend``
-    (imported on first use, so optional dependencies load only when asked for).
-
-    Raises:
-        ConfigError: an optional backend whose package is not installed (the message names the pip
-            command).
-        ValueError: no such backend, or a dependency of a third-party backend module is missing.
-    """
-    if isinstance(name, SparseBackend):
-        return name
-    _load_builtin()
-    if name not in _BACKENDS:
-        module = f"tracklift.models.backends.{name}_backend"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise ValueError(
-                    f"sparse backend {name!r} needs the {e.name!r} package, which is not installed"
-                ) from e
-        if name not in _BACKENDS:
-            known = sorted(set(_BACKENDS) | set(OPTIONAL_BACKENDS))
-            raise ValueError(f"unknown sparse backend {name!r}; known: {', '.join(known)}")
-    return _BACKENDS[name]()
-
-
-def _load_builtin() -> None:
-    # Imported lazily: backends import this module, and optional ones may pull heavy dependencies.
-    from tracklift.models.backends import torch_backend  # noqa: F401

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tracklift.models.backends.registry import get_backend
 from tracklift.models.config import UNetConfig
-from tracklift.models.sparse import SparseBackend, SparseTensor, get_backend
+from tracklift.models.sparse import SparseBackend, SparseTensor
 from tracklift.models.sparse_nn import DownConv3d, SubmConv3d, UpConv3d, VoxelLinear, VoxelNorm, relu
 
 

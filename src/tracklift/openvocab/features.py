@@ -27,7 +27,8 @@ import torch
 
 from tracklift.datasets.scene import Scene
 from tracklift.errors import DataError
-from tracklift.lifting.project import VisibilityConfig, project, visible_ids
+from tracklift.geometry.camera import project_batch
+from tracklift.lifting.project import VisibilityConfig, visible_ids
 from tracklift.openvocab.config import ClipConfig
 from tracklift.structures import Instances
 
@@ -140,7 +141,7 @@ def select_views(scene: Scene, instances: Instances, cfg: ClipConfig | None = No
             p = positions[j]
             idx = visible[p]
             sel = idx[masks[k, idx]]
-            rows, cols, _, _ = project(points[sel], torch.from_numpy(poses[p][None]), intr)
+            rows, cols, _, _ = project_batch(points[sel], torch.from_numpy(poses[p][None]), intr)
             rows, cols = rows[0].numpy(), cols[0].numpy()
             pixels = int(np.unique(rows * W + cols).size)
             if pixels < cfg.min_mask_pixels:

@@ -3,13 +3,15 @@
 - :mod:`tracklift.serving.codec`       request / response bodies (pure functions, no Ray, no torch)
 - :mod:`tracklift.serving.engine`      batched inference with a latency breakdown (no Ray)
 - :mod:`tracklift.serving.store`       LRU result cache and CLIP retrieval over cached results
-- :mod:`tracklift.serving.deployment`  the Ray Serve deployment (routes, auth, limits, ``@serve.batch``)
+- :mod:`tracklift.serving.access`      which ``scene_url`` a client may name (deny by default, prefixes)
+- :mod:`tracklift.serving.ingress`     HTTP in front of the model: routes, auth, body limits, ``/healthz``
+- :mod:`tracklift.serving.deployment`  the model deployment (decoding, ``@serve.batch``, cache, CLIP)
 - :mod:`tracklift.serving.app`         ``build_app`` for ``serve build``/RayService, ``tracklift serve``
 - :mod:`tracklift.serving.client`      ``Client(url, token).segment(points, colors)`` and friends
 
 Only the config is imported here, so ``import tracklift.serving`` loads neither Ray nor torch.
 """
 
-from tracklift.serving.config import ClipOptions, ServeConfig
+from tracklift.serving.config import ServeConfig
 
-__all__ = ["ClipOptions", "ServeConfig"]
+__all__ = ["ServeConfig"]

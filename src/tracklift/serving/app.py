@@ -10,7 +10,10 @@
   reads the deployment options from. In the written YAML, set ``import_path:
   tracklift.serving.app:build_app`` and ``args: {checkpoint: ...}`` (cluster/rayservice.yaml does).
 - :func:`serve_forever` is ``tracklift serve``: start Ray and Serve on this machine, deploy, block until
-  Ctrl-C, shut down.
+  SIGINT (Ctrl-C) or SIGTERM, shut down within ``shutdown_timeout_s`` (then exit anyway).
+
+An application is two deployments: the light HTTP ingress (:mod:`tracklift.serving.ingress`: routes,
+auth, body limits, ``/healthz``) and the model replicas (:mod:`tracklift.serving.deployment`).
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
 from tracklift import config as config_lib
+from tracklift.cluster.session import connect
 from tracklift.errors import ConfigError
 from tracklift.serving.config import ServeConfig
 
@@ -50,8 +57,11 @@ def config_from_args(args: dict[str, Any] | None) -> ServeConfig:
         prog="tracklift.serving.app:build_app", add_help=False, exit_on_error=False, allow_abbrev=False
     )
     config_lib.add_arguments(parser, ServeConfig)
+    values = dict(args or {})
+    if values.get("clip", {}) is None:  # "clip: null" = the default, no CLIP
+        del values["clip"]
     argv = []
-    for key, value in _flatten(dict(args or {})).items():
+    for key, value in _flatten(values).items():
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         elif value is None:
@@ -68,11 +78,14 @@ def config_from_args(args: dict[str, Any] | None) -> ServeConfig:
 
 
 def application(cfg: ServeConfig) -> Application:
-    """The bound application of a config: deployment options (resources, concurrency, autoscaling) and
-    the config itself as the replicas' constructor argument."""
+    """The bound application of a config: the ingress in front of the model deployment, each with its
+    options (resources, concurrency, autoscaling) and the config as its constructor argument."""
     from tracklift.serving.deployment import TrackliftServer
+    from tracklift.serving.ingress import TrackliftIngress
 
-    return TrackliftServer.options(**cfg.deployment_options()).bind(cfg.to_dict())
+    values = cfg.to_dict()
+    model = TrackliftServer.options(**cfg.deployment_options()).bind(values)
+    return TrackliftIngress.options(**cfg.ingress_options()).bind(model, values)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -89,32 +102,79 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     return application(cfg)
 
 
-def start(cfg: ServeConfig, ray_address: str | None = None, wait_s: float = 0.0):
+def start(
+    cfg: ServeConfig,
+    ray_address: str | None = None,
+    wait_s: float = 0.0,
+    after_init: Callable[[], None] | None = None,
+):
     """Start Ray (a new local cluster unless ``ray_address`` / ``$RAY_ADDRESS`` names one), Serve's HTTP
-    proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle."""
-    import ray
-
+    proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle.
+    ``after_init`` is called once Ray is up, before Serve starts (``tracklift serve`` takes its signals
+    back there: ``ray.init`` installs a SIGTERM handler that aborts the process)."""
     os.environ.setdefault(PROXY_READY_ENV, "60")
-    if not ray.is_initialized():
-        address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    connect(ray_address, include_dashboard=False, logging_level="WARNING")
+    if after_init is not None:
+        after_init()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     return serve.run(application(cfg.validate()), name=cfg.app_name, route_prefix=cfg.route_prefix)
 
 
-def serve_forever(cfg: ServeConfig) -> None:
-    """``tracklift serve``: deploy and block until interrupted (Ctrl-C), then shut Serve and Ray down."""
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt once, so that both shut Serve and Ray down (Ray's
+    own SIGTERM handler dumps a stack and aborts); a second signal exits at once."""
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, lambda *_: os._exit(128 + signal.SIGINT))
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _shutdown(timeout_s: float) -> bool:
+    """Shut Serve and Ray down in a helper thread; True when done within ``timeout_s`` seconds."""
     import ray
 
+    def stop() -> None:
+        if ray.is_initialized():  # serve.shutdown() would start a Ray of its own otherwise
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+
+    worker = threading.Thread(target=stop, name="tracklift-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return not worker.is_alive()
+
+
+def _kill_local_ray() -> None:
+    """Last resort after a stuck shutdown: end the Ray processes this command started (best effort)."""
+    try:
+        from ray._private import worker as ray_worker
+
+        node = getattr(ray_worker, "_global_node", None)
+        if node is not None and node.head:
+            node.kill_all_processes(check_alive=False, allow_graceful=False)
+    except Exception as e:  # private API: never let the fallback itself block the exit
+        print(f"could not end Ray's processes: {type(e).__name__}: {e}", flush=True)
+
+
+def serve_forever(cfg: ServeConfig) -> None:
+    """``tracklift serve``: deploy and block until SIGINT (Ctrl-C) or SIGTERM, then shut Serve and Ray down;
+    a shutdown that takes longer than ``cfg.shutdown_timeout_s`` is abandoned and the process exits anyway."""
     from tracklift.models.checkpoint import read_checkpoint
 
     # A replica that cannot load its checkpoint makes Serve retry and then fail with a traceback;
     # reading it here first turns a wrong URL into one clear message before anything starts.
     read_checkpoint(cfg.checkpoint)
+    _stop_on_signals()
     try:
-        # Inside the try: Ctrl-C may come while serve.run still waits for the proxies (HTTP can already
-        # answer by then), and must shut down as cleanly as Ctrl-C later.
-        start(cfg)
+        # Inside the try: a signal may come while serve.run still waits for the proxies (HTTP can already
+        # answer by then), and must shut down as cleanly as one later.
+        start(cfg, after_init=_stop_on_signals)  # again once Ray is up: ray.init replaces SIGTERM's handler
         base = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
         print(f"tracklift serving {cfg.checkpoint} at {base}  (GET {base}/healthz; Ctrl-C stops)", flush=True)
         while True:
@@ -122,9 +182,10 @@ def serve_forever(cfg: ServeConfig) -> None:
     except KeyboardInterrupt:
         print("stopping", flush=True)
     finally:
-        if ray.is_initialized():  # serve.shutdown() would start a Ray of its own otherwise
-            serve.shutdown()
-            ray.shutdown()
+        if not _shutdown(cfg.shutdown_timeout_s):
+            print(f"shutdown did not finish within {cfg.shutdown_timeout_s:g} s; exiting anyway", flush=True)
+            _kill_local_ray()
+            os._exit(0)
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,11 @@ Request bodies of ``POST /v1/segment`` (chosen by ``Content-Type``):
                                                      ``{"scene_url": "..."}``
 Colours are uint8 0..255 or floats in [0, 1]; missing colours are mid-grey (128).
 
+Declared sizes are never trusted: a PLY's element counts must fit in the body's bytes (faces are never
+decoded), an NPZ member's ``.npy`` header must describe exactly the bytes the member holds, and a JSON body
+is bounded by cheap byte counts (rows, commas, nesting, :func:`json_body_limit`) before it is parsed. A
+declared cloud over ``max_points`` is a 413, a lying or malformed body a 400 with a short reason.
+
 Response of a segmentation (JSON, or NPZ when ``Accept: application/x-npz``)::
 
     {"scene_key": str, "num_points": N, "num_instances": K,
@@ -25,14 +30,14 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tracklift.datasets.ply import decode_ply, encode_ply
+from tracklift.datasets.ply import decode_ply, encode_ply, read_ply_header
 from tracklift.datasets.scene import Mesh
 from tracklift.errors import DataError
 from tracklift.structures import Instances
@@ -43,6 +48,12 @@ JSON_TYPE = "application/json"
 MIN_POINTS = 2
 MAX_TEXT_CHARS = 1000
 DEFAULT_TOP_K = 5
+# JSON costs far more to parse than its size (a Python list and floats per point): bodies are bounded by
+# size and by cheap byte counts *before* json.loads. A point as ``encode_cloud`` writes it is ~60 bytes
+# (``[0.12345678359270096, ...]``), its colour ~15; 256 bytes per point leaves room for indented JSON.
+JSON_BYTES_PER_POINT = 256
+NESTED_TOO_DEEPLY = "not valid JSON here: nested too deeply"
+MAX_QUERY_BYTES = 64 << 10  # a query is a key or URL and at most MAX_TEXT_CHARS of text
 
 
 class RequestError(DataError):
@@ -156,64 +167,131 @@ def check_cloud(
 
 # --------------------------------------------------------------------------------------- request bodies
 
-_VERTEX_COUNT = re.compile(rb"^element\s+vertex\s+(\d+)\s*$", re.MULTILINE)
-
 
 def decode_ply_cloud(body: bytes, max_points: int) -> Cloud:
-    """A PLY body → :class:`Cloud` (faces are ignored). The vertex count is checked from the header
-    before anything is parsed, so an oversized upload costs no decoding."""
+    """A PLY body → :class:`Cloud`. The vertex count is checked from the header before anything is parsed
+    (413 over ``max_points``); every declared element must fit in the body's bytes, and faces or any other
+    element are never decoded, so a few-byte header declaring 10^9 rows costs nothing (400)."""
     source = "request body (PLY)"
-    if not body.startswith(b"ply"):
-        raise RequestError(source, "not a PLY file (it must start with 'ply')")
-    end = body.find(b"end_header", 0, 1 << 16)
-    if end < 0:
-        raise RequestError(source, "PLY header has no end_header line (truncated or not PLY)")
-    m = _VERTEX_COUNT.search(body[:end].replace(b"\r\n", b"\n"))
-    if m is None:
-        raise RequestError(source, "PLY header declares no vertex element")
-    count = int(m.group(1))
-    if count > max_points:
-        raise RequestError(source, f"{count} points, the limit is {max_points}", 413)
-    if count == 0:
-        raise RequestError(source, "empty cloud: no points")
     try:
-        mesh = decode_ply(body, source)
+        header = read_ply_header(body, source)
+        vertex = header.element("vertex")
+        if vertex is None:
+            raise RequestError(source, "PLY header declares no vertex element")
+        if vertex.count > max_points:
+            raise RequestError(source, f"{vertex.count} points, the limit is {max_points}", 413)
+        if vertex.count == 0:
+            raise RequestError(source, "empty cloud: no points")
+        mesh = decode_ply(body, source, faces=False, max_rows=max_points)
+    except RequestError:
+        raise
     except DataError as e:
         raise RequestError(source, e.problem) from None
     return check_cloud(mesh.vertices, mesh.colors, source, max_points)
 
 
+# what zipfile / zlib / numpy raise on corrupt, encrypted or exotic archives and members
+_ZIP_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
+
+
+def _npy_member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
+    for member in (f"{name}.npy", name):
+        try:
+            return archive.getinfo(member)
+        except KeyError:
+            continue
+    return None
+
+
+def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, max_rows: int) -> None:
+    """Read one member's ``.npy`` header (a few hundred bytes) and check it before numpy allocates anything:
+    no object dtype (pickles), a shape whose bytes equal what the member really holds, at most ``max_rows``
+    rows (413)."""
+    name = info.filename
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            header_bytes = f.tell()
+    except _ZIP_ERRORS as e:
+        raise RequestError(source, f"{name!r} is not a readable .npy array ({e})") from None
+    if dtype.hasobject:
+        raise RequestError(source, f"{name!r} holds Python objects: pickled arrays are refused")
+    declared = math.prod(shape) * dtype.itemsize
+    held = info.file_size - header_bytes
+    if declared != held:
+        raise RequestError(
+            source, f"{name!r} header declares shape {tuple(shape)} ({declared} bytes) but holds {held} bytes"
+        )
+    if shape and shape[0] > max_rows:
+        raise RequestError(source, f"{shape[0]} points, the limit is {max_rows}", 413)
+
+
 def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:
-    """An NPZ body (``points``, optional ``colors``) → :class:`Cloud`; pickled arrays are refused."""
+    """An NPZ body (``points``, optional ``colors``) → :class:`Cloud`; pickled arrays are refused.
+
+    Nothing is decompressed before the archive's directory and the arrays' ``.npy`` headers are checked:
+    unpacked sizes are bounded, and a header claiming a shape the member does not hold (10^12 × 3 in a few
+    bytes) is a 400 rather than an allocation."""
     source = "request body (NPZ)"
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as e:
+    except _ZIP_ERRORS as e:
         raise RequestError(source, f"not an NPZ archive ({e})") from None
     # Compressed members could expand far beyond the body limit: bound the unpacked size first.
     limit = max_points * 3 * 8 * 2 + (1 << 20)
     unpacked = sum(i.file_size for i in infos)
     if unpacked > limit:
         raise RequestError(source, f"arrays unpack to {unpacked} bytes, the limit is {limit}", 413)
+    members = {name: _npy_member(archive, name) for name in ("points", "colors")}
+    if members["points"] is None:
+        names = sorted(i.filename.removesuffix(".npy") for i in infos)[:10]
+        raise RequestError(source, f"no 'points' array (found {names})")
+    for info in members.values():
+        if info is not None:
+            _check_npy_header(archive, info, source, max_points)
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as npz:
-            if "points" not in npz.files:
-                raise RequestError(source, f"no 'points' array (found {sorted(npz.files)})")
             points = npz["points"]
-            colors = npz["colors"] if "colors" in npz.files else None
-    except RequestError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+            colors = npz["colors"] if members["colors"] is not None else None
+    except (*_ZIP_ERRORS, KeyError) as e:
         raise RequestError(source, f"unreadable NPZ ({type(e).__name__}: {e})") from None
     return check_cloud(points, colors, source, max_points)
 
 
-def _json_array(value: Any, name: str, source: str) -> np.ndarray:
+def _has_bool(value: Any) -> bool:
+    """True when a nested list holds a JSON ``true`` / ``false`` (Python bools pass as 0 / 1 in numpy)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool):
+            return True
+        if isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
+def _json_array(value: Any, name: str, source: str, may_hold_bools: bool) -> np.ndarray:
+    if may_hold_bools and _has_bool(value):
+        raise RequestError(source, f"{name} must hold numbers only, got true/false")
     try:
         arr = np.array(value)
-    except (ValueError, TypeError) as e:
-        raise RequestError(source, f"{name} is not a rectangular array of numbers ({e})") from None
+    except (ValueError, TypeError, OverflowError):
+        raise RequestError(source, f"{name} is not a rectangular array of numbers") from None
     if arr.dtype.kind not in "iuf":
         if arr.size == 0:
             return arr.reshape(0, 3).astype(np.float32)
@@ -222,19 +300,63 @@ def _json_array(value: Any, name: str, source: str) -> np.ndarray:
 
 
 def parse_json(body: bytes, source: str) -> dict:
-    """A JSON object body → dict; anything else is a 400 naming the problem."""
+    """A JSON object body → dict; anything else is a 400 naming the problem (never the parser's internals).
+
+    Python's parser refuses integers of more than 4300 digits (ValueError) and nesting deeper than the
+    recursion limit (RecursionError): both are malformed input, answered with a short reason."""
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RequestError(source, f"not valid JSON ({e})") from None
+    except UnicodeDecodeError:
+        raise RequestError(source, "not valid JSON (not UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(source, f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise RequestError(source, NESTED_TOO_DEEPLY) from None
+    except ValueError:  # int_max_str_digits
+        raise RequestError(source, "not valid JSON here: a number has too many digits") from None
     if not isinstance(obj, dict):
         raise RequestError(source, f"expected a JSON object, got {type(obj).__name__}")
     return obj
 
 
+def json_body_limit(max_points: int) -> int:
+    """Largest JSON segment body worth reading for clouds of at most ``max_points`` points, bytes: a
+    deployment may refuse longer ``application/json`` bodies while reading them (413)."""
+    return max_points * JSON_BYTES_PER_POINT + (1 << 20)
+
+
+def _check_json_size(body: bytes, source: str, max_points: int) -> None:
+    """Refuse JSON that cannot hold an acceptable cloud before parsing it (413).
+
+    Counting bytes is C-speed and allocates nothing, while ``json.loads`` costs ~100 bytes of Python
+    objects per number. A valid request has at most ``max_points`` rows per array (points, and colours when
+    the body names them), so at most that many ``[`` plus one per array, and about 3 commas per row."""
+    limit = json_body_limit(max_points)
+    if len(body) > limit:
+        raise RequestError(
+            source,
+            f"JSON body of {len(body)} bytes, the limit for JSON is {limit} bytes (send NPZ or PLY)",
+            413,
+        )
+    if b"[[[" in body:  # a cloud is [[x, y, z], ...]: deeper arrays are refused before counting rows
+        raise RequestError(source, NESTED_TOO_DEEPLY)
+    arrays = 2 if b'"colors"' in body else 1  # rows of points, and of colours when they are sent
+    rows = body.count(b"[") - arrays
+    if rows > arrays * max_points:
+        raise RequestError(source, f"more than {max_points} points ({rows} rows of JSON)", 413)
+    if body.count(b",") > 3 * arrays * max_points + 16:
+        raise RequestError(source, f"more values than {max_points} points can hold", 413)
+
+
 def decode_json_request(body: bytes, max_points: int) -> Cloud | SceneRef:
-    """A JSON segment request → :class:`Cloud` (``points`` / ``colors``) or :class:`SceneRef`."""
+    """A JSON segment request → :class:`Cloud` (``points`` / ``colors``) or :class:`SceneRef`.
+
+    Raises:
+        RequestError: 413 for a body that cannot hold an acceptable cloud (checked before parsing), 400 for
+            malformed JSON, non-numbers (booleans included) and the cloud checks of :func:`check_cloud`.
+    """
     source = "request body (JSON)"
+    _check_json_size(body, source, max_points)
     obj = parse_json(body, source)
     if "scene_url" in obj:
         url = obj["scene_url"]
@@ -245,9 +367,11 @@ def decode_json_request(body: bytes, max_points: int) -> Cloud | SceneRef:
         return SceneRef(url.strip())
     if "points" not in obj:
         raise RequestError(source, "expected a 'points' array or a 'scene_url'")
-    points = _json_array(obj["points"], "points", source)
+    # walking the lists for booleans costs a Python loop: only when the body has a true / false literal
+    may_hold_bools = b"true" in body or b"false" in body
+    points = _json_array(obj["points"], "points", source, may_hold_bools)
     colors = obj.get("colors")
-    colors = None if colors is None else _json_array(colors, "colors", source)
+    colors = None if colors is None else _json_array(colors, "colors", source, may_hold_bools)
     return check_cloud(points, colors, source, max_points, integers_ok=True)
 
 
@@ -271,6 +395,8 @@ def decode_segment_request(body: bytes, content_type: str | None, max_points: in
 def decode_query_request(body: bytes) -> QueryRequest:
     """Decode ``{"scene_key" | "scene_url", "text", "top_k"}``; an empty text is a 400."""
     source = "request body (JSON)"
+    if len(body) > MAX_QUERY_BYTES:
+        raise RequestError(source, f"query body of {len(body)} bytes, the limit is {MAX_QUERY_BYTES}", 413)
     obj = parse_json(body, source)
     text = obj.get("text")
     if not isinstance(text, str) or not text.strip():

@@ -12,37 +12,13 @@ from dataclasses import dataclass, field
 
 from tracklift.config import from_dict
 from tracklift.errors import ConfigError
+from tracklift.openvocab.config import ClipConfig
 
 TOKEN_ENV = "TRACKLIFT_SERVE_TOKEN"
-
-
-@dataclass
-class ClipOptions:
-    """Open-vocabulary retrieval (``POST /v1/query``); disabled while ``model`` is empty.
-
-    Args:
-        model: CLIP architecture name given to ``tracklift.openvocab.ClipConfig`` (e.g. ``ViT-B-32``).
-        checkpoint: CLIP weights URL; None = whatever the encoder does without weights.
-        device: torch device of the encoder.
-        model_config: optional open_clip model config JSON URL registered under ``model``.
-        frames_per_instance: best views per instance used for its feature.
-        frame_step: consider every n-th frame of a scene.
-        on_segment: compute instance features when a ``scene_url`` is segmented (else on the first query).
-    """
-
-    model: str = field(default="", metadata={"help": "CLIP model name; empty disables /v1/query"})
-    checkpoint: str | None = field(default=None, metadata={"help": "CLIP weights URL"})
-    device: str = field(default="cpu", metadata={"help": "torch device of the CLIP encoder"})
-    model_config: str | None = field(default=None, metadata={"help": "open_clip model config JSON URL"})
-    frames_per_instance: int = field(default=5, metadata={"help": "views per instance"})
-    frame_step: int = field(default=1, metadata={"help": "use every n-th frame"})
-    on_segment: bool = field(
-        default=True, metadata={"help": "compute CLIP features when a scene_url is segmented"}
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.model)
+# Host memory of a forward pass per point of the batch, bytes: one 1M-point cloud took a CPU replica from
+# 1.3 to 6.8 GB (issue 10). With the replica's idle size, the budget that max_batch_points bounds.
+BYTES_PER_POINT = 5_500
+REPLICA_BASE_BYTES = 1_300_000_000
 
 
 @dataclass
@@ -53,13 +29,24 @@ class ServeConfig:
         checkpoint: segmenter checkpoint URL (file path, ``file://``, ``s3://``, ``memory://``).
         host: HTTP bind address of Serve's proxy.
         port: HTTP port.
-        token: bearer token clients must send (None: no auth; also read from ``TRACKLIFT_SERVE_TOKEN``).
+        token: bearer token clients must send (None: no auth). Prefer ``$TRACKLIFT_SERVE_TOKEN``: a
+            ``--token`` flag is visible to every local user in ``ps``.
         device: torch device of the model.
         backend: sparse backend override (default: the checkpoint's).
         max_batch_size: clouds fused into one forward pass (1 disables batching).
+        max_batch_points: points fused into one forward pass: a batch over it runs as several passes, a
+            single larger cloud alone. A replica's peak memory grows with the points of one pass (about
+            5.5 KB per point measured for one 1M-point cloud on CPU), so this, with ``max_points``, bounds it.
         batch_wait_timeout_s: how long a batch waits to fill, seconds.
-        max_ongoing_requests: requests a replica accepts at once (must be >= max_batch_size, or batches
-            never fill; Serve's default is 5).
+        max_ongoing_requests: requests a model replica works on at once (must be >= max_batch_size, or
+            batches never fill; Serve's default is 5). Requests beyond it wait in the ingress.
+        max_open_requests: requests the HTTP ingress holds at once (receiving bodies, waiting for a model
+            replica); ``/healthz`` is answered by the ingress and never waits for the model. The ingress
+            holds at most ``max_open_requests * max_request_mb`` MiB of bodies.
+        body_timeout_s: a request body must have fully arrived this many seconds after the request
+            started, else 408 (a slow or stalled upload never holds a model slot).
+        min_body_rate_kib_s: after its first 5 s, an upload averaging less than this many KiB/s is cut
+            with 408 (0: no minimum), so trickling connections do not hold the ingress until the deadline.
         num_cpus: CPUs reserved per replica.
         num_gpus: GPUs per replica (0 on CPU-only machines; never ask for a GPU that is not there).
         torch_threads: intra-op threads of each replica (0: ``max(1, int(num_cpus))``).
@@ -70,23 +57,43 @@ class ServeConfig:
         max_points: clouds with more points are refused with 413.
         cache_size: segmentation results kept for ``/v1/query`` (LRU, per replica).
         cache_mb: the cache also drops old results while their masks exceed this many MiB.
-        scene_prefixes: ``scene_url`` must start with one of these (empty: any URL the server can read).
+        scene_prefixes: ``scene_url`` must lie under one of these absolute paths / ``file://`` / ``s3://``
+            prefixes (whole path segments, local paths resolved); empty (the default): ``scene_url`` is
+            refused. See SECURITY.md.
+        shutdown_timeout_s: ``tracklift serve`` exits this many seconds after SIGINT / SIGTERM even when
+            Serve and Ray have not finished shutting down.
         route_prefix: HTTP route of the application.
         app_name: Serve application name.
-        clip: open-vocabulary retrieval options.
+        clip: open-vocabulary retrieval (``POST /v1/query``); None (the default) disables it, any
+            ``--clip.*`` flag enables it.
+        clip_on_segment: compute CLIP features when a ``scene_url`` is segmented (else on the first query).
     """
 
     checkpoint: str = field(default="", metadata={"help": "segmenter checkpoint URL"})
     host: str = field(default="127.0.0.1", metadata={"help": "HTTP bind address"})
     port: int = field(default=8000, metadata={"help": "HTTP port"})
     token: str | None = field(
-        default=None, metadata={"help": f"bearer token required from clients (or ${TOKEN_ENV})"}
+        default=None,
+        metadata={
+            "help": f"bearer token required from clients; prefer setting ${TOKEN_ENV} (a flag is visible "
+            "to every local user in ps)"
+        },
     )
     device: str = field(default="cpu", metadata={"help": "torch device of the model"})
     backend: str | None = field(default=None, metadata={"help": "sparse backend (default: checkpoint's)"})
     max_batch_size: int = field(default=4, metadata={"help": "clouds per forward pass (1 = no batching)"})
+    max_batch_points: int = field(
+        default=1_000_000, metadata={"help": "points per forward pass (bounds a replica's memory)"}
+    )
     batch_wait_timeout_s: float = field(default=0.05, metadata={"help": "batch fill wait, seconds"})
-    max_ongoing_requests: int = field(default=16, metadata={"help": "in-flight requests per replica"})
+    max_ongoing_requests: int = field(default=16, metadata={"help": "in-flight requests per model replica"})
+    max_open_requests: int = field(
+        default=64, metadata={"help": "requests the HTTP ingress holds at once (uploads, waiting)"}
+    )
+    body_timeout_s: float = field(default=60.0, metadata={"help": "deadline for a request body, seconds"})
+    min_body_rate_kib_s: float = field(
+        default=16.0, metadata={"help": "slowest accepted upload after its first 5 s, KiB/s (0: any)"}
+    )
     num_cpus: float = field(default=1.0, metadata={"help": "CPUs per replica"})
     num_gpus: float = field(default=0.0, metadata={"help": "GPUs per replica"})
     torch_threads: int = field(default=0, metadata={"help": "torch threads per replica (0: num_cpus)"})
@@ -100,11 +107,17 @@ class ServeConfig:
     cache_size: int = field(default=16, metadata={"help": "results kept for /v1/query (LRU)"})
     cache_mb: float = field(default=1024.0, metadata={"help": "memory bound of the result cache, MiB"})
     scene_prefixes: list[str] = field(
-        default_factory=list, metadata={"help": "allowed scene_url prefixes (empty: any)"}
+        default_factory=list, metadata={"help": "allowed scene_url prefixes (empty: scene_url refused)"}
+    )
+    shutdown_timeout_s: float = field(
+        default=30.0, metadata={"help": "exit this long after SIGINT/SIGTERM even if shutdown hangs, s"}
     )
     route_prefix: str = field(default="/", metadata={"help": "HTTP route prefix"})
     app_name: str = field(default="tracklift", metadata={"help": "Serve application name"})
-    clip: ClipOptions = field(default_factory=ClipOptions)
+    clip: ClipConfig | None = field(default=None, metadata={"help": "CLIP retrieval (off unless set)"})
+    clip_on_segment: bool = field(
+        default=True, metadata={"help": "compute CLIP features when a scene_url is segmented"}
+    )
 
     @property
     def max_request_bytes(self) -> int:
@@ -123,6 +136,10 @@ class ServeConfig:
 
         need(bool(self.checkpoint), "checkpoint is required (--checkpoint URL)")
         need(self.max_batch_size >= 1, f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        need(self.max_batch_points >= 2, f"max_batch_points must be >= 2, got {self.max_batch_points}")
+        need(self.max_open_requests >= 1, "max_open_requests must be >= 1")
+        need(self.body_timeout_s > 0 and self.shutdown_timeout_s > 0, "timeouts must be > 0")
+        need(self.min_body_rate_kib_s >= 0, "min_body_rate_kib_s must be >= 0")
         need(self.batch_wait_timeout_s >= 0, "batch_wait_timeout_s must be >= 0")
         need(
             self.max_ongoing_requests >= self.max_batch_size,
@@ -140,18 +157,40 @@ class ServeConfig:
         )
         need(self.route_prefix.startswith("/"), "route_prefix must start with '/'")
         need(0 < self.port < 65536, f"port out of range: {self.port}")
+        from tracklift.serving.access import check_prefixes
+
+        problems = check_prefixes(self.scene_prefixes)
+        need(not problems, "scene_prefixes: " + "; ".join(problems))
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self)  # a nested ClipConfig becomes a dict; from_dict rebuilds it
 
     @classmethod
     def from_dict(cls, values: dict) -> ServeConfig:
         """From a (nested) dict such as :meth:`to_dict` or a ``serve build`` args mapping."""
         return from_dict(cls, dict(values), where="serve config")
 
+    def replica_memory_bytes(self) -> int:
+        """Upper estimate of one model replica's peak host memory under these limits, bytes: its idle
+        size, the largest forward pass (``max(max_batch_points, max_points)`` points), the request bodies
+        it may hold (``max_ongoing_requests * max_request_mb``) and the result cache (``cache_mb``).
+        CLIP, when configured, comes on top. Used to size the manifests' memory limits."""
+        points = max(self.max_batch_points, self.max_points)
+        bodies = self.max_ongoing_requests * self.max_request_bytes
+        return int(REPLICA_BASE_BYTES + points * BYTES_PER_POINT + bodies + self.cache_mb * 1024 * 1024)
+
+    def ingress_options(self) -> dict:
+        """Keyword arguments for the ingress's ``Deployment.options``: no CPU reserved (it only moves
+        bytes), one replica, ``max_open_requests`` at once."""
+        return {
+            "ray_actor_options": {"num_cpus": 0},
+            "num_replicas": 1,
+            "max_ongoing_requests": self.max_open_requests,
+        }
+
     def deployment_options(self) -> dict:
-        """Keyword arguments for ``Deployment.options``: resources, concurrency, autoscaling."""
+        """Keyword arguments for the model's ``Deployment.options``: resources, concurrency, autoscaling."""
         return {
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "max_ongoing_requests": self.max_ongoing_requests,

@@ -1,16 +1,19 @@
-"""The Ray Serve deployment: HTTP routes, auth, size limits, dynamic batching, the result cache.
+"""The model deployment: decoding, limits, dynamic batching, the result cache, CLIP retrieval.
+
+It sits behind :class:`tracklift.serving.ingress.TrackliftIngress`, which owns HTTP (routes, auth, body
+limits and deadline, ``/healthz``) and calls :meth:`TrackliftServer.handle` with the body's bytes.
 
 Routes (see :mod:`tracklift.serving.codec` for the payloads):
-  ``GET  /healthz``      liveness (no token needed, for load balancers and Kubernetes probes)
+  ``GET  /healthz``      liveness, answered by the ingress (no token needed; ``HEAD`` too)
   ``GET  /v1/model``     checkpoint URL, backend, model config, CLIP config, batching settings
   ``POST /v1/segment``   a cloud (PLY / NPZ / JSON) or ``{"scene_url": ...}`` → instances + ``scene_key``
   ``POST /v1/query``     ``{"scene_key" | "scene_url", "text", "top_k"}`` → instances ranked by CLIP
 
 Every failure is answered with ``{"error", "source", "status"}`` and the replica keeps serving: bad input
-is 400, a missing / wrong bearer token 401, a forbidden ``scene_url`` 403, an unknown key or scene 404,
-a too-large body or cloud 413, an unsupported media type 415, a query on a cloud without images or a
-stored scene that cannot be read 422, no CLIP configured 503, anything unexpected 500 (logged with its
-traceback).
+is 400, a missing / wrong bearer token 401, a forbidden ``scene_url`` 403, an unknown key or scene 404, a
+body that does not arrive in time 408, a too-large body or cloud 413, an unsupported media type 415, a
+query on a cloud without images or a stored scene that cannot be read 422, no CLIP configured or scene
+storage unreachable 503, anything unexpected 500 (logged with its traceback; no exception text is sent).
 
 Blocking work (decoding, the forward pass, CLIP) runs in worker threads so the replica's event loop keeps
 accepting requests while a batch computes: that is what lets the next batch fill.
@@ -19,18 +22,15 @@ accepting requests while a batch computes: that is what lets the next batch fill
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
-from typing import Any
 
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import Response
 
-from tracklift import storage
 from tracklift.errors import DataError
+from tracklift.models.segmenter import TooManyVoxels
+from tracklift.serving.access import check_scene_url
 from tracklift.serving.codec import (
     Cloud,
     RequestError,
@@ -49,28 +49,32 @@ from tracklift.serving.store import ClipRetrieval, Entry, ResultCache, cloud_key
 
 log = logging.getLogger("ray.serve")
 
+JSON = "application/json"
+# What :meth:`TrackliftServer.handle` returns: status, headers, body, media type.
+Reply = tuple[int, dict[str, str], bytes, str]
+
 
 def _ms(t0: float, t1: float) -> float:
     return (t1 - t0) * 1e3
 
 
-def _json_response(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(
-        json.dumps(obj, separators=(",", ":")).encode("utf-8"),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+def _json_reply(obj: object, status: int = 200, headers: dict | None = None) -> Reply:
+    return status, dict(headers or {}), json.dumps(obj, separators=(",", ":")).encode("utf-8"), JSON
 
 
-def error_response(e: RequestError) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="tracklift"'} if e.status == 401 else None
-    return _json_response({"error": e.problem, "source": e.url, "status": e.status}, e.status, headers)
+def _error_reply(e: RequestError) -> Reply:
+    return _json_reply({"error": e.problem, "source": e.url, "status": e.status}, e.status)
+
+
+def _is_storage_outage(e: BaseException) -> bool:
+    """A connection-level failure of the scene storage (S3 endpoint down, network error), not bad data."""
+    module = type(e).__module__ or ""
+    return isinstance(e, (OSError, TimeoutError)) or module.startswith(("botocore", "aiobotocore", "aiohttp"))
 
 
 @serve.deployment(name="tracklift", max_ongoing_requests=16)
 class TrackliftServer:
-    """One replica: a loaded segmenter, an optional CLIP encoder and a result cache.
+    """One model replica: a loaded segmenter, an optional CLIP encoder and a result cache.
 
     Args:
         config: a :class:`ServeConfig` as a dict (``ServeConfig.to_dict()``); it travels through
@@ -82,20 +86,20 @@ class TrackliftServer:
 
         self.cfg = ServeConfig.from_dict(config).validate()
         torch.set_num_threads(self.cfg.torch_threads or max(1, int(self.cfg.num_cpus)))
-        self.engine = SegmentEngine.from_checkpoint(self.cfg.checkpoint, self.cfg.device, self.cfg.backend)
-        self.clip = ClipRetrieval(self.cfg.clip) if self.cfg.clip.enabled else None
+        self.engine = SegmentEngine.from_checkpoint(
+            self.cfg.checkpoint, self.cfg.device, self.cfg.backend, self.cfg.max_batch_points
+        )
+        self.clip = ClipRetrieval(self.cfg.clip) if self.cfg.clip is not None else None
         self.cache = ResultCache(self.cfg.cache_size, int(self.cfg.cache_mb * 1024 * 1024))
-        self.token = self.cfg.resolved_token()
         self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
-        self.started = time.time()
         log.info(
-            "tracklift serving %s (batch %d, wait %.3f s, auth %s, clip %s)",
+            "tracklift serving %s (batch %d clouds / %d points, wait %.3f s, clip %s)",
             self.cfg.checkpoint,
             self.cfg.max_batch_size,
+            self.cfg.max_batch_points,
             self.cfg.batch_wait_timeout_s,
-            "on" if self.token else "off",
-            self.cfg.clip.model or "off",
+            self.cfg.clip.model if self.cfg.clip is not None else "off",
         )
 
     def check_health(self) -> None:
@@ -103,83 +107,36 @@ class TrackliftServer:
         if self.engine.model is None:
             raise RuntimeError("model not loaded")
 
-    # ------------------------------------------------------------------------------------------ routing
+    async def handle(
+        self, path: str, content_type: str | None, accept: str | None, body: bytes, receive_ms: float = 0.0
+    ) -> Reply:
+        """One authorized request, routed and read by the ingress.
 
-    async def __call__(self, request: Request) -> Response:
-        path = request.url.path
-        root = request.scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        path = "/" + path.strip("/")
+        Args:
+            path: ``/v1/model``, ``/v1/segment`` or ``/v1/query``.
+            content_type: the request's ``Content-Type`` header.
+            accept: its ``Accept`` header.
+            body: the whole body (within the size limit).
+            receive_ms: how long the ingress took to receive the body, milliseconds.
+
+        Returns:
+            status, headers, body bytes, media type.
+        """
         try:
-            if path == "/healthz":
-                return self._only(request, "GET") or self._health()
-            self._authorize(request)
             if path == "/v1/model":
-                return self._only(request, "GET") or _json_response(self._model_info())
+                return _json_reply(self._model_info())
             if path == "/v1/segment":
-                return self._only(request, "POST") or await self._segment(request)
+                return await self._segment(body, content_type, accept, receive_ms)
             if path == "/v1/query":
-                return self._only(request, "POST") or await self._query(request)
-            raise RequestError(
-                "path", f"no route {path!r}; routes: /healthz, /v1/model, /v1/segment, /v1/query", 404
-            )
+                return await self._query(body)
+            raise RequestError("path", f"no route {path!r}", 404)
         except RequestError as e:
-            return error_response(e)
-        except DataError as e:  # server-side data (a stored scene's frames) that cannot be used
-            return error_response(RequestError(e.url, e.problem, 422))
-        except Exception as e:  # the replica must survive anything a request triggers
-            log.exception("request %s %s failed", request.method, path)
-            return error_response(RequestError(path, f"internal error ({type(e).__name__}: {e})", 500))
-
-    @staticmethod
-    def _only(request: Request, method: str) -> Response | None:
-        if request.method != method:
-            return _json_response(
-                {"error": f"use {method}", "source": "method", "status": 405}, 405, {"Allow": method}
-            )
-        return None
-
-    def _authorize(self, request: Request) -> None:
-        if not self.token:
-            return
-        scheme, _, cred = request.headers.get("authorization", "").partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(cred.strip().encode(), self.token.encode())
-        if not ok:
-            what = "wrong" if scheme else "missing"
-            raise RequestError(
-                "Authorization", f"{what} bearer token (send 'Authorization: Bearer <token>')", 401
-            )
-
-    async def _read_body(self, request: Request) -> bytes:
-        """The body, refused with 413 as soon as it is known to exceed the limit."""
-        limit = self.cfg.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise RequestError("Content-Length", f"not a number: {declared!r}") from None
-            if size > limit:
-                raise RequestError("request body", f"{size} bytes, the limit is {limit} bytes", 413)
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise RequestError("request body", f"more than {limit} bytes (the limit)", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            return _error_reply(e)
+        except Exception:  # the replica must survive anything a request triggers; the text stays in the log
+            log.exception("request %s failed", path)
+            return _error_reply(RequestError(path, "internal error (logged on the server)", 500))
 
     # ------------------------------------------------------------------------------------------- routes
-
-    def _health(self) -> Response:
-        return _json_response(
-            {
-                "status": "ok",
-                "uptime_s": round(time.time() - self.started, 1),
-                "cached_results": len(self.cache),
-            }
-        )
 
     def _model_info(self) -> dict:
         cfg = self.cfg
@@ -188,43 +145,71 @@ class TrackliftServer:
             "clip_config": self.clip.info() if self.clip is not None else None,
             "serving": {
                 "max_batch_size": cfg.max_batch_size,
+                "max_batch_points": cfg.max_batch_points,
                 "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
                 "max_ongoing_requests": cfg.max_ongoing_requests,
                 "max_points": cfg.max_points,
                 "max_request_bytes": cfg.max_request_bytes,
+                "body_timeout_s": cfg.body_timeout_s,
+                "min_body_rate_kib_s": cfg.min_body_rate_kib_s,
                 "cache_size": cfg.cache_size,
                 "cache_mb": cfg.cache_mb,
-                "auth": bool(self.token),
+                "scene_url": bool(cfg.scene_prefixes),
+                "auth": bool(cfg.resolved_token()),
             },
         }
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def _predict_batch(self, clouds: list[Cloud]) -> list[tuple[float, Prediction | Exception]]:
-        """Dynamic batching: Serve collects concurrent calls into ``clouds`` (limits set in ``__init__``)."""
+        """Dynamic batching: Serve collects concurrent calls into ``clouds`` (limits set in ``__init__``;
+        the engine splits them further so no forward pass holds more than ``max_batch_points``)."""
         start = time.perf_counter()
         results = await asyncio.to_thread(self.engine.predict_many, clouds)
         return [(start, r) for r in results]
 
     def _open_scene(self, url: str):
-        """Open a stored scene and check its mesh vertices as a cloud (runs in a worker thread)."""
+        """Open a stored scene and check its mesh vertices as a cloud (runs in a worker thread).
+
+        Client-facing errors name the scene_url and the kind of problem only: never a directory listing,
+        a remote name or file content (those go to the server log).
+        """
+        from tracklift import storage
         from tracklift.datasets.formats import open_scene
 
-        prefixes = self.cfg.scene_prefixes
-        if prefixes and not any(url.startswith(p) for p in prefixes):
-            raise RequestError("scene_url", f"{url!r} is outside the allowed prefixes {prefixes}", 403)
-        if not storage.exists(url):
-            raise RequestError("scene_url", f"no scene at {url!r}", 404)
+        target = check_scene_url(url, self.cfg.scene_prefixes)
         try:
-            scene = open_scene(url)
+            if not storage.exists(target):
+                raise RequestError("scene_url", "no scene at this scene_url", 404)
+            scene = open_scene(target)
             points, colors = scene.vertices, scene.colors
+        except RequestError:
+            raise
         except DataError as e:
-            raise RequestError(f"scene_url {e.url}", e.problem, 422) from None
-        return scene, check_cloud(points, colors, f"scene_url {url}", self.cfg.max_points)
+            log.warning("scene_url %s cannot be read: %s", target, e)
+            source = e.url if e.url.startswith(target) else "scene_url"
+            raise RequestError(
+                f"scene_url {source}", "this scene cannot be read (details in the server log)", 422
+            ) from None
+        except Exception as e:
+            if _is_storage_outage(e):
+                log.warning("scene storage unavailable for %s: %s: %s", target, type(e).__name__, e)
+                raise RequestError(
+                    "scene_url", "scene storage is unavailable; try again later", 503
+                ) from None
+            raise
+        return scene, check_cloud(points, colors, "scene_url", self.cfg.max_points)
 
     async def _run_segmentation(self, cloud: Cloud, key: str, scene, timings: dict) -> Entry:
-        self.engine.check_extent(cloud, "cloud")
+        try:
+            # the model's own refusals (extent, max_voxels), per request so that one oversized cloud never
+            # fails the batch it would have joined
+            await asyncio.to_thread(self.engine.check, cloud, "cloud")
+        except TooManyVoxels as e:
+            raise RequestError("cloud", str(e), 413) from None
         submitted = time.perf_counter()
         started, pred = await self._predict_batch(cloud)
+        if isinstance(pred, TooManyVoxels):
+            raise RequestError("cloud", str(pred), 413)
         if isinstance(pred, ValueError):
             raise RequestError("cloud", str(pred), 400)
         if isinstance(pred, Exception):
@@ -234,7 +219,7 @@ class TrackliftServer:
         timings["batch_size"] = pred.batch_size
         entry = Entry(key, pred.instances, scene)
         self.cache.put(entry)
-        if self.clip is not None and scene is not None and self.cfg.clip.on_segment:
+        if self.clip is not None and scene is not None and self.cfg.clip_on_segment:
             t0 = time.perf_counter()
             await asyncio.to_thread(self.clip.ensure_features, entry)
             timings["clip_features"] = _ms(t0, time.perf_counter())
@@ -246,36 +231,34 @@ class TrackliftServer:
         timings["decode"] = _ms(t0, time.perf_counter())
         return await self._run_segmentation(cloud, scene_key(url), scene, timings)
 
-    async def _segment(self, request: Request) -> Response:
+    async def _segment(self, body: bytes, content_type: str | None, accept: str | None, receive_ms: float):
         t_start = time.perf_counter()
-        body = await self._read_body(request)
-        timings: dict[str, float] = {"receive": _ms(t_start, time.perf_counter())}
-        t0 = time.perf_counter()
-        req = await asyncio.to_thread(
-            decode_segment_request, body, request.headers.get("content-type"), self.cfg.max_points
-        )
+        timings: dict[str, float] = {"receive": receive_ms}
+        req = await asyncio.to_thread(decode_segment_request, body, content_type, self.cfg.max_points)
         if isinstance(req, SceneRef):
             entry = await self._segment_scene(req.url, timings)
         else:
             key = await asyncio.to_thread(cloud_key, req)
-            timings["decode"] = _ms(t0, time.perf_counter())
+            timings["decode"] = _ms(t_start, time.perf_counter())
             entry = await self._run_segmentation(req, key, None, timings)
-        timings["total"] = _ms(t_start, time.perf_counter())
+        timings["total"] = receive_ms + _ms(t_start, time.perf_counter())
         t_enc = time.perf_counter()
-        if wants_npz(request.headers.get("accept")):
+        if wants_npz(accept):
             content = await asyncio.to_thread(encode_result_npz, entry.key, entry.instances, timings)
             media = "application/x-npz"
         else:
             content = await asyncio.to_thread(encode_result_json, entry.key, entry.instances, timings)
-            media = "application/json"
+            media = JSON
         header_timings = {**timings, "encode": _ms(t_enc, time.perf_counter())}
         header_timings.pop("batch_size", None)
         headers = {"Server-Timing": server_timing(header_timings), "X-Scene-Key": entry.key}
-        return Response(content, media_type=media, headers=headers)
+        return 200, headers, content, media
 
-    async def _query(self, request: Request) -> Response:
+    async def _query(self, body: bytes) -> Reply:
         t_start = time.perf_counter()
-        req = decode_query_request(await self._read_body(request))
+        req = decode_query_request(body)
+        if req.scene_url is not None:  # the same access rules as segmenting it, before any cache lookup
+            check_scene_url(req.scene_url, self.cfg.scene_prefixes)
         timings: dict[str, float] = {}
         entry = None
         if req.scene_key is not None:
@@ -309,7 +292,7 @@ class TrackliftServer:
         ranked = await asyncio.to_thread(self.clip.rank, entry, req.text, req.top_k)
         timings["rank"] = _ms(t0, time.perf_counter())
         timings["total"] = _ms(t_start, time.perf_counter())
-        return _json_response(
+        return _json_reply(
             {
                 "scene_key": entry.key,
                 "text": req.text,

@@ -1,8 +1,9 @@
 """Batched inference with a latency breakdown: the model side of the deployment, without Ray.
 
-:meth:`SegmentEngine.predict_many` runs the same steps as :meth:`Segmenter.predict_batch` (voxelize →
-backbone + decoder → per-scene instances) but times each of them, so a served prediction equals
-``Segmenter.predict`` on the same cloud and the benchmark can say where the time goes.
+:meth:`SegmentEngine.predict_many` calls the model's own phases (:meth:`Segmenter.check_size`,
+:meth:`~Segmenter.voxelize`, :meth:`~Segmenter.forward_voxels`, :meth:`~Segmenter.postprocess`) exactly as
+:meth:`Segmenter.predict_batch` does, timing each, so a served prediction equals ``Segmenter.predict`` on
+the same cloud, is refused for the same reasons, and the benchmark can say where the time goes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import numpy as np
 import torch
 
 from tracklift.models.batch import PointBatch
-from tracklift.models.inference import scene_instances
-from tracklift.models.segmenter import Segmenter
+from tracklift.models.segmenter import Segmenter, SegmenterOutput
 from tracklift.models.sparse import MAX_EXTENT
 from tracklift.serving.codec import Cloud, RequestError
 from tracklift.structures import Instances
@@ -46,16 +46,22 @@ class SegmentEngine:
     Args:
         model: the segmenter (any device; put in eval mode here).
         checkpoint: where it was loaded from (reported by ``/v1/model``).
+        max_batch_points: most points fused into one forward pass (a replica's memory grows with it); a
+            batch over it is split into consecutive groups, and a single larger cloud runs alone. None: no
+            bound.
     """
 
-    def __init__(self, model: Segmenter, checkpoint: str = ""):
+    def __init__(self, model: Segmenter, checkpoint: str = "", max_batch_points: int | None = None):
         self.model = model.eval()
         self.checkpoint = checkpoint
+        self.max_batch_points = max_batch_points
         self._sync = model.device.type == "cuda"
 
     @classmethod
-    def from_checkpoint(cls, url: str, device: str = "cpu", backend: str | None = None) -> SegmentEngine:
-        return cls(Segmenter.from_checkpoint(url, device=device, backend=backend), url)
+    def from_checkpoint(
+        cls, url: str, device: str = "cpu", backend: str | None = None, max_batch_points: int | None = None
+    ) -> SegmentEngine:
+        return cls(Segmenter.from_checkpoint(url, device=device, backend=backend), url, max_batch_points)
 
     def info(self) -> dict:
         """What ``GET /v1/model`` reports about the network."""
@@ -83,6 +89,28 @@ class SegmentEngine:
                 413,
             )
 
+    def check(self, cloud: Cloud, source: str) -> None:
+        """Every refusal the model would give this cloud, before it joins a batch: the extent (413) and
+        :meth:`Segmenter.check_size` (``inference.max_voxels``; raises ``TooManyVoxels``, a ValueError)."""
+        self.check_extent(cloud, source)
+        self.model.check_size(PointBatch.from_arrays(cloud.points, cloud.colors))
+
+    def groups(self, clouds: list[Cloud]) -> list[list[Cloud]]:
+        """Consecutive groups of at most ``max_batch_points`` points in total (a larger cloud alone)."""
+        if self.max_batch_points is None:
+            return [clouds]
+        out: list[list[Cloud]] = []
+        total = 0
+        for c in clouds:
+            n = len(c.points)
+            if out and total + n <= self.max_batch_points:
+                out[-1].append(c)
+                total += n
+            else:
+                out.append([c])
+                total = n
+        return out
+
     def _clock(self) -> float:
         if self._sync:
             torch.cuda.synchronize()
@@ -92,18 +120,14 @@ class SegmentEngine:
     def _run(self, clouds: list[Cloud]) -> list[Prediction]:
         m = self.model
         t0 = self._clock()
-        batch = PointBatch.collate([{"points": c.points, "colors": c.colors} for c in clouds]).to(m.device)
-        vox = m.backend.voxelize(batch.coord, batch.offset, m.input_features(batch), m.voxel_size)
+        batch = PointBatch.collate([{"points": c.points, "colors": c.colors} for c in clouds])
+        m.check_size(batch)  # the same refusal as Segmenter.predict_batch
+        batch = batch.to(m.device)
+        vox = m.voxelize(batch)
         t1 = self._clock()
-        decoded = m.decoder(m.backbone(vox.tensor), all_stages=False)
+        decoded = m.forward_voxels(vox, all_stages=False)
         t2 = self._clock()
-        starts = vox.tensor.batch_offsets()
-        out = []
-        for b, sl in enumerate(batch.slices()):
-            p2v = vox.point2voxel[sl] - starts[b]
-            out.append(
-                scene_instances(decoded.mask_logits[-1][b], decoded.objectness[-1][b], p2v, m.inference)
-            )
+        out = m.postprocess(SegmenterOutput(decoded, vox), batch)
         t3 = self._clock()
         timings = {
             "voxelize": (t1 - t0) * 1e3,
@@ -119,9 +143,16 @@ class SegmentEngine:
             clouds: validated clouds (see :func:`tracklift.serving.codec.check_cloud`).
 
         Returns:
-            one :class:`Prediction` per cloud, in order; if the fused pass fails, each cloud is retried
-            alone and a cloud that still fails gets its exception in its slot (the others are answered).
+            one :class:`Prediction` per cloud, in order. Clouds run in groups of at most
+            ``max_batch_points`` points; if a fused pass fails, each of its clouds is retried alone and a
+            cloud that still fails gets its exception in its slot (the others are answered).
         """
+        results: list[Prediction | Exception] = []
+        for group in self.groups(clouds):
+            results.extend(self._predict_group(group))
+        return results
+
+    def _predict_group(self, clouds: list[Cloud]) -> list[Prediction | Exception]:
         if not clouds:
             return []
         try:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.datasets.scene import Scene
+from tracklift.openvocab.config import ClipConfig
 from tracklift.serving.codec import Cloud, RequestError
-from tracklift.serving.config import ClipOptions
 from tracklift.structures import Instances
 
 
@@ -109,23 +109,14 @@ class ClipRetrieval:
     """CLIP features per instance and text ranking, through :mod:`tracklift.openvocab`.
 
     Args:
-        options: the deployment's CLIP options (``options.enabled`` must be True).
+        config: the deployment's ``ServeConfig.clip``.
     """
 
-    def __init__(self, options: ClipOptions):
-        from tracklift.openvocab.config import ClipConfig
+    def __init__(self, config: ClipConfig):
         from tracklift.openvocab.encoder import ClipEncoder
 
-        self.options = options
-        self.config = ClipConfig(
-            model=options.model,
-            checkpoint=options.checkpoint,
-            device=options.device,
-            model_config=options.model_config,
-            frames_per_instance=options.frames_per_instance,
-            frame_step=options.frame_step,
-        )
-        self.encoder = ClipEncoder.from_config(self.config)
+        self.config = config
+        self.encoder = ClipEncoder.from_config(config)
 
     def info(self) -> dict:
         import dataclasses

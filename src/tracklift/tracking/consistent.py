@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
+from tracklift.geometry.camera import backproject_pixels, depth_pixels, in_image, project
+from tracklift.geometry.voxels import voxel_cells
 from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
-from tracklift.tracking.geometry import project
 
 
 @dataclass
@@ -136,20 +137,15 @@ def generate_masks(generator: MaskGenerator, frame: Frame) -> list[Mask2D]:
 
 def _mask_points(frame: Frame, intr: Intrinsics, mask: np.ndarray, max_points: int) -> np.ndarray:
     """(M, 3) world points of a mask's pixels with valid depth, evenly subsampled to at most ``max_points``."""
-    vs, us = np.nonzero(mask & (frame.depth > 0))
-    if len(vs) > max_points:
-        sel = np.linspace(0, len(vs) - 1, max_points).astype(np.int64)
-        vs, us = vs[sel], us[sel]
-    z = frame.depth[vs, us].astype(np.float64)
-    cam = np.stack([(us - intr.cx) / intr.fx * z, (vs - intr.cy) / intr.fy * z, z], axis=1)
-    return cam @ frame.pose[:3, :3].T + frame.pose[:3, 3]
+    vs, us = depth_pixels(frame.depth, mask, max_points=max_points)
+    return backproject_pixels(vs, us, frame.depth[vs, us].astype(np.float64), intr, frame.pose)
 
 
 def _voxel_keys(
     frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
 ) -> set:
     """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
-    keys = np.floor(_mask_points(frame, intr, mask, max_points) / voxel).astype(np.int64)
+    keys = voxel_cells(_mask_points(frame, intr, mask, max_points), voxel)
     return set(map(tuple, np.unique(keys, axis=0).tolist()))
 
 
@@ -180,7 +176,7 @@ def visible_share(
     if len(world) == 0:
         return 1.0  # nothing measurable: do not let it grow a track
     u, v, zp = project(world, intr, prev.pose)
-    ok = (zp > 1e-3) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+    ok = (zp > 1e-3) & in_image(u, v, intr)
     d = np.zeros(len(world))
     d[ok] = prev.depth[v[ok], u[ok]]
     ok &= (d > 0) & (np.abs(d - zp) < abs_tol + rel_tol * zp)

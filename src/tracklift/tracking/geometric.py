@@ -28,7 +28,10 @@ from scipy.spatial import cKDTree
 
 from tracklift.datasets.scene import Frame, Intrinsics
 from tracklift.errors import ConfigError, DataError
-from tracklift.tracking.geometry import backproject, normals_from_points, project, rgb_to_lab, shifted
+from tracklift.geometry.camera import backproject_depth, project
+from tracklift.geometry.normals import normals_from_points, shifted
+from tracklift.geometry.voxels import voxel_keys
+from tracklift.tracking.rgbd import rgb_to_lab
 
 __all__ = ["GeometricConfig", "GeometricTracker", "GeometricTrackState"]
 
@@ -113,7 +116,7 @@ class _Object:
         """Add the points falling in voxels not yet occupied (first one per voxel). Returns how many."""
         if len(points) == 0:
             return 0
-        keys = _voxel_keys(points, self.voxel)
+        keys = voxel_keys(points, self.voxel)
         uk, first = np.unique(keys, return_index=True)
         pos = np.searchsorted(self._keys, uk)
         if len(self._keys):
@@ -133,7 +136,7 @@ class _Object:
     def keep(self, sel: np.ndarray) -> None:
         """Keep only the points where ``sel`` (N,) is True."""
         self.points, self.lab, self.normals = self.points[sel], self.lab[sel], self.normals[sel]
-        self._keys = np.unique(_voxel_keys(self.points, self.voxel))
+        self._keys = np.unique(voxel_keys(self.points, self.voxel))
         self._tree = self._tail = None
         self._tree_n = 0
 
@@ -151,13 +154,6 @@ class _Object:
             dist[better] = d2[better]
             nn[better] = n2[better] + self._tree_n
         return dist, np.minimum(nn, n - 1)
-
-
-def _voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
-    """One int64 per voxel (21 bits per axis: ±10 km at 1 cm)."""
-    q = np.floor(np.asarray(points, dtype=np.float64) / voxel).astype(np.int64) + (1 << 20)
-    q = np.clip(q, 0, (1 << 21) - 1)
-    return (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
 
 
 @dataclass
@@ -481,7 +477,7 @@ class GeometricTracker:
         f = state.frames[pos]
         depth = np.asarray(f.depth, dtype=np.float32)
         valid = depth > 0
-        cam = backproject(depth, state.intrinsics)
+        cam = backproject_depth(depth, state.intrinsics)
         normals_cam = normals_from_points(cam, valid, self.cfg.normal_radius)
         R = np.asarray(f.pose[:3, :3], dtype=np.float32)
         t = np.asarray(f.pose[:3, 3], dtype=np.float32)

@@ -35,15 +35,10 @@ from scipy.sparse import csgraph
 
 from tracklift.datasets.scene import Intrinsics
 from tracklift.errors import ConfigError
+from tracklift.geometry.camera import backproject_depth, centred_intrinsics
+from tracklift.geometry.normals import normals_from_points, shifted
 from tracklift.tracking.base import Mask2D
-from tracklift.tracking.geometry import (
-    backproject,
-    check_rgbd,
-    default_intrinsics,
-    normals_from_points,
-    rgb_to_lab,
-    shifted,
-)
+from tracklift.tracking.rgbd import check_rgbd, rgb_to_lab
 
 __all__ = ["WeightlessConfig", "WeightlessMaskGenerator", "select_granularity"]
 
@@ -153,7 +148,7 @@ class WeightlessMaskGenerator:
 
         lab_px = rgb_to_lab(color)
         lab_c, z_c, valid_c = _block_means(lab_px, depth, stride, hs, ws, cfg.min_valid_share)
-        normals = normals_from_points(backproject(z_c, intr), valid_c, cfg.normal_radius)
+        normals = normals_from_points(backproject_depth(z_c, intr), valid_c, cfg.normal_radius)
         eu, ev, wt = _edge_weights(lab_c, z_c, normals, valid_c, cfg)
 
         n = hs * ws
@@ -165,7 +160,7 @@ class WeightlessMaskGenerator:
 
     def _intrinsics(self, w: int, h: int) -> Intrinsics:
         if self.intrinsics is None:
-            return default_intrinsics(w, h, self.cfg.focal)
+            return centred_intrinsics(w, h, self.cfg.focal)
         if (self.intrinsics.width, self.intrinsics.height) == (w, h):
             return self.intrinsics
         return self.intrinsics.scaled(w, h)

@@ -5,11 +5,11 @@ Per stage N (stages chained exactly as in :func:`tracklift.training.train_curric
 1. the driver builds the stage's Ray Dataset (:func:`tracklift.training.ray_shards.stage_dataset`; Parquet
    shards up to ``materialize_mb`` are read once into the object store, larger ones stream every epoch) and
    starts ``TorchTrainer`` with ``num_workers`` workers (DDP: gloo on CPU, NCCL with ``use_gpu``);
-2. every worker builds the stage model (:func:`~tracklift.training.trainer.build_stage_model`), then resumes
+2. every worker builds the stage model (:func:`~tracklift.training.state.build_stage_model`), then resumes
    from ``ray.train.get_checkpoint()`` after a failure, else from an unfinished ``<out>/stage{N}/last.pt``,
-   else initialises from stage N-1's checkpoint (:func:`~tracklift.training.trainer.init_from`, query-count
+   else initialises from stage N-1's checkpoint (:func:`~tracklift.training.state.init_from`, query-count
    changes allowed);
-3. every epoch each worker trains :func:`~tracklift.training.trainer.run_epoch` on its
+3. every epoch each worker trains :func:`~tracklift.training.epochs.run_epoch` on its
    ``ray.train.get_dataset_shard("train")`` rows (DDP averages gradients, so weights stay identical), and
    all call ``ray.train.report``; rank 0 attaches a checkpoint in tracklift's own format (weights, optimizer,
    history), kept under ``RunConfig(storage_path=...)`` (a local path or ``s3://``);
@@ -30,27 +30,28 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from tracklift import storage
-from tracklift.errors import ConfigError, DataError, TrackliftError
+from tracklift.cluster.session import connect, resolve_address
+from tracklift.errors import ConfigError, TrackliftError
 from tracklift.models import read_checkpoint, save_checkpoint
+from tracklift.training.config import StageConfig, TrainConfig
+from tracklift.training.data import stage_shards
+from tracklift.training.epochs import epoch_record, run_epoch
 from tracklift.training.ray_shards import ShardLoader, check_enough_rows, pyarrow_filesystem, stage_dataset
-from tracklift.training.trainer import (
-    StageConfig,
-    TrainConfig,
-    add_pseudo_instances,
+from tracklift.training.self_training import load_teacher, relabel
+from tracklift.training.state import (
     build_stage_model,
+    check_stage,
     checkpoint_url,
-    epoch_record,
     initial_progress,
     progress_extra,
     restore_progress,
-    run_epoch,
-    stage_shards,
 )
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,31 @@ class RayTrainOptions:
         keep_checkpoints: reported checkpoints Ray keeps per stage.
         materialize_mb: Parquet shards of a stage up to this size (MB) are read into the object store once
             before training instead of being streamed from storage every epoch.
-        fail_once: test-only failure injection.
     """
 
-    num_workers: int = 2
-    use_gpu: bool = False
-    address: str | None = None
-    storage_path: str | None = None
-    run_name: str = "tracklift-train"
-    max_failures: int = 3
-    cpus_per_worker: float = 1.0
-    keep_checkpoints: int = 2
-    materialize_mb: float = 1024.0
-    fail_once: FailOnce | None = None
+    num_workers: int = field(default=2, metadata={"help": "training workers (DDP processes)"})
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker, NCCL (else gloo, CPU)"})
+    address: str | None = field(
+        default=None, metadata={"help": "Ray cluster address (auto, host:port); default RAY_ADDRESS"}
+    )
+    storage_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ray Train run storage (path or s3://, shared on a cluster); default <out>/ray_runs"
+        },
+    )
+    run_name: str = field(
+        default="tracklift-train",
+        metadata={"help": "run name prefix (stage N: <name>-stage<N>; same = resume)"},
+    )
+    max_failures: int = field(
+        default=3, metadata={"help": "worker-group restarts per stage (-1 = unlimited)"}
+    )
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs reserved per worker"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "reported checkpoints kept per stage"})
+    materialize_mb: float = field(
+        default=1024.0, metadata={"help": "Parquet shards up to this many MB are read once, not streamed"}
+    )
 
     def __post_init__(self):
         if self.num_workers < 1:
@@ -113,17 +126,12 @@ class RayTrainOptions:
 def ray_address(address: str | None) -> str:
     """The address to connect to: the given one, else ``RAY_ADDRESS``, else ``"local"`` (a new local Ray,
     never a stale ``/tmp/ray`` cluster)."""
-    return address or os.environ.get("RAY_ADDRESS") or "local"
+    return resolve_address(address) or "local"
 
 
 def ensure_ray(address: str | None) -> bool:
     """Connect to Ray unless already connected; True when this call started the connection."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address=ray_address(address))
-    return True
+    return connect(address)
 
 
 # ---------------------------------------------------------------- worker side
@@ -168,20 +176,15 @@ def weight_spread(model: torch.nn.Module) -> tuple[float, float]:
 
 def _teacher(cfg: TrainConfig, init: str | None, device):
     """Stage-3 self-training relabel function for :class:`ShardLoader` (None when off)."""
-    if not cfg.self_train or init is None:
+    teacher = load_teacher(cfg, init, device)
+    if teacher is None:
         return None
-    from tracklift.models import Segmenter, load_weights
 
-    teacher = Segmenter.from_config(read_checkpoint(init)[1]).to(device)
-    load_weights(teacher, init)
-
-    def relabel(sample):
-        (new,), added = add_pseudo_instances(
-            teacher, [sample], cfg.self_train_threshold, cfg.max_pseudo, cfg.self_train_unlabelled
-        )
+    def relabel_one(sample):
+        (new,), added = relabel(cfg, teacher, [sample])
         return new, added
 
-    return relabel
+    return relabel_one
 
 
 def _fail_hook(fail: FailOnce | None, stage: int, rank: int, world: int, progress):
@@ -301,8 +304,7 @@ def _stage_resume_url(cfg: TrainConfig, stage_cfg: StageConfig) -> tuple[str | N
     if not storage.exists(url):
         return None, False
     extra = read_checkpoint(url)[0].get("extra", {})
-    if extra.get("stage") != stage_cfg.stage:
-        raise DataError(url, f"checkpoint of stage {extra.get('stage')!r}, expected stage {stage_cfg.stage}")
+    check_stage(url, extra, stage_cfg.stage)
     return url, int(extra.get("epoch", 0)) >= stage_cfg.epochs
 
 
@@ -329,6 +331,7 @@ def train_stage_ray(
     stage_cfg: StageConfig,
     init_checkpoint: str | None = None,
     options: RayTrainOptions | None = None,
+    fail_once: FailOnce | None = None,
 ) -> str:
     """Train (or resume, or skip) one curriculum stage with Ray Train.
 
@@ -338,6 +341,7 @@ def train_stage_ray(
         init_checkpoint: the previous stage's checkpoint URL (None = fresh initialisation); the workers
             read it, so on a multi-node cluster it must be on shared storage.
         options: workers, cluster, storage, failure handling.
+        fail_once: test-only failure injection (:class:`FailOnce`).
 
     Returns:
         URL of the stage's final checkpoint ``<out>/stage{N}/last.pt`` (tracklift format).
@@ -378,7 +382,7 @@ def train_stage_ray(
                 "kind": kind,
                 "storage_options": storage.configured_options(),
                 "use_gpu": options.use_gpu,
-                "fail_once": options.fail_once,
+                "fail_once": fail_once,
             },
             torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
             scaling_config=ScalingConfig(
@@ -417,49 +421,30 @@ def train_stage_ray(
 
 def train_curriculum_ray(
     cfg: TrainConfig,
-    num_workers: int = 2,
-    address: str | None = None,
-    *,
-    use_gpu: bool = False,
-    storage_path: str | None = None,
-    run_name: str = "tracklift-train",
-    max_failures: int = 3,
-    cpus_per_worker: float = 1.0,
+    options: RayTrainOptions | None = None,
+    stages: Sequence[StageConfig] | None = None,
     fail_once: FailOnce | None = None,
 ) -> dict[int, str]:
     """Run the curriculum stages in order on Ray Train, each initialised from the previous one's checkpoint.
 
     Args:
         cfg: the curriculum (the same config the one-process :func:`train_curriculum` takes).
-        num_workers: DDP workers per stage.
-        address: Ray address; None = ``RAY_ADDRESS`` if set, else a new local Ray (shut down at the end).
-            An already connected Ray (``ray.init`` earlier in the process) is used as it is.
-        use_gpu: one GPU per worker, NCCL.
-        storage_path: Ray Train run storage (local path or ``s3://``); None = ``<out>/ray_runs``.
-        run_name: run name prefix (stage N runs as ``<run_name>-stage<N>``; same name = resume).
-        max_failures: worker-group restarts allowed per stage.
-        cpus_per_worker: CPUs reserved per worker.
+        options: workers, cluster, storage, failure handling (default :class:`RayTrainOptions`). With
+            ``options.address`` None: ``RAY_ADDRESS`` if set, else a new local Ray (shut down at the end);
+            an already connected Ray (``ray.init`` earlier in the process) is used as it is.
+        stages: the stages to run (default ``cfg.stages``).
         fail_once: test-only failure injection (:class:`FailOnce`).
 
     Returns:
         ``{stage: checkpoint URL}`` (``<out>/stage{N}/last.pt``, tracklift format).
     """
-    options = RayTrainOptions(
-        num_workers=num_workers,
-        use_gpu=use_gpu,
-        address=address,
-        storage_path=storage_path,
-        run_name=run_name,
-        max_failures=max_failures,
-        cpus_per_worker=cpus_per_worker,
-        fail_once=fail_once,
-    )
-    started = ensure_ray(address)
+    options = options or RayTrainOptions()
+    started = ensure_ray(options.address)
     try:
         urls: dict[int, str] = {}
         previous = None
-        for stage_cfg in cfg.stages:
-            previous = train_stage_ray(cfg, stage_cfg, previous, options)
+        for stage_cfg in cfg.stages if stages is None else stages:
+            previous = train_stage_ray(cfg, stage_cfg, previous, options, fail_once)
             urls[stage_cfg.stage] = previous
         return urls
     finally:

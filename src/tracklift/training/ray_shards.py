@@ -6,9 +6,15 @@ Two shard formats live side by side in ``<labels>/shards/stage{N}/``:
   with ``ray.data.read_parquet``: rows carry the points, Ray Data streams them to the workers, and
   :func:`tracklift.lifting.shards.sample_from_row` decodes them there.
 - NumPy (``*.npz``, :mod:`tracklift.lifting.shards`) is a Dataset of small ``{"url", "index"}`` rows, one
-  per sample; the driver learns the sample counts from each archive's ``offsets`` member alone (a range read
-  on S3), and each worker reads the shards its rows point to (scans are not pushed through the object
-  store).
+  per sample; the driver learns the sample counts from each archive's ``offsets`` member and its member
+  headers (range reads on S3), and each worker reads the shards its rows point to (scans are not pushed
+  through the object store).
+
+Before any worker starts, the driver checks every shard as the one-process reader would
+(:func:`tracklift.lifting.shards.sample_shard_sizes`: readable, kind, version, members or columns, lengths),
+so a truncated or foreign file stops the run with a :class:`DataError` naming it instead of failing
+inside Ray Data or being dropped. Parquet rows carry their file's path (``include_paths``), so a row that
+fails to decode in a worker names its file too.
 
 Ray Train splits the Dataset between workers with ``streaming_split(equal=True)``: every worker gets the
 same number of rows per epoch, so every worker takes the same number of optimisation steps (DDP needs
@@ -28,8 +34,8 @@ import numpy as np
 from tracklift import storage
 from tracklift.errors import ConfigError, DataError
 from tracklift.lifting import Sample, read_samples
-from tracklift.lifting.shards import sample_from_row
-from tracklift.training.trainer import stage_dir, stage_shards
+from tracklift.lifting.shards import sample_from_row, sample_shard_sizes
+from tracklift.training.data import stage_dir, stage_shards
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +63,14 @@ def pyarrow_filesystem(url: str):
     return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def npz_sample_sizes(url: str) -> np.ndarray:
-    """(S,) point count of every sample of an ``.npz`` shard, reading only its ``offsets`` member.
+def npz_rows(urls: Iterable[str]) -> list[dict[str, Any]]:
+    """One ``{"url", "index"}`` row per sample with at least 2 points, shards and samples in order.
 
     Raises:
-        DataError: not a readable sample shard.
+        DataError: a shard that :func:`~tracklift.lifting.shards.sample_shard_sizes` refuses.
     """
-    import zipfile
-
-    try:
-        with storage.open_file(url, "rb") as f, np.load(f, allow_pickle=False) as z:
-            if "kind" not in z.files or str(z["kind"]) != "samples" or "offsets" not in z.files:
-                raise DataError(url, "not a sample shard (no kind='samples' / offsets)")
-            off = z["offsets"]
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(url, f"not a readable .npz archive ({e})") from None
-    if off.ndim != 1 or len(off) < 1 or off[0] != 0 or np.any(np.diff(off) < 0):
-        raise DataError(url, "inconsistent shard: offsets are not cumulative counts")
-    return np.diff(off)
-
-
-def npz_rows(urls: Iterable[str]) -> list[dict[str, Any]]:
-    """One ``{"url", "index"}`` row per sample with at least 2 points, shards and samples in order."""
     return [
-        {"url": url, "index": int(i)} for url in urls for i, m in enumerate(npz_sample_sizes(url)) if m >= 2
+        {"url": url, "index": int(i)} for url in urls for i, m in enumerate(sample_shard_sizes(url)) if m >= 2
     ]
 
 
@@ -98,7 +88,8 @@ def stage_dataset(labels: str, stage: int, materialize: bool = False):
         (rows as in the module doc); ``rows`` counts samples with at least 2 points.
 
     Raises:
-        DataError: no shards, no usable sample, or ``.npz`` and ``.parquet`` shards mixed in one stage.
+        DataError: no shards, a shard the one-process reader would refuse (naming it), no usable sample,
+            or ``.npz`` and ``.parquet`` shards mixed in one stage.
     """
     import ray.data
 
@@ -110,10 +101,13 @@ def stage_dataset(labels: str, stage: int, materialize: bool = False):
             "holds both .npz and .parquet shards; keep one format per stage for Ray training",
         )
     if parquet:
+        for url in parquet:
+            sample_shard_sizes(url)  # on the driver: refuse what the local reader refuses, naming the file
         paths, fs = zip(*(pyarrow_filesystem(u) for u in parquet))
         from ray.data.expressions import col
 
-        ds = ray.data.read_parquet(list(paths), filesystem=fs[0]).filter(expr=col("num_points") >= 2)
+        ds = ray.data.read_parquet(list(paths), filesystem=fs[0], include_paths=True)
+        ds = ds.filter(expr=col("num_points") >= 2)
         if materialize:
             ds = ds.materialize()
         kind = "parquet"
@@ -175,7 +169,10 @@ class ShardLoader:
                     raise DataError(r["url"], f"has {len(shard)} samples, a row asks for sample {r['index']}")
                 out.append(shard[int(r["index"])])
         else:
-            out = [sample_from_row(r, f"parquet row of {r.get('scene_id')!r}") for r in rows]
+            out = [
+                sample_from_row(r, str(r.get("path") or f"parquet row of {r.get('scene_id')!r}"))
+                for r in rows
+            ]
         self.last_added = 0
         if self.relabel is not None:
             out = [self._relabel(row_key(r), s) for r, s in zip(rows, out)]

@@ -15,8 +15,8 @@ ScanNet200 label ids) and part ids voted from the frames (:mod:`.fusion`), or wi
 exact piecewise procedural mesh (about 4 cm grid). ``SynthConfig.classic()`` is the generator as it was
 before whole-room captures, fused meshes and styles.
 
-``raycast``, ``render_view`` and ``overview_pose`` are reusable for pictures of any mesh
-(see :mod:`.raycast`).
+``raycast`` and ``render_view`` are reusable for pictures of any mesh (see :mod:`.raycast`; the
+bird's-eye camera is :func:`tracklift.geometry.camera.overview_pose`).
 """
 
 from tracklift.datasets.synthetic.config import DEFAULT_CONFIG, SynthConfig
@@ -30,10 +30,6 @@ from tracklift.datasets.synthetic.labels import LABEL_IDS
 from tracklift.datasets.synthetic.layout import Layout, generate_layout
 from tracklift.datasets.synthetic.raycast import (
     RayCaster,
-    camera_directions,
-    kinect_intrinsics,
-    look_at,
-    overview_pose,
     raycast,
     render_view,
 )
@@ -46,14 +42,10 @@ __all__ = [
     "RayCaster",
     "SynthConfig",
     "build_scene_mesh",
-    "camera_directions",
     "default_scene_id",
     "generate_layout",
     "generate_scene",
-    "kinect_intrinsics",
-    "look_at",
     "make_trajectory",
-    "overview_pose",
     "raycast",
     "render_frame",
     "render_view",

@@ -25,6 +25,7 @@ from scipy.sparse import csgraph
 
 from tracklift.datasets.scene import Intrinsics
 from tracklift.errors import DataError
+from tracklift.geometry import camera
 
 #: Vertices per m² of surface the fused mesh is decimated to. The synthetic generator's piecewise mesh
 #: (the repository's ScanNet-like reference, a 4 cm grid) has 1 / 0.04² = 625 vertices per m²; ScanNet's
@@ -240,10 +241,7 @@ def project(
         index (M,) of the kept points, their flat pixel index ``row * W + col`` (M,) and their z-depth (M,)
         in metres.
     """
-    # the camera helpers live in tracking.geometry today (moving down to tracklift.geometry)
-    from tracklift.tracking.geometry import project as project_points
-
-    col, row, z = project_points(points, intrinsics, pose)
+    col, row, z = camera.project(points, intrinsics, pose)
     keep = np.flatnonzero(
         (z > 1e-3) & (col >= 0) & (row >= 0) & (col < intrinsics.width) & (row < intrinsics.height)
     )

@@ -20,9 +20,10 @@ from tracklift.datasets.synthetic.config import DEFAULT_CONFIG, SynthConfig
 from tracklift.datasets.synthetic.fusion import face_components, reconstruct
 from tracklift.datasets.synthetic.layout import generate_layout
 from tracklift.datasets.synthetic.meshing import SceneMesh, build_mesh
-from tracklift.datasets.synthetic.raycast import RayCaster, camera_directions, kinect_intrinsics
+from tracklift.datasets.synthetic.raycast import RayCaster
 from tracklift.datasets.synthetic.sensor import simulate_color, simulate_depth
 from tracklift.datasets.synthetic.trajectory import make_trajectory
+from tracklift.geometry.camera import camera_directions, centred_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def generate_scene(seed: int, cfg: SynthConfig = DEFAULT_CONFIG, scene_id: str |
     scene_id = scene_id or default_scene_id(seed)
     layout, smesh = build_scene_mesh(seed, cfg)
     caster = RayCaster((smesh.vertices, smesh.faces))
-    intr = kinect_intrinsics(cfg.width, cfg.height, cfg.focal)
+    intr = centred_intrinsics(cfg.width, cfg.height, cfg.focal)
     poses, info = camera_poses(layout, cfg, seed)
     dirs = camera_directions(intr)
     frames, exact = [], []

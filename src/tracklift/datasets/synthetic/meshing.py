@@ -14,8 +14,9 @@ import numpy as np
 from tracklift.datasets.synthetic import appearance
 from tracklift.datasets.synthetic.labels import LABEL_IDS, STRUCTURE_LABELS
 from tracklift.datasets.synthetic.layout import Layout
-from tracklift.datasets.synthetic.primitives import apply, surface_area, tessellate, vertex_normals
+from tracklift.datasets.synthetic.primitives import apply, surface_area, tessellate
 from tracklift.datasets.synthetic.things import Thing
+from tracklift.geometry.normals import vertex_normals
 
 MIN_PART_VERTICES = 40  # tiny parts (a cup handle) are refined to keep at least about this many
 

@@ -203,13 +203,3 @@ def surface_area(shape: Shape) -> float:
         return area + (0.0 if "top" in shape.open_sides else math.pi * b * b)
     p = 1.6075  # Knud Thomsen's approximation of the ellipsoid's surface
     return 4 * math.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3) ** (1 / p)
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N, 3) unit area-weighted vertex normals."""
-    cross = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
-    normals = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], cross)
-    norm = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.maximum(norm, 1e-12)

@@ -2,7 +2,7 @@
 
 ``raycast`` gives z-depth and the hit triangle per pixel; ``render_view`` draws any mesh with per-vertex
 colours (GT or predicted instance colours, the scan's own colours) from any camera, e.g. the oblique
-bird's-eye view of ``overview_pose``. Camera conventions are the scene model's: OpenCV axes (x right,
+bird's-eye view of :func:`tracklift.geometry.camera.overview_pose`. Camera conventions are the scene model's: OpenCV axes (x right,
 y down, z forward), poses camera→world, pixel centres at integer coordinates.
 
 trimesh uses embree (the ``embreex`` package) when it is installed; without it, ray casting is
@@ -11,50 +11,14 @@ trimesh uses embree (the ``embreex`` package) when it is installed; without it, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import trimesh
 
 from tracklift.datasets.scene import Intrinsics
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """(4, 4) camera→world pose at ``eye`` looking at ``target`` with image-up close to ``up`` (z-up world).
-
-    Args:
-        eye: (3,) camera centre, metres.
-        target: (3,) point to look at.
-        up: (3,) world direction that should point up in the image.
-
-    Returns:
-        (4, 4) float64 pose, OpenCV camera axes.
-    """
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking straight along ``up``: any image x will do
-        x = np.cross(z, [1.0, 0.0, 0.0] if abs(z[0]) < 0.9 else [0.0, 1.0, 0.0])
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
-    return pose
-
-
-def kinect_intrinsics(width: int, height: int, focal: float = 0.9) -> Intrinsics:
-    """Pinhole intrinsics like a Kinect scaled to the image: ``fx = fy = focal * width``, centred."""
-    f = focal * width
-    return Intrinsics(f, f, (width - 1) / 2, (height - 1) / 2, width, height)
-
-
-def camera_directions(intrinsics: Intrinsics) -> np.ndarray:
-    """(H * W, 3) ray directions in the camera frame with z = 1 (so ray parameter = z-depth), row-major."""
-    v, u = np.mgrid[0 : intrinsics.height, 0 : intrinsics.width]
-    x = (u.ravel() - intrinsics.cx) / intrinsics.fx
-    y = (v.ravel() - intrinsics.cy) / intrinsics.fy
-    return np.stack([x, y, np.ones_like(x)], -1)
+from tracklift.geometry.camera import camera_directions
+from tracklift.geometry.normals import face_normals
 
 
 @dataclass
@@ -92,12 +56,9 @@ class RayCaster:
         self.mesh = mesh
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
-        tri = self.vertices[self.faces]
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        norm = np.linalg.norm(cross, axis=1, keepdims=True)
         # degenerate triangles get a zero normal: their hits are discarded below
-        self.face_normals = np.where(norm > 0, cross / np.where(norm > 0, norm, 1.0), 0.0)
-        self.plane_offset = np.einsum("ij,ij->i", self.face_normals, tri[:, 0])  # n · x of each plane
+        self.face_normals = face_normals(self.vertices, self.faces)
+        self.plane_offset = np.einsum("ij,ij->i", self.face_normals, self.vertices[self.faces[:, 0]])  # n · x
         self._intersector = mesh.ray
 
     def first_hit(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +97,7 @@ class RayCaster:
         Args:
             intrinsics: pinhole camera.
             pose: (4, 4) camera→world.
-            dirs_cam: optional precomputed :func:`camera_directions` of ``intrinsics``.
+            dirs_cam: optional precomputed :func:`~tracklift.geometry.camera.camera_directions` of ``intrinsics``.
 
         Returns:
             :class:`Hits`.
@@ -187,7 +148,7 @@ def render_view(
         vertex_colors: (N, 3) uint8 (or float in [0, 1]) colours, e.g. the scan's colours or a colour per
             GT / predicted instance.
         intrinsics: output camera (its width × height is the image size).
-        pose: (4, 4) camera→world, OpenCV axes (see :func:`look_at`, :func:`overview_pose`).
+        pose: (4, 4) camera→world, OpenCV axes (see :mod:`tracklift.geometry.camera`: ``look_at``, ``overview_pose``).
         light: shade by a headlight (Lambertian, so shape stays readable in flat id colours).
         background: RGB of pixels that hit nothing.
         cull_backfaces: see through triangles facing away from the camera ("dollhouse" view: from above
@@ -231,39 +192,3 @@ def render_view(
     image[hit] = rgb
     out = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
     return out.reshape(intrinsics.height, intrinsics.width, 3)
-
-
-def overview_pose(
-    vertices: np.ndarray,
-    intrinsics: Intrinsics,
-    elevation: float = 55.0,
-    azimuth: float = -60.0,
-    margin: float = 1.05,
-) -> np.ndarray:
-    """An oblique bird's-eye camera that sees the whole point set (z-up world).
-
-    Args:
-        vertices: (N, 3) points to frame, metres.
-        intrinsics: the camera the pose is for (its field of view sets the distance).
-        elevation: degrees above the horizon of the viewing direction (90 = straight down).
-        azimuth: degrees about +z of the camera position around the centre (0 = on the +x side).
-        margin: extra room around the bounding box (1 = tight).
-
-    Returns:
-        (4, 4) camera→world pose looking at the centre of the points' bounding box.
-    """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    lo, hi = vertices.min(0), vertices.max(0)
-    centre = (lo + hi) / 2
-    el, az = math.radians(elevation), math.radians(azimuth)
-    back = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    R = look_at(centre + back, centre)[:3, :3]
-    # the bounding box corners in a camera at the centre; move back until every corner is in view
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    cam = (corners - centre) @ R
-    tan_x = (intrinsics.width / 2) / intrinsics.fx / margin
-    tan_y = (intrinsics.height / 2) / intrinsics.fy / margin
-    dist = max(
-        np.max(np.abs(cam[:, 0]) / tan_x - cam[:, 2]), np.max(np.abs(cam[:, 1]) / tan_y - cam[:, 2]), 1e-3
-    )
-    return look_at(centre + dist * back, centre)

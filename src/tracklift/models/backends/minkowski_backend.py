@@ -42,7 +42,6 @@ from tracklift.models.sparse import (
     cached,
     check_weight,
     coord_keys,
-    register_backend,
     strided_offsets,
     subm_offsets,
 )
@@ -80,13 +79,14 @@ _MANAGER = ("minkowski", "manager")
 _map_ids = itertools.count()
 
 
-@register_backend("minkowski")
 class MinkowskiBackend(SparseBackend):
     """MinkowskiEngine's coordinate manager, kernel maps and convolution kernels (forward and backward).
 
     Args:
         num_threads: CPU threads of ME's coordinate manager (default: torch's intra-op thread count).
     """
+
+    name = "minkowski"
 
     def __init__(self, num_threads: int | None = None):
         self.num_threads = num_threads

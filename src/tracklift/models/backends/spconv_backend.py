@@ -41,7 +41,6 @@ from tracklift.models.sparse import (
     check_weight,
     coord_keys,
     lookup,
-    register_backend,
 )
 
 INSTALL_HINT = (
@@ -177,9 +176,10 @@ def _conv(fn, feats: torch.Tensor, weight: torch.Tensor, size: int, p: _Pairs) -
     return _ForwardOnly.apply(feats, weight, run)
 
 
-@register_backend("spconv")
 class SpconvBackend(SparseBackend):
     """spconv 2.x indice pairs and convolutions (forward everywhere, backward on CUDA only)."""
+
+    name = "spconv"
 
     def submanifold_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None

@@ -24,7 +24,6 @@ from tracklift.models.sparse import (
     coord_keys,
     lookup,
     offset_key,
-    register_backend,
     subm_offsets,
 )
 
@@ -177,9 +176,10 @@ class _SparseConv(torch.autograd.Function):
         return grad_feats, grad_weight, None
 
 
-@register_backend("torch")
 class TorchBackend(SparseBackend):
     """Pure-PyTorch sparse convolution (the reference implementation; runs wherever the tensors are)."""
+
+    name = "torch"
 
     def submanifold_conv(
         self, x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None = None

@@ -10,7 +10,7 @@ from tracklift.datasets.corpus import SynthCommandConfig, synthesize_corpus
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.evaluation import evaluate_dirs
 from tracklift.labeling import LabelConfig, label_corpus
-from tracklift.lifting import read_pseudo_labels, read_samples
+from tracklift.lifting import LiftConfig, VisibilityConfig, read_pseudo_labels, read_samples
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def corpus(tmp_path_factory):
 
 def test_label_corpus_writes_everything_and_survives_a_bad_scene(corpus, tmp_path):
     out = str(tmp_path / "labels")
-    cfg = LabelConfig(scenes=corpus, out=out, depth_abs_tol=0.02, depth_rel_tol=0.01)
+    vis = VisibilityConfig(depth_abs_tol=0.02, depth_rel_tol=0.01)
+    cfg = LabelConfig(scenes=corpus, out=out, lift=LiftConfig(visibility=vis))
     logs = []
     manifest = label_corpus(cfg, log=logs.append)
     status = {k: v["status"] for k, v in manifest["scenes"].items()}

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tracklift import storage
-from tracklift.pipeline import RunConfig, run
+from tracklift.main_job import RunConfig, run
 
 
 @pytest.mark.slow

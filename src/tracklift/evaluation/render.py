@@ -11,7 +11,7 @@ from tracklift.datasets.formats import open_scene
 from tracklift.datasets.ply import write_ply
 from tracklift.datasets.scene import Mesh
 from tracklift.errors import DataError
-from tracklift.visualize import id_colors, png_bytes, render_overview
+from tracklift.evaluation.pictures import id_colors, png_bytes, render_overview
 
 
 @dataclass

@@ -1,8 +1,8 @@
 import numpy as np
 import trimesh
 
-from tracklift.baselines import mesh_connected_components
 from tracklift.datasets.scene import Mesh
+from tracklift.evaluation.baselines import mesh_connected_components
 
 
 def test_connected_components_one_instance_per_piece():

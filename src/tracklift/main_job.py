@@ -22,12 +22,16 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
 from tracklift import storage
+from tracklift.cluster.session import connect, resolve_address
 from tracklift.datasets.corpus import SynthCommandConfig, gt_url, synthesize_corpus
 from tracklift.datasets.formats import open_scene
+from tracklift.datasets.synthetic import SynthConfig
+from tracklift.labeling.layout import OutputLayout
 
 # Vertices seen in at least this many frames of the held-out scan form the "seen" evaluation set.
 MIN_SEEN = 2
@@ -45,6 +49,13 @@ class RunConfig:
     width: int = field(default=320, metadata={"help": "synthetic image width"})
     height: int = field(default=240, metadata={"help": "synthetic image height"})
     frames: int = field(default=40, metadata={"help": "frames per synthetic scan"})
+    scans: Literal["classic", "fused"] = field(
+        default="classic",
+        metadata={
+            "help": "classic: the wandering 40-frame scans with piecewise meshes the figures in the README "
+            "were made on; fused: whole-room captures with TSDF-fused meshes (slower to make)"
+        },
+    )
     preset: str = field(default="all_annotated", metadata={"help": "evaluation preset"})
     depth_abs_tol: float = field(
         default=0.02, metadata={"help": "lifting visibility tolerance (m); synthetic depth is clean"}
@@ -91,6 +102,7 @@ def run(cfg: RunConfig) -> dict:
 
     from tracklift.actors.pipeline import label_corpus_ray
     from tracklift.labeling import LabelConfig, label_corpus
+    from tracklift.lifting import LiftConfig, VisibilityConfig
 
     epochs = _stage_epochs(cfg.epochs)
     cfg = replace(cfg, out=storage.absolute(cfg.out))
@@ -106,33 +118,33 @@ def run(cfg: RunConfig) -> dict:
         synth = SynthCommandConfig(
             out=corpora[split], scenes=n, seed=seed, width=cfg.width, height=cfg.height, frames=cfg.frames
         )
-        urls[split] = synthesize_corpus(synth, log=_log)
+        scans = None  # "fused": the generator's defaults (whole-room walk, TSDF-fused mesh)
+        if cfg.scans == "classic":
+            scans = SynthConfig.classic(width=cfg.width, height=cfg.height, n_frames=cfg.frames)
+        urls[split] = synthesize_corpus(synth, log=_log, synth=scans)
     timings["synthesise"] = time.perf_counter() - t_start
 
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
-    started = not ray.is_initialized()
-    if started:
+    address = resolve_address(cfg.address)
+    # Ray Data's per-operator progress bars would bury the job's own progress lines
+    quiet = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    if not ray.is_initialized():
         _log(f"[2/6] Ray: {'connecting to ' + address if address else 'starting a local Ray'}")
-        # Ray Data's per-operator progress bars would bury the job's own progress lines
-        quiet = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
         os.environ.update(quiet)
-        ray.init(
-            address=address or "local",
-            include_dashboard=False,
-            logging_level="WARNING",
-            runtime_env={"env_vars": quiet},
-        )
+    started = connect(
+        address, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": quiet}
+    )
     try:
         t = time.perf_counter()
         labels = {split: storage.join(cfg.out, f"labels_{split}") for split in corpora}
+        vis = VisibilityConfig(depth_abs_tol=cfg.depth_abs_tol, depth_rel_tol=cfg.depth_abs_tol / 2)
+        lift = LiftConfig(visibility=vis)
         for split in corpora:
             _log(f"[2/6] pseudo-labels of the {split} corpus on {cfg.num_actors} Ray actors (tracked)")
             lcfg = LabelConfig(
                 scenes=corpora[split],
                 out=labels[split],
                 method="tracked",
-                depth_abs_tol=cfg.depth_abs_tol,
-                depth_rel_tol=cfg.depth_abs_tol / 2,
+                lift=lift,
             )
             _check_manifest(label_corpus_ray(lcfg, num_actors=cfg.num_actors, log=_log), labels[split])
         independent = storage.join(cfg.out, "labels_held_out_independent")
@@ -141,8 +153,7 @@ def run(cfg: RunConfig) -> dict:
             scenes=corpora["held_out"],
             out=independent,
             method="independent",
-            depth_abs_tol=cfg.depth_abs_tol,
-            depth_rel_tol=cfg.depth_abs_tol / 2,
+            lift=lift,
             pictures=False,
         )
         _check_manifest(label_corpus(icfg, log=_log), independent)
@@ -193,26 +204,24 @@ def _check_manifest(manifest: dict, where: str) -> None:
 
 
 def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
-    from tracklift.training import StageConfig, TrainConfig
+    from tracklift.training import RayTrainOptions, TrainConfig
     from tracklift.training.distributed import train_curriculum_ray
 
-    stages = [
-        StageConfig(stage=s, epochs=e, lr=cfg.lr, max_points=cfg.max_points)
-        for s, e in zip((1, 2, 3), epochs)
-    ]
     tcfg = TrainConfig(
         labels=labels,
         out=storage.join(cfg.out, "checkpoints"),
         model=cfg.model,
         model_overrides={"voxel_size": cfg.voxel_size},
-        stages=stages,
+        epochs=epochs,
+        lr=cfg.lr,
+        max_points=cfg.max_points,
         log_every=0,
     )
     _log(
         f"[3/6] training stages 1, 2, 3 ({', '.join(map(str, epochs))} epochs, model {cfg.model}) "
         f"on Ray Train with {cfg.num_workers} workers"
     )
-    return train_curriculum_ray(tcfg, num_workers=cfg.num_workers)
+    return train_curriculum_ray(tcfg, RayTrainOptions(num_workers=cfg.num_workers))
 
 
 def _seen_masks(labels_url: str, scene_ids: list[str]) -> dict[str, np.ndarray]:
@@ -221,7 +230,7 @@ def _seen_masks(labels_url: str, scene_ids: list[str]) -> dict[str, np.ndarray]:
 
     out = {}
     for sid in scene_ids:
-        pl, _ = read_pseudo_labels(storage.join(labels_url, "scenes", sid, "pseudo_labels.npz"))
+        pl, _ = read_pseudo_labels(OutputLayout(labels_url).pseudo_labels(sid))
         out[sid] = pl.seen >= MIN_SEEN
     return out
 
@@ -229,16 +238,16 @@ def _seen_masks(labels_url: str, scene_ids: list[str]) -> dict[str, np.ndarray]:
 def _evaluate(
     cfg: RunConfig, corpus: str, urls: list[str], labels: str, independent: str, checkpoints: dict[int, str]
 ) -> tuple[dict, str]:
-    from tracklift.baselines import mesh_connected_components
     from tracklift.evaluation import evaluate_dirs, format_table, write_predictions
+    from tracklift.evaluation.baselines import mesh_connected_components
     from tracklift.structures import Instances
     from tracklift.training import evaluate_checkpoint, load_stage_samples
 
     preds = {
         "gt_as_prediction": storage.join(cfg.out, "pred", "gt"),
         "mesh_connected_components": storage.join(cfg.out, "pred", "mesh_cc"),
-        "pseudo_labels_independent": storage.join(independent, "pred"),
-        "pseudo_labels_tracked": storage.join(labels, "pred"),
+        "pseudo_labels_independent": OutputLayout(independent).pred_dir,
+        "pseudo_labels_tracked": OutputLayout(labels).pred_dir,
     }
     scene_ids = []
     for url in urls:
@@ -333,7 +342,7 @@ def _breakdown(timings_ms: dict) -> str:
 def _write_report(
     cfg: RunConfig, urls: dict, table: str, serving: dict | None, timings: dict, elapsed: float
 ) -> None:
-    from tracklift.render import RenderConfig, render_scene
+    from tracklift.evaluation.render import RenderConfig, render_scene
 
     _log("[6/6] writing the report")
     held = urls["held_out"][0]
@@ -341,7 +350,7 @@ def _write_report(
     pics = []
     sources = {
         "ground truth": "gt",
-        "pseudo-labels (tracked)": "pred:" + storage.join(cfg.out, "labels_held_out", "pred"),
+        "pseudo-labels (tracked)": "pred:" + OutputLayout(storage.join(cfg.out, "labels_held_out")).pred_dir,
         "network after stage 3": "pred:" + storage.join(cfg.out, "pred", "network_stage3"),
     }
     for title, labels in sources.items():

@@ -2,7 +2,7 @@ import numpy as np
 import trimesh
 
 from tracklift.datasets.scene import Mesh
-from tracklift.visualize import id_colors, render_overview
+from tracklift.evaluation.pictures import id_colors, render_overview
 
 
 def test_id_colors_stable_and_distinct():

@@ -26,8 +26,9 @@ from tracklift.models import (
     save_checkpoint,
     sparse,
 )
+from tracklift.models.backends.registry import get_backend
 from tracklift.models.config import UNetConfig
-from tracklift.models.sparse import SparseTensor, get_backend, voxelize
+from tracklift.models.sparse import SparseTensor, voxelize
 
 OTHERS = ["minkowski", "spconv"]
 # The other backends whose backward runs on CPU (spconv's CPU wheel is forward-only).
@@ -280,36 +281,6 @@ def test_checkpoint_of_another_architecture_is_still_an_error(other, tmp_path):
     save_checkpoint(Segmenter.from_config(narrow, backend="torch"), url)
     with pytest.raises(DataError, match="another architecture.*unet.widths"):
         load_weights(tiny_model(other.name), url)
-
-
-# -- registry ---------------------------------------------------------------------------------------------
-
-PACKAGES = {"minkowski": "MinkowskiEngine", "spconv": "spconv"}
-PIP = {
-    "minkowski": "pip install --no-build-isolation MinkowskiEngine==0.5.4",
-    "spconv": "pip install spconv==2.3.8",
-}
-
-
-@pytest.mark.parametrize("name", OTHERS)
-def test_missing_package_is_a_config_error_naming_pip(monkeypatch, name):
-    module = f"tracklift.models.backends.{name}_backend"
-    # As if the package were not installed: None entries in sys.modules make its imports fail.
-    pkg = PACKAGES[name]
-    for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")] + [pkg]:
-        monkeypatch.setitem(sys.modules, mod, None)
-    monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.delitem(sparse._BACKENDS, name, raising=False)
-    with pytest.raises(ConfigError, match=rf"sparse backend '{name}' needs .*{PIP[name]}"):
-        get_backend(name)
-    assert name not in sparse._BACKENDS
-
-
-def test_installed_backends_and_unknown_name():
-    names = sparse.installed_backends()
-    assert names[0] == "torch" and set(names) <= {"torch", *OTHERS}
-    with pytest.raises(ValueError, match="unknown sparse backend 'nope'; known: .*minkowski.*spconv"):
-        get_backend("nope")
 
 
 @pytest.mark.parametrize("required", ["1", None])

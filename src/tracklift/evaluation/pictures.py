@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tracklift.datasets.scene import Intrinsics, Mesh
+from tracklift.geometry.camera import fov_intrinsics, in_image, overview_pose, project
+from tracklift.geometry.normals import vertex_normals
 
 
 def id_colors(ids: np.ndarray, none_color=(0, 0, 0)) -> np.ndarray:
@@ -38,13 +40,11 @@ def id_colors(ids: np.ndarray, none_color=(0, 0, 0)) -> np.ndarray:
     return out
 
 
-def vertex_normals(mesh: Mesh) -> np.ndarray:
+def mesh_normals(mesh: Mesh) -> np.ndarray:
     """(N, 3) unit normals, area-weighted from faces; (0, 0, 1) for vertices without faces."""
-    from tracklift.datasets.synthetic.primitives import vertex_normals as face_weighted_normals
-
     if mesh.faces is None or len(mesh.faces) == 0:
         return np.tile([0.0, 0.0, 1.0], (len(mesh.vertices), 1))
-    n = face_weighted_normals(mesh.vertices.astype(np.float64), mesh.faces)
+    n = vertex_normals(mesh.vertices.astype(np.float64), mesh.faces)
     n[np.linalg.norm(n, axis=1) == 0] = (0.0, 0.0, 1.0)
     return n
 
@@ -58,10 +58,7 @@ def overview_camera(
 ) -> tuple[Intrinsics, np.ndarray]:
     """An oblique bird's-eye camera (45° field of view) that frames the whole scene; returns (intrinsics,
     cam→world pose). The 1st-99th percentile box is framed, so stray vertices do not shrink the picture."""
-    from tracklift.datasets.synthetic.raycast import overview_pose
-
-    f = (min(width, height) / 2) / np.tan(np.radians(45.0) / 2)
-    intr = Intrinsics(f, f, width / 2 - 0.5, height / 2 - 0.5, width, height)
+    intr = fov_intrinsics(width, height, 45.0)
     box = np.percentile(vertices, [1, 99], axis=0)
     return intr, overview_pose(box, intr, elevation_deg, azimuth_deg)
 
@@ -88,28 +85,25 @@ def splat_render(
 
     Returns: (H, W, 3) uint8 image.
     """
-    w2c = np.linalg.inv(pose)
     v = mesh.vertices.astype(np.float64)
-    cam = v @ w2c[:3, :3].T + w2c[:3, 3]
-    normals = vertex_normals(mesh)
+    u, vv, z = project(v, intrinsics, pose)
+    normals = mesh_normals(mesh)
     to_cam = pose[:3, 3] - v
     facing = np.einsum("ij,ij->i", normals, to_cam) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-9)
-    keep = (cam[:, 2] > 1e-3) & (facing > -0.05)
+    keep = (z > 1e-3) & (facing > -0.05)
     if hide is not None:
         keep &= ~np.asarray(hide, dtype=bool)
-    cam, col, fac = cam[keep], colors[keep].astype(np.float64), facing[keep]
+    u, vv, z, col, fac = u[keep], vv[keep], z[keep], colors[keep].astype(np.float64), facing[keep]
     if shade:
         col = col * (0.45 + 0.55 * np.clip(np.abs(fac), 0, 1))[:, None]
     W, H = intrinsics.width, intrinsics.height
-    u = np.round(cam[:, 0] / cam[:, 2] * intrinsics.fx + intrinsics.cx).astype(np.int64)
-    vv = np.round(cam[:, 1] / cam[:, 2] * intrinsics.fy + intrinsics.cy).astype(np.int64)
     offs = np.arange(-radius, radius + 1)
     du, dv = np.meshgrid(offs, offs)
     pu = (u[:, None] + du.ravel()[None]).ravel()
     pv = (vv[:, None] + dv.ravel()[None]).ravel()
-    depth = np.repeat(cam[:, 2], du.size)
-    src = np.repeat(np.arange(len(cam)), du.size)
-    ok = (pu >= 0) & (pu < W) & (pv >= 0) & (pv < H)
+    depth = np.repeat(z, du.size)
+    src = np.repeat(np.arange(len(u)), du.size)
+    ok = in_image(pu, pv, intrinsics)
     pix, depth, src = pv[ok] * W + pu[ok], depth[ok], src[ok]
     order = np.argsort(-depth, kind="stable")  # far first: nearer writes land last and win
     img = np.empty((H * W, 3))

@@ -1,0 +1,83 @@
+"""``LabelConfig`` nests the algorithms' configs whole: every field is a flag, and YAML takes nested keys."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tracklift import config as config_lib
+from tracklift.cli import build_parser
+from tracklift.labeling import LabelConfig
+from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
+from tracklift.tracking.consistent import ConsistencyConfig
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _flags(prefix: str, cls: type) -> set[str]:
+    """``--prefix.field-name`` for every leaf field of ``cls`` (nested dataclasses recursed)."""
+    out = set()
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        name = f"{prefix}.{f.name.replace('_', '-')}"
+        out |= _flags(name, type(default)) if dataclasses.is_dataclass(default) else {name}
+    return out
+
+
+def test_label_help_lists_every_field_of_the_nested_configs():
+    expected = (
+        _flags("--lift", LiftConfig)
+        | _flags("--samples", SampleConfig)
+        | _flags("--consistency", ConsistencyConfig)
+    )
+    # the visibility config is the lifting's own (one depth test, one default)
+    assert _flags("--lift.visibility", VisibilityConfig) <= expected
+    assert len(expected) >= 12 + 4 + 7 + 13 - 1
+    env = {"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}
+    text = subprocess.run(
+        [sys.executable, "-m", "tracklift.cli", "label", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    missing = sorted(flag for flag in expected if flag not in text)
+    assert not missing, f"tracklift label --help lacks {missing}"
+
+
+def test_nested_flags_reach_the_algorithm_configs():
+    parser = build_parser()
+    args = parser.parse_args(
+        ["label", "--lift.min-votes", "3", "--lift.visibility.depth-abs-tol", "0.01", "--samples.window", "7"]
+    )
+    cfg = config_lib.from_args(LabelConfig, args)
+    assert cfg.lift.min_votes == 3 and cfg.lift.visibility.depth_abs_tol == 0.01
+    assert cfg.visibility is cfg.lift.visibility
+    assert cfg.samples.window == 7 and cfg.samples.stride == SampleConfig().stride
+    # defaults are the algorithms' own
+    assert LabelConfig().lift == LiftConfig() and LabelConfig().samples == SampleConfig()
+
+
+def test_label_config_from_yaml_with_nested_keys(tmp_path):
+    path = tmp_path / "label.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "method": "independent",
+                "lift": {"min_votes": 4, "merge_iou": 0.4, "visibility": {"depth_rel_tol": 0.03}},
+                "samples": {"voxel_size": 0.05, "stage3_min_seen": 0},
+                "consistency": {"keyframe_interval": 5},
+            }
+        )
+    )
+    args = build_parser().parse_args(["label", "--config", str(path), "--lift.min-ratio", "0.6"])
+    cfg = config_lib.from_args(LabelConfig, args)
+    assert isinstance(cfg.lift, LiftConfig) and isinstance(cfg.lift.visibility, VisibilityConfig)
+    assert cfg.method == "independent"
+    assert (cfg.lift.min_votes, cfg.lift.merge_iou, cfg.lift.min_ratio) == (4, 0.4, 0.6)
+    assert cfg.lift.visibility.depth_rel_tol == 0.03
+    assert cfg.lift.visibility.depth_abs_tol == VisibilityConfig().depth_abs_tol
+    assert (cfg.samples.voxel_size, cfg.samples.stage3_min_seen) == (0.05, 0)
+    assert cfg.consistency.keyframe_interval == 5
