@@ -13,7 +13,8 @@ and RSS sampled every 10 ms as a fallback), and whether ``GET /healthz`` kept an
 0.25 s, 10 s timeout) while the request ran. The replica is found in the process table: the descendant
 of the ``tracklift serve`` process whose titles are Ray's ``ray::ServeReplica:...``. Linux only (``/proc``).
 
-A random-init ``tiny`` checkpoint is written to a temporary folder. Prints a table and writes
+One small legitimate request warms the replicas up first (not recorded). A random-init ``tiny`` checkpoint
+is written to a temporary folder. Prints a table and writes
 ``benchmarks/results/hostile_memory.json``.
 
     .venv/bin/python benchmarks/bench_hostile_memory.py [--legit-points 1000000] [--serve-args "..."]
@@ -153,8 +154,8 @@ def find_replicas(server_pid: int, timeout_s: float, expected: int = 2) -> dict[
         found = {}
         for p in descendants(server_pid):
             title = cmdline(p)
-            if "ServeReplica:" in title:
-                found[title.split("ServeReplica:", 1)[1].split()[0].rsplit(":", 1)[-1]] = p
+            if "ServeReplica:" in title:  # e.g. ray::ServeReplica:tracklift:ingress, ...:TrackliftServer
+                found["ingress" if "ingress" in title.lower() else "model"] = p
         if len(found) >= expected:
             return found
         time.sleep(0.5)
@@ -355,6 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         ours = descendants(proc.pid)
         shown = ", ".join(f"{dep} pid {pid} ({rss_mb(pid):.0f} MB RSS)" for dep, pid in replicas.items())
         print(f"server pid {proc.pid}; replicas: {shown}", flush=True)
+        # One small legitimate request first, not recorded: the first request of a replica loads code and
+        # allocates buffers, which would otherwise be charged to whichever input came first.
+        warm = requests.post(
+            url + "/v1/segment",
+            data=legit_cloud(5000),
+            headers={"Content-Type": "application/x-npz"},
+            timeout=args.request_timeout,
+        )
+        print(f"warm-up request: {warm.status_code}", flush=True)
         for name, ctype, make in cases(args.legit_points):
             body = make()
             row = measure(url, replicas, name, ctype, body, args.request_timeout)
