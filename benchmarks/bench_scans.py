@@ -41,6 +41,7 @@ from bench_superpoints import time_segmentator  # noqa: E402
 
 from tracklift.datasets.superpoints import DEFAULT_SEGMENTATOR, compute_superpoints  # noqa: E402
 from tracklift.datasets.synthetic import SynthConfig, generate_scene  # noqa: E402
+from tracklift.datasets.synthetic.config import DEFAULT_CONFIG  # noqa: E402
 from tracklift.evaluation import evaluate, superpoint_purity  # noqa: E402
 from tracklift.evaluation.baselines import mesh_connected_components  # noqa: E402
 from tracklift.structures import Instances  # noqa: E402
@@ -97,7 +98,7 @@ def scene_row(seed: int, style_seed: int, cfg: SynthConfig) -> tuple[dict, np.nd
 def run_benchmark(
     seeds: list[int],
     style_seeds: list[int],
-    cfg: SynthConfig = SynthConfig(),
+    cfg: SynthConfig = DEFAULT_CONFIG,
     workers: int = 1,
     segmentator_sizes: dict[str, int] = SEGMENTATOR_SIZES,
 ) -> dict:
@@ -139,8 +140,10 @@ def run_benchmark(
             "ap_num_gt": ap["num_gt"],
             "ap_num_pred": ap["num_pred"],
             "segmentator": DEFAULT_SEGMENTATOR.params(),
-            "segmentator_mesh": {label: {"vertices": t["vertices"], "faces": t["faces"],
-                                         "cpu_seconds": t["cpu_seconds"]} for label, t in timing.items()},
+            "segmentator_mesh": {
+                label: {"vertices": t["vertices"], "faces": t["faces"], "cpu_seconds": t["cpu_seconds"]}
+                for label, t in timing.items()
+            },
             "components": "connected components of the fused mesh's faces (sharing a vertex); share in faces",
             "seconds_per_scene": "mean of each scene's generate_scene wall time (render, fuse, vote)",
             "workers": workers,
@@ -190,7 +193,9 @@ def pictures(out_dir: Path, seed: int, style_seed: int, cfg: SynthConfig) -> lis
         n = len(scene)
         picks = [round(k * (n - 1) / 5) for k in range(6)]
         frames = [scene.frame(k) for k in picks]
-        strip = frame_strip([f.color for f in frames], [f.instance for f in frames], [f"frame {k}" for k in picks])
+        strip = frame_strip(
+            [f.color for f in frames], [f.instance for f in frames], [f"frame {k}" for k in picks]
+        )
         dst = out_dir / "scans_frames.png"
         # 256 colours keep the README light (sensor noise makes full-colour PNGs large)
         im = Image.fromarray(strip).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
@@ -207,8 +212,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--width", type=int, default=SynthConfig.width)
     ap.add_argument("--height", type=int, default=SynthConfig.height)
     ap.add_argument("--workers", type=int, default=2, help="processes generating scenes")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 scenes, 96x72, 12 frames, small meshes")
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/scans.json (--quick: not written)")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 scenes, 96x72, 12 frames, small meshes"
+    )
+    ap.add_argument(
+        "--out", default=None, help="default: benchmarks/results/scans.json (--quick: not written)"
+    )
     ap.add_argument("--pictures", default=None, help="also write the README pictures of the first scene here")
     args = ap.parse_args(argv)
 
