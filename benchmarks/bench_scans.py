@@ -112,6 +112,7 @@ def run_benchmark(
         raise ValueError("need one style seed per layout seed")
     if set(seeds) & set(style_seeds):
         raise ValueError("style seeds must differ from the layout seeds (a held-out style)")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other jobs on a shared machine slow the timings
     t0 = time.perf_counter()
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -150,6 +151,7 @@ def run_benchmark(
             "generation_wall_seconds": round(wall, 1),
             "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "machine": platform.platform(),
+            "load_average_1_5_15_at_start": load_at_start,
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         },
     }
