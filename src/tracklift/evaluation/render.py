@@ -22,7 +22,8 @@ class RenderConfig:
     labels: str = field(
         default="gt",
         metadata={
-            "help": "what to colour by: 'gt', 'rgb', 'pred:<ScanNet prediction folder URL>', or "
+            "help": "what to colour by: 'gt', 'rgb', 'superpoints' (the scene's segments file, else "
+            "ScanNet's segmentator), 'pred:<ScanNet prediction folder URL>', or "
             "'ids:<per-vertex id text file URL>' (e.g. pseudo-labels)"
         },
     )
@@ -42,6 +43,8 @@ def per_vertex_ids(scene, labels: str) -> np.ndarray:
         if gt is None:
             raise DataError(scene.source, "scene has no ground truth to render")
         return np.where(gt >= 1000, gt, 0)
+    if labels == "superpoints":
+        return scene.superpoints + 1  # ids 1..K: id 0 is drawn as "no instance"
     if labels.startswith("ids:"):
         url = labels[4:]
         from tracklift.datasets.tracklift_format import read_int_lines
@@ -52,7 +55,7 @@ def per_vertex_ids(scene, labels: str) -> np.ndarray:
 
         inst = read_predictions(labels[5:], scene.scene_id, n)
         return inst.to_ids()
-    raise ValueError(f"unknown label source {labels!r} (use gt, rgb, pred:URL or ids:URL)")
+    raise ValueError(f"unknown label source {labels!r} (use gt, rgb, superpoints, pred:URL or ids:URL)")
 
 
 def render_scene(cfg: RenderConfig) -> list[str]:
