@@ -4,8 +4,8 @@ module's own live deployment from conftest.py (1 MiB bodies, 20,000 points)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,37 +16,30 @@ from tracklift.serving.codec import encode_cloud
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-PLY_HEAD = (
-    b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n"
-    b"property float x\nproperty float y\nproperty float z\n"
-)
-XYZ = np.arange(9, dtype="<f4").tobytes()
+
+def _load_bodies():
+    """The hostile-body builders of ``benchmarks/bench_hostile_memory.py``: the test sends what the
+    memory benchmark measures."""
+    path = Path(__file__).parents[2] / "benchmarks" / "bench_hostile_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_hostile_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _ply_face_bomb(count: int) -> bytes:
-    """About 200 bytes declaring ``count`` faces (the old reader pre-allocated them all)."""
-    head = PLY_HEAD + f"element face {count}\nproperty list uchar int vertex_indices\nend_header\n".encode()
-    return head + XYZ + bytes([3, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0])
-
-
-def _ply_junk() -> bytes:
-    return PLY_HEAD + b"element junk 1000000000000\nproperty int a\nend_header\n" + XYZ + b"\0" * 8
-
-
-def _npz_claiming(shape: tuple) -> bytes:
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("points.npy", head.getvalue() + b"\0" * 36)
-    return buf.getvalue()
+bodies = _load_bodies()
 
 
 HOSTILE = {
-    "PLY face bomb 2e8": (lambda: _ply_face_bomb(200_000_000), "application/x-ply", 400, "'face' rows"),
-    "PLY face bomb 1e9": (lambda: _ply_face_bomb(1_000_000_000), "application/x-ply", 400, "'face' rows"),
-    "PLY element junk 1e12": (_ply_junk, "application/x-ply", 400, "'junk' rows"),
-    "NPZ header 1e12 x 3": (lambda: _npz_claiming((10**12, 3)), "application/x-npz", 400, "points.npy"),
+    "PLY face bomb 2e8": (lambda: bodies.ply_face_bomb(200_000_000), "application/x-ply", 400, "'face' rows"),
+    "PLY face bomb 1e9": (
+        lambda: bodies.ply_face_bomb(1_000_000_000),
+        "application/x-ply",
+        400,
+        "'face' rows",
+    ),
+    "PLY element junk 1e12": (bodies.ply_junk_element, "application/x-ply", 400, "'junk' rows"),
+    "NPZ header 1e12 x 3": (lambda: bodies.npz_claiming((10**12, 3)), "application/x-npz", 400, "points.npy"),
     "JSON rows beyond the limit": (
         lambda: b'{"points": [' + b",".join([b"[0,0,0]"] * (MAX_POINTS + 1000)) + b"]}",
         "application/json",
@@ -54,13 +47,13 @@ HOSTILE = {
         str(MAX_POINTS),
     ),
     "JSON 5000-digit integer": (
-        lambda: b'{"points": [[' + b"7" * 5000 + b", 0, 0], [1, 1, 1]]}",
+        lambda: bodies.json_long_integer(5000),
         "application/json",
         400,
         "too many digits",
     ),
     "JSON nested 100000 deep": (
-        lambda: b'{"points": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        lambda: bodies.json_nested(100_000),
         "application/json",
         400,
         "nested too deeply",
