@@ -195,6 +195,13 @@ def test_faces_that_are_not_all_triangles(text):
             + bytes([3, 0, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0]),
             "outside",
         ),
+        # a float list count (NaN, inf) cannot size a list: refused in the header, not an OverflowError later
+        (
+            _header("element face 1", "property list float int vertex_indices", VERTS)
+            + np.array([np.nan], "<f4").tobytes()
+            + XYZ,
+            "count type must be an integer",
+        ),
     ],
 )
 def test_malformed_files_name_the_problem(data, reason):

@@ -50,3 +50,10 @@ def test_s3_prefixes_and_refused_forms():
 def test_bad_prefixes_are_named(bad):
     assert check_prefixes([bad]) and bad in check_prefixes([bad])[0]
     assert check_prefixes(["/data/scans", "s3://b/scans/", "file:///data"]) == []
+
+
+def test_control_characters_are_a_400_not_a_500(tmp_path):
+    """A NUL byte used to reach os.path.realpath and raise ValueError (a 500)."""
+    with pytest.raises(RequestError) as e:
+        check_scene_url(str(tmp_path / "a\x00b"), [str(tmp_path)])
+    assert e.value.status == 400

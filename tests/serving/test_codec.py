@@ -248,6 +248,23 @@ def test_npz_header_claiming_more_than_it_holds_is_refused(shape):
     assert status == 400 and "points.npy" in problem and "holds 24 bytes" in problem
 
 
+def test_npz_arrays_are_read_from_the_members_whose_headers_were_checked():
+    """np.load prefers a member named plain "points" over "points.npy": a small honest points.npy beside a
+    lying "points" must not make numpy allocate what the unchecked header claims."""
+    honest = io.BytesIO()
+    np.save(honest, np.zeros((5, 3), np.float32))
+    lying = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        lying, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3)}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("points.npy", honest.getvalue())
+        z.writestr("points", lying.getvalue() + b"\0" * 36)
+    cloud = decode_segment_request(buf.getvalue(), "application/x-npz", LIMIT)
+    assert cloud.points.shape == (5, 3)
+
+
 def test_npz_over_the_point_limit_is_413_from_its_header():
     status, problem = _status(
         _npy_with_shape((LIMIT + 1, 3), payload=b"\0" * 12 * (LIMIT + 1)), "application/x-npz"

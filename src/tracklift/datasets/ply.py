@@ -129,6 +129,10 @@ def read_ply_header(data: bytes, url: str) -> PlyHeader:
                     raise ValueError("property before any element")
                 if parts[1] == "list":
                     prop = PlyProperty(parts[4], _TYPES[parts[3]], _TYPES[parts[2]])
+                    if (
+                        np.dtype(_TYPES[parts[2]]).kind not in "iu"
+                    ):  # a float count (NaN, inf) cannot size a list
+                        raise ValueError("a list's count type must be an integer type")
                 else:
                     prop = PlyProperty(parts[2], _TYPES[parts[1]])
                 elements[-1][2].append(prop)

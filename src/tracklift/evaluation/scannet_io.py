@@ -238,7 +238,10 @@ def evaluate_dirs(
     for scene_id in scene_ids:
         gt_file = storage.join(gt_url, f"{scene_id}.txt")
         gt = read_gt(gt_file)
-        if storage.exists(storage.join(pred_url, f"{scene_id}.txt")):
+        listing = storage.join(pred_url, f"{scene_id}.txt")
+        # before the existence test: a link out of the folder must not tell missing from existing targets
+        _check_inside(pred_url, listing, "the prediction listing")
+        if storage.exists(listing):
             pred = read_predictions(pred_url, scene_id, len(gt))
         else:
             pred = Instances.empty(len(gt))

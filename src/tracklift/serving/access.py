@@ -66,6 +66,8 @@ def check_scene_url(url: str, prefixes: Sequence[str]) -> str:
         raise RequestError(
             source, "scene_url is disabled on this server (the operator configured no --scene-prefixes)", 403
         )
+    if any(ord(c) < 32 for c in url):  # a NUL byte would make realpath raise (a 500 otherwise)
+        raise RequestError(source, "control characters are not accepted in scene_url")
     if "::" in url:
         raise RequestError(source, "chained URLs ('::') are not accepted; give a file path or an s3:// URL")
     scheme = _scheme(url)

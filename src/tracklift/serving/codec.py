@@ -265,9 +265,14 @@ def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:
         if info is not None:
             _check_npy_header(archive, info, source, max_points)
     try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
-            points = npz["points"]
-            colors = npz["colors"] if members["colors"] is not None else None
+        # Read exactly the members whose headers were checked (np.load would prefer a member named plain
+        # "points" over "points.npy", and that one's header was never looked at).
+        arrays = {}
+        for name, info in members.items():
+            if info is not None:
+                with archive.open(info) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+        points, colors = arrays["points"], arrays.get("colors")
     except (*_ZIP_ERRORS, KeyError) as e:
         raise RequestError(source, f"unreadable NPZ ({type(e).__name__}: {e})") from None
     return check_cloud(points, colors, source, max_points)

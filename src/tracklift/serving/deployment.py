@@ -186,11 +186,15 @@ class TrackliftServer:
             raise
         except DataError as e:
             log.warning("scene_url %s cannot be read: %s", target, e)
-            source = e.url if e.url.startswith(target) else "scene_url"
-            raise RequestError(
-                f"scene_url {source}", "this scene cannot be read (details in the server log)", 422
-            ) from None
+            # name the file inside the scene relative to the client's URL, never the resolved server path
+            source = "scene_url" + (e.url[len(target) :] if e.url.startswith(target) else "")
+            raise RequestError(source, "this scene cannot be read (details in the server log)", 422) from None
         except Exception as e:
+            if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+                log.warning("scene_url %s cannot be read: %s: %s", target, type(e).__name__, e)
+                raise RequestError(
+                    "scene_url", "this scene cannot be read (details in the server log)", 422
+                ) from None
             if _is_storage_outage(e):
                 log.warning("scene storage unavailable for %s: %s: %s", target, type(e).__name__, e)
                 raise RequestError(

@@ -25,7 +25,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tracklift.serving.codec import RequestError
+from tracklift.serving.codec import MAX_QUERY_BYTES, RequestError
 from tracklift.serving.config import ServeConfig
 
 log = logging.getLogger("ray.serve")
@@ -136,9 +136,11 @@ class TrackliftIngress:
             t0 = time.perf_counter()
             body = b""
             if request.method == "POST":
+                # a query is a key and a short text: never buffer a cloud-sized body for it
+                limit = MAX_QUERY_BYTES if path == "/v1/query" else self.cfg.max_request_bytes
                 body = await read_body(
                     request,
-                    self.cfg.max_request_bytes,
+                    limit,
                     self.cfg.body_timeout_s,
                     self.cfg.min_body_rate_kib_s * 1024,
                 )
