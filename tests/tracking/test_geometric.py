@@ -144,11 +144,11 @@ def test_add_masks_corrects_a_known_object():
     tracker = GeometricTracker(GeometricConfig(fill_radius=0))  # no growth: only the points count
     state = tracker.start(scene.frames[:2], scene.intrinsics)
     tracker.add_masks(state, 0, {target: seeds[target]})
-    n_full = len(state.objects[target].points)
+    n_full = state.voxel_count(target)
     half = seeds[target].copy()
     half[:, : int(np.median(np.nonzero(half)[1]))] = False
     tracker.add_masks(state, 0, {target: half})
-    n_half = len(state.objects[target].points)
+    n_half = state.voxel_count(target)
     assert n_half < 0.75 * n_full
     out = dict(tracker.propagate(state, start=0))
     assert out[1][target].sum() < 0.8 * (scene.frames[1].instance == target).sum()

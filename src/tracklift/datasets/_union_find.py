@@ -10,27 +10,9 @@ warning.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-log = logging.getLogger(__name__)
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install usable
-    numba = None
-    log.warning("numba is not installed: superpoint segmentation runs as plain Python (slow)")
-
-
-def _jit(fn):
-    """numba-compile ``fn``, caching the machine code on disk where a cache folder is writable."""
-    if numba is None:  # pragma: no cover
-        return fn
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
-        return numba.njit(nogil=True)(fn)
+from tracklift.geometry.compiled import jit as _jit
 
 
 @_jit

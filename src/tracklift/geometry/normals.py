@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracklift.geometry.compiled import jit
+
 __all__ = ["face_normals", "normals_from_points", "shifted", "vertex_normals"]
 
 
@@ -63,39 +65,80 @@ def normals_from_points(
         (H, W, 3) float32 unit normals; (0, 0, 0) where the normal is undefined.
     """
     r = max(1, int(radius))
-    pts = np.asarray(points, dtype=np.float32)
-    z = pts[..., 2]
-    acc = np.zeros_like(pts)
-    cnt = np.zeros(z.shape, np.float32)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            zq = shifted(z, dy, dx, 0.0)
-            same = valid & shifted(valid, dy, dx, False)
-            same &= np.abs(zq - z) <= continuity * max(abs(dy), abs(dx)) * z
-            acc += shifted(pts, dy, dx, 0.0) * same[..., None]
-            cnt += same
-    sm = acc / np.maximum(cnt, 1.0)[..., None]
-    sz = sm[..., 2]
-    sval = valid & (cnt > 0)
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    return _normals_kernel(pts, np.ascontiguousarray(valid, dtype=np.bool_), r, float(continuity))
 
-    def tangent(dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
-        fwd, bwd = shifted(sm, dy, dx, 0.0) - sm, sm - shifted(sm, -dy, -dx, 0.0)
-        fok = shifted(sval, dy, dx, False) & (np.abs(fwd[..., 2]) <= continuity * r * sz)
-        bok = shifted(sval, -dy, -dx, False) & (np.abs(bwd[..., 2]) <= continuity * r * sz)
-        use_f = fok & (~bok | (np.abs(fwd[..., 2]) <= np.abs(bwd[..., 2])))
-        return np.where(use_f[..., None], fwd, bwd), sval & (fok | bok)
 
-    tx, okx = tangent(0, r)
-    ty, oky = tangent(r, 0)
-    n = np.cross(tx, ty)
-    nn = np.linalg.norm(n, axis=-1, keepdims=True)
-    good = okx & oky & (nn[..., 0] > 1e-12)
-    n = n / np.where(nn > 1e-12, nn, 1.0)
-    # face the camera: the normal points against the viewing ray
-    flip = np.einsum("hwc,hwc->hw", n, pts) > 0
-    n[flip] *= -1.0
-    n[~good] = 0.0
-    return n.astype(np.float32)
+@jit
+def _normals_kernel(pts: np.ndarray, valid: np.ndarray, r: int, continuity: float) -> np.ndarray:
+    """The loop of :func:`normals_from_points` (compiled: one pass per step instead of (2r+1)² shifted
+    copies of the image)."""
+    h, w = valid.shape
+    sm = np.zeros((h, w, 3), np.float64)
+    sval = np.zeros((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            if not valid[y, x]:
+                continue
+            z = pts[y, x, 2]
+            sx = sy = sz = 0.0
+            cnt = 0
+            for dy in range(-r, r + 1):
+                yy = y + dy
+                if yy < 0 or yy >= h:
+                    continue
+                for dx in range(-r, r + 1):
+                    xx = x + dx
+                    if xx < 0 or xx >= w or not valid[yy, xx]:
+                        continue
+                    if abs(pts[yy, xx, 2] - z) <= continuity * max(abs(dy), abs(dx)) * z:
+                        sx += pts[yy, xx, 0]
+                        sy += pts[yy, xx, 1]
+                        sz += pts[yy, xx, 2]
+                        cnt += 1
+            if cnt > 0:
+                sm[y, x, 0], sm[y, x, 1], sm[y, x, 2] = sx / cnt, sy / cnt, sz / cnt
+                sval[y, x] = True
+    out = np.zeros((h, w, 3), np.float32)
+    t = np.zeros((2, 3), np.float64)
+    for y in range(h):
+        for x in range(w):
+            if not sval[y, x]:
+                continue
+            z = sm[y, x, 2]
+            lim = continuity * r * z
+            ok = True
+            for a in range(2):  # a = 0: along x (0, r); a = 1: along y (r, 0)
+                dy, dx = (0, r) if a == 0 else (r, 0)
+                yf, xf, yb, xb = y + dy, x + dx, y - dy, x - dx
+                fok = 0 <= yf < h and 0 <= xf < w and sval[yf, xf]
+                bok = 0 <= yb < h and 0 <= xb < w and sval[yb, xb]
+                fz = sm[yf, xf, 2] - z if fok else 0.0
+                bz = z - sm[yb, xb, 2] if bok else 0.0
+                fok = fok and abs(fz) <= lim
+                bok = bok and abs(bz) <= lim
+                if not (fok or bok):
+                    ok = False
+                    break
+                if fok and (not bok or abs(fz) <= abs(bz)):
+                    for c in range(3):
+                        t[a, c] = sm[yf, xf, c] - sm[y, x, c]
+                else:
+                    for c in range(3):
+                        t[a, c] = sm[y, x, c] - sm[yb, xb, c]
+            if not ok:
+                continue
+            nx = t[0, 1] * t[1, 2] - t[0, 2] * t[1, 1]
+            ny = t[0, 2] * t[1, 0] - t[0, 0] * t[1, 2]
+            nz = t[0, 0] * t[1, 1] - t[0, 1] * t[1, 0]
+            nn = np.sqrt(nx * nx + ny * ny + nz * nz)
+            if nn <= 1e-12:
+                continue
+            nx, ny, nz = nx / nn, ny / nn, nz / nn
+            if nx * pts[y, x, 0] + ny * pts[y, x, 1] + nz * pts[y, x, 2] > 0:  # face the camera
+                nx, ny, nz = -nx, -ny, -nz
+            out[y, x, 0], out[y, x, 1], out[y, x, 2] = nx, ny, nz
+    return out
 
 
 def shifted(a: np.ndarray, dy: int, dx: int, fill=0) -> np.ndarray:

@@ -22,7 +22,7 @@ unpublished, so each is a config field and is measured in benchmarks/bench_pseud
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +93,13 @@ class ConsistencyConfig:
     merge_min_votes: int = field(
         default=1, metadata={"help": "keyframes that must show a track set as one mask"}
     )
+    drift_share: float = field(
+        default=0.15,
+        metadata={
+            "help": "a propagated mask that spread over this share of surface seen on the previous keyframe "
+            "as something else (another track or nothing) drifted: those pixels are cut from it"
+        },
+    )
     reid_voxel: float = field(
         default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"}
     )
@@ -147,6 +154,44 @@ def _voxel_keys(
     """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
     keys = voxel_cells(_mask_points(frame, intr, mask, max_points), voxel)
     return set(map(tuple, np.unique(keys, axis=0).tolist()))
+
+
+def _seen_as_other(
+    mask: np.ndarray, tid: int, frame: Frame, prev: Frame, prev_map: np.ndarray, intr: Intrinsics
+) -> np.ndarray:
+    """(H, W) bool: pixels of ``mask`` on ``frame`` whose 3D points were visible on ``prev`` (in its image,
+    depth agreeing within 5 cm + 2 %) where ``prev_map`` did not give them to track ``tid``."""
+    vs, us = depth_pixels(frame.depth, mask)
+    out = np.zeros(mask.shape, bool)
+    if len(vs) == 0:
+        return out
+    world = backproject_pixels(vs, us, frame.depth[vs, us].astype(np.float64), intr, frame.pose)
+    u, v, zp = project(world, intr, prev.pose)
+    ok = (zp > 1e-3) & in_image(u, v, intr)
+    d = np.zeros(len(world))
+    d[ok] = prev.depth[v[ok], u[ok]]
+    ok &= (d > 0) & (np.abs(d - zp) < 0.05 + 0.02 * zp)
+    other = np.zeros(len(world), bool)
+    other[ok] = prev_map[v[ok], u[ok]] != tid
+    out[vs[other], us[other]] = True
+    return out
+
+
+class _LazyFrames(Sequence):
+    """A read-only sequence of ``n`` frames fetched by ``get(i)`` when first used."""
+
+    def __init__(self, get: Callable[[int], Frame], n: int):
+        self._get, self._n = get, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._get(i % self._n)
 
 
 def single_granularity(masks: list[Mask2D], tolerance: float = 0.02) -> bool:
@@ -236,6 +281,13 @@ class GranularityConsistentTracker:
         stack = np.stack([current[i] for i in ids]) if ids else None
         areas = stack.reshape(len(ids), -1).sum(1) if ids else None
         covered = stack.any(0) if ids else None
+        # tracked masks are disjoint in practice: then one id map and a bincount over a fresh mask's
+        # pixels give its intersections with every track at the cost of its own area
+        idmap = None
+        if ids and int(areas.sum()) == int(covered.sum()):
+            idmap = np.zeros(covered.size, np.int64)
+            for k in range(len(ids)):
+                idmap[stack[k].ravel()] = k + 1
         new_masks: list[np.ndarray] = []
         updates: dict[int, np.ndarray] = {}
         unions: set[tuple[int, ...]] = set()
@@ -243,7 +295,10 @@ class GranularityConsistentTracker:
         for m in masks:
             mask, area = m.mask, float(m.area)
             if ids:
-                inter = (stack & mask[None]).reshape(len(ids), -1).sum(1)
+                if idmap is not None:
+                    inter = np.bincount(idmap[mask.ravel()], minlength=len(ids) + 1)[1:]
+                else:
+                    inter = (stack & mask[None]).reshape(len(ids), -1).sum(1)
                 iou = inter / np.maximum(areas + area - inter, 1)
                 best = int(np.argmax(iou))
                 if iou[best] >= cfg.match_iou:
@@ -333,82 +388,108 @@ class GranularityConsistentTracker:
             "new": 0,
             "revived": 0,
             "ended": 0,
+            "drift_cut": 0,
             "generate_s": 0.0,
             "track_s": 0.0,
         }
         prev_key = None
         union_votes: dict[tuple[int, ...], list[int]] = {}  # track set → [views as one mask, views apart]
-        for n, ki in enumerate(key_idx):
-            kf = frame(ki)
-            tg = time.perf_counter()
-            fresh = generate_masks(self.generator, kf)
-            stats["generate_s"] += time.perf_counter() - tg
-            if on_keyframe is not None:
-                on_keyframe(positions[ki], fresh)
-            stats["keyframes"] += 1
-            stats["fresh"] += len(fresh)
-            seen_before = None
-            if prev_key is not None:
-                prev = frame(prev_key)
-                seen_before = lambda px, kf=kf, prev=prev: visible_share(px, kf, prev, intr)  # noqa: E731
+        # a tracker whose state may span the scan (the geometric one) keeps one 3D memory for all of it
+        scan = None
+        if getattr(self.tracker, "scan_wide", False):
+            scan = self.tracker.start(_LazyFrames(frame, len(positions)), intr)
+        try:
+            for n, ki in enumerate(key_idx):
+                kf = frame(ki)
+                tg = time.perf_counter()
+                fresh = generate_masks(self.generator, kf)
+                stats["generate_s"] += time.perf_counter() - tg
+                if on_keyframe is not None:
+                    on_keyframe(positions[ki], fresh)
+                stats["keyframes"] += 1
+                stats["fresh"] += len(fresh)
+                seen_before = None
+                if prev_key is not None:
+                    prev = frame(prev_key)
+                    seen_before = lambda px, kf=kf, prev=prev: visible_share(px, kf, prev, intr)  # noqa: E731
 
-            def in_memory(tid: int, px: np.ndarray, kf=kf) -> float:
-                keys = _voxel_keys(kf, intr, px, cfg.reid_voxel, max_points=1500)
-                return len(keys & tracks[tid].voxels) / len(keys) if keys else 1.0
+                def in_memory(tid: int, px: np.ndarray, kf=kf) -> float:
+                    keys = _voxel_keys(kf, intr, px, cfg.reid_voxel, max_points=1500)
+                    return len(keys & tracks[tid].voxels) / len(keys) if keys else 1.0
 
-            new_masks, updates, counts = self.classify(fresh, current, seen_before, in_memory)
-            for tid, m in updates.items():  # confirmed on this keyframe: the track's memory grows
-                tracks[tid].voxels |= _voxel_keys(kf, intr, m, cfg.reid_voxel, max_points=1500)
-            unions, matched_ids = counts.pop("unions"), counts.pop("matched_ids")
-            # Only a view that offers one granularity (non-overlapping masks, as a single-choice
-            # segmenter gives) states "these are one object"; a nested multi-scale proposal set (SAM,
-            # weightless) offers every granularity at once and says nothing about the choice.
-            if single_granularity(fresh):
-                self._vote_granularity(unions, matched_ids, current, union_votes)
-            for k, v in counts.items():
-                stats[k] = stats.get(k, 0) + v
-            current.update(updates)
-            born: dict[int, np.ndarray] = {}
-            for m in new_masks:
-                keys = _voxel_keys(kf, intr, m, cfg.reid_voxel)
-                revived = self._reidentify(keys, tracks, current)
-                if revived is not None:
-                    tid = revived
-                    stats["revived"] += 1
-                    stats["new"] -= 1
-                else:
-                    tid = next_id
-                    next_id += 1
-                    tracks[tid] = _Track(tid, born=ki, last_seen=ki)
-                tracks[tid].voxels |= keys
-                tracks[tid].lost = 0
-                tracks[tid].last_seen = ki
-                current[tid] = m
-                born[tid] = m
-            # the keyframe's own map: tracked masks plus the new ones
-            id_maps[positions[ki]] = self._paint(current, kf.depth.shape)
-            tt = time.perf_counter()
-            if born and cfg.backward and prev_key is not None:
-                self._backward(prev_key, ki, born, frame, positions, id_maps, intr)
-            if n + 1 < len(key_idx):
-                current = self._forward(ki, key_idx[n + 1], current, frame, positions, id_maps, intr, tracks)
-            stats["track_s"] += time.perf_counter() - tt
-            # bookkeeping of lost tracks
-            for tid, tr in list(tracks.items()):
-                if tid in current:
-                    tr.lost = 0
-                elif tr.lost >= 0:
-                    tr.lost += 1
-                    if tr.lost > cfg.max_lost_keyframes:
-                        tr.lost = -1  # ended
-                        stats["ended"] += 1
-            prev_key = ki
-            for i in [i for i in frames if i < ki]:
-                del frames[i]
-            if log:
-                log(
-                    f"keyframe {n + 1}/{len(key_idx)}: {len(fresh)} fresh, {len(born)} new, {len(current)} tracked"
-                )
+                new_masks, updates, counts = self.classify(fresh, current, seen_before, in_memory)
+                for tid, m in updates.items():  # confirmed on this keyframe: the track's memory grows
+                    tracks[tid].voxels |= _voxel_keys(kf, intr, m, cfg.reid_voxel, max_points=1500)
+                unions, matched_ids = counts.pop("unions"), counts.pop("matched_ids")
+                # Only a view that offers one granularity (non-overlapping masks, as a single-choice
+                # segmenter gives) states "these are one object"; a nested multi-scale proposal set (SAM,
+                # weightless) offers every granularity at once and says nothing about the choice.
+                if single_granularity(fresh):
+                    self._vote_granularity(unions, matched_ids, current, union_votes)
+                for k, v in counts.items():
+                    stats[k] = stats.get(k, 0) + v
+                current.update(updates)
+                cuts: dict[int, np.ndarray] = {}
+                if scan is not None and prev_key is not None:
+                    cuts = self._cut_drift(
+                        current, updates, kf, frame(prev_key), id_maps[positions[prev_key]], intr
+                    )
+                    current.update(cuts)
+                    stats["drift_cut"] += len(cuts)
+                born: dict[int, np.ndarray] = {}
+                for m in new_masks:
+                    keys = _voxel_keys(kf, intr, m, cfg.reid_voxel)
+                    revived = self._reidentify(keys, tracks, current)
+                    if revived is not None:
+                        tid = revived
+                        stats["revived"] += 1
+                        stats["new"] -= 1
+                    else:
+                        tid = next_id
+                        next_id += 1
+                        tracks[tid] = _Track(tid, born=ki, last_seen=ki)
+                    tracks[tid].voxels |= keys
+                    tracks[tid].lost = 0
+                    tracks[tid].last_seen = ki
+                    current[tid] = m
+                    born[tid] = m
+                # the keyframe's own map: tracked masks plus the new ones
+                id_maps[positions[ki]] = self._paint(current, kf.depth.shape)
+                tt = time.perf_counter()
+                if scan is not None:  # what this keyframe confirmed becomes the 3D memory
+                    self.tracker.add_masks(scan, ki, {**updates, **cuts, **born})
+                if born and cfg.backward and prev_key is not None:
+                    if scan is not None:
+                        self._backward_scan(scan, prev_key, ki, born, positions, id_maps)
+                    else:
+                        self._backward(prev_key, ki, born, frame, positions, id_maps, intr)
+                if n + 1 < len(key_idx):
+                    if scan is not None:
+                        current = self._forward_scan(scan, ki, key_idx[n + 1], positions, id_maps, tracks)
+                    else:
+                        current = self._forward(
+                            ki, key_idx[n + 1], current, frame, positions, id_maps, intr, tracks
+                        )
+                stats["track_s"] += time.perf_counter() - tt
+                # bookkeeping of lost tracks
+                for tid, tr in list(tracks.items()):
+                    if tid in current:
+                        tr.lost = 0
+                    elif tr.lost >= 0:
+                        tr.lost += 1
+                        if tr.lost > cfg.max_lost_keyframes:
+                            tr.lost = -1  # ended
+                            stats["ended"] += 1
+                prev_key = ki
+                for i in [i for i in frames if i < ki]:
+                    del frames[i]
+                if log:
+                    log(
+                        f"keyframe {n + 1}/{len(key_idx)}: {len(fresh)} fresh, {len(born)} new, {len(current)} tracked"
+                    )
+        finally:
+            if scan is not None:
+                self.tracker.close(scan)
         for p in positions:
             if p not in id_maps:
                 id_maps[p] = np.zeros((intr.height, intr.width), np.int32)
@@ -502,6 +583,55 @@ class GranularityConsistentTracker:
         for tid in last:  # memory grows only from keyframe-confirmed masks (see classify)
             tracks[tid].last_seen = kj
         return last
+
+    def _drop_small(self, ids: np.ndarray) -> np.ndarray:
+        """An id map without the ids covering fewer than ``min_track_area`` pixels (unseen there)."""
+        counts = np.bincount(ids.ravel())
+        small = counts < self.cfg.min_track_area
+        small[0] = False
+        if small.any():
+            ids = np.where(small[ids], 0, ids).astype(np.int32)
+        return ids
+
+    def _forward_scan(self, scan, ki, kj, positions, id_maps, tracks) -> dict[int, np.ndarray]:
+        """Scan-wide tracker: predict every known object on the frames after keyframe ``ki`` up to ``kj``
+        (inclusive); returns the masks on ``kj``."""
+        ids = None
+        for i in range(ki + 1, kj + 1):
+            ids = self._drop_small(self.tracker.predict_ids(scan, i))
+            id_maps[positions[i]] = ids
+        last = {int(t): ids == t for t in np.unique(ids) if t} if ids is not None else {}
+        for tid in last:
+            if tid in tracks:
+                tracks[tid].last_seen = kj
+        return last
+
+    def _backward_scan(self, scan, ki_prev, ki, born, positions, id_maps) -> None:
+        """Scan-wide tracker: predict the objects born on ``ki`` back to ``ki_prev``, filling only
+        unassigned pixels."""
+        for i in range(ki - 1, ki_prev - 1, -1):
+            ids = self._drop_small(self.tracker.predict_ids(scan, i, only=list(born)))
+            target = id_maps[positions[i]]
+            fill = (target == 0) & (ids > 0)
+            target[fill] = ids[fill]
+
+    def _cut_drift(
+        self, current, updates, kf: Frame, prev: Frame, prev_map: np.ndarray, intr: Intrinsics
+    ) -> dict[int, np.ndarray]:
+        """Drift: a propagated mask (one no fresh mask confirmed on this keyframe) that covers surface the
+        previous keyframe saw as something else (another track, or no track) spread over a neighbour. A
+        track may gain surface nobody saw before (more of itself coming into view), not surface already
+        seen apart from it. Returns ``{track id: mask without those pixels}`` for the tracks whose share
+        of such pixels reaches ``drift_share``."""
+        cuts = {}
+        for tid, m in current.items():
+            if tid in updates:
+                continue
+            other = _seen_as_other(m, tid, kf, prev, prev_map, intr)
+            n_other, area = int(other.sum()), int(m.sum())
+            if n_other >= self.cfg.drift_share * max(area, 1) and n_other >= self.cfg.min_mask_area:
+                cuts[tid] = m & ~other
+        return cuts
 
     def _backward(self, ki_prev, ki, born, frame, positions, id_maps, intr) -> None:
         """Propagate newly born objects back to the previous keyframe, filling only unassigned pixels."""

@@ -37,6 +37,15 @@ def check_rgbd(
     return color, depth
 
 
+def _srgb_to_linear_table() -> np.ndarray:
+    """(256,) float32 linear intensity of each 8-bit sRGB level (a lookup instead of a power per pixel)."""
+    c = np.arange(256, dtype=np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_SRGB_TO_LINEAR = _srgb_to_linear_table()
+
+
 def rgb_to_lab(color: np.ndarray) -> np.ndarray:
     """sRGB (uint8, D65) to CIE L*a*b*.
 
@@ -46,8 +55,7 @@ def rgb_to_lab(color: np.ndarray) -> np.ndarray:
     Returns:
         (..., 3) float32 Lab (L in [0, 100]); Euclidean distances are ΔE76.
     """
-    c = np.asarray(color, dtype=np.float32) / 255.0
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lin = _SRGB_TO_LINEAR[np.asarray(color, dtype=np.uint8)]
     m = np.array(
         [
             [0.4124564, 0.3575761, 0.1804375],
