@@ -59,6 +59,12 @@ class MaskTracker(Protocol):
         for pos, masks in tracker.propagate(state, start=pos):   # masks: {obj_id: (H, W) bool}
             ...
         tracker.close(state)
+
+    A tracker whose state may span a whole scan (its memory bounded by the scene, not by the frames it
+    has seen) says so with a class attribute ``scan_wide = True`` and adds ``predict_ids(state, pos,
+    only=None) -> (H, W) int32 id map`` and ``forget_before(state, pos)``; the granularity-consistent
+    tracker then opens one state per scan instead of one window per keyframe segment (the geometric
+    tracker does; SAM2's memory bank is windowed).
     """
 
     def start(self, frames: Sequence[Frame], intrinsics: Intrinsics) -> TrackState: ...

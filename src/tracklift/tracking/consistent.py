@@ -480,6 +480,8 @@ class GranularityConsistentTracker:
                         if tr.lost > cfg.max_lost_keyframes:
                             tr.lost = -1  # ended
                             stats["ended"] += 1
+                if scan is not None and prev_key is not None:
+                    self.tracker.forget_before(scan, prev_key)
                 prev_key = ki
                 for i in [i for i in frames if i < ki]:
                     del frames[i]

@@ -36,6 +36,7 @@ from tracklift.geometry.normals import normals_from_points
 from tracklift.geometry.voxels import KEY_AXIS_BITS
 from tracklift.tracking.label_kernels import close_gaps, drop_islands, grow_labels
 from tracklift.tracking.rgbd import rgb_to_lab
+from tracklift.tracking.voxel_memory import VoxelMemory
 
 __all__ = ["GeometricConfig", "GeometricTracker", "GeometricTrackState"]
 
@@ -91,59 +92,14 @@ class GeometricConfig:
             raise ConfigError("GeometricConfig: radii must be >= 0 and min_visible_pixels >= 1")
 
 
-class _VoxelMemory:
-    """Voxels of all objects: sorted int64 keys (:func:`tracklift.geometry.voxels.voxel_keys`), each with one owner slot (≥ 1), a
-    mean Lab colour and a mean unit normal (world frame; zero where unknown)."""
-
-    def __init__(self) -> None:
-        self.keys = np.zeros(0, np.int64)
-        self.owner = np.zeros(0, np.int32)
-        self.lab = np.zeros((0, 3), np.float32)
-        self.normal = np.zeros((0, 3), np.float32)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def find(self, keys: np.ndarray) -> np.ndarray:
-        """(M,) entry index of each key, -1 where absent."""
-        if len(self.keys) == 0:
-            return np.full(len(keys), -1, np.int64)
-        pos = np.searchsorted(self.keys, keys)
-        pos_c = np.minimum(pos, len(self.keys) - 1)
-        return np.where(self.keys[pos_c] == keys, pos_c, -1)
-
-    def write(self, keys: np.ndarray, owner: np.ndarray, lab: np.ndarray, normal: np.ndarray) -> None:
-        """Set the voxels ``keys`` (unique, ascending) to these owners and appearances (overwrites)."""
-        if len(keys) == 0:
-            return
-        idx = self.find(keys)
-        old = idx >= 0
-        self.owner[idx[old]] = owner[old]
-        self.lab[idx[old]] = lab[old]
-        self.normal[idx[old]] = normal[old]
-        new = ~old
-        if new.any():
-            pos = np.searchsorted(self.keys, keys[new])
-            self.keys = np.insert(self.keys, pos, keys[new])
-            self.owner = np.insert(self.owner, pos, owner[new])
-            self.lab = np.insert(self.lab, pos, lab[new], axis=0)
-            self.normal = np.insert(self.normal, pos, normal[new], axis=0)
-
-    def remove(self, entries: np.ndarray) -> None:
-        if len(entries) == 0:
-            return
-        keep = np.ones(len(self.keys), bool)
-        keep[entries] = False
-        self.keys, self.owner = self.keys[keep], self.owner[keep]
-        self.lab, self.normal = self.lab[keep], self.normal[keep]
-
-
 @dataclass
 class _FrameData:
     depth: np.ndarray  # (H, W) float32 metres, 0 invalid
     lab: np.ndarray  # (H, W, 3) float32
     normals: np.ndarray  # (H, W, 3) float32 world frame, 0 where undefined
     pix: np.ndarray  # (P,) flat indices of the pixels with depth
+    lab_px: np.ndarray  # (P, 3) their Lab colours
+    normals_px: np.ndarray  # (P, 3) their world normals
     keys: np.ndarray  # (3, P) voxel keys of their points: at the point, and ± half a voxel along its normal
 
 
@@ -163,7 +119,7 @@ class GeometricTrackState:
     frames: Sequence[Frame]
     intrinsics: Intrinsics
     ids: list[int] = field(default_factory=list)
-    memory: _VoxelMemory = field(default_factory=_VoxelMemory)
+    memory: VoxelMemory = field(default_factory=VoxelMemory)
     seeds: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     cache: OrderedDict = field(default_factory=OrderedDict)
     checked: set = field(default_factory=set)
@@ -181,7 +137,7 @@ class GeometricTrackState:
         """Voxels of the memory owned by ``obj_id`` (0 for an unknown id)."""
         if obj_id not in self.ids:
             return 0
-        return int((self.memory.owner == self.ids.index(obj_id) + 1).sum())
+        return self.memory.count_of(self.ids.index(obj_id) + 1)
 
 
 class GeometricTracker:
@@ -241,20 +197,15 @@ class GeometricTracker:
         slots = np.array([state.slot(k) for k in given], np.int32)
         for s, m in zip(slots, given.values()):
             slot_img[m.ravel()] = s
-        mem = state.memory
         # release: voxels of the given objects seen here at a pixel outside their mask
-        entry = self._lookup(state, fd)
-        hit = entry >= 0
         held = np.zeros(len(state.ids) + 1, bool)
         held[slots] = True
-        own = np.zeros(len(entry), np.int32)
-        own[hit] = mem.owner[entry[hit]]
-        release = hit & held[own] & (slot_img[fd.pix] != own)
-        mem.remove(np.unique(entry[release]))
-        # write: each voxel of the masks' points goes to the slot with most pixels in it
-        sel = slot_img[fd.pix] > 0
-        pix, keys = fd.pix[sel], fd.keys[0, sel]
-        self._write(mem, keys, slot_img[pix], fd, pix)
+        own = slot_img[fd.pix]
+        for k in range(len(fd.keys)):
+            state.memory.release(fd.keys[k], held, own)
+        # write: the voxels of the masks' points become theirs
+        sel = own > 0
+        state.memory.write(fd.keys[0, sel], own[sel], fd.lab_px[sel], fd.normals_px[sel])
 
     def propagate(
         self,
@@ -289,8 +240,16 @@ class GeometricTracker:
         lut = np.array([0, *state.ids], np.int32)
         return lut[slots]
 
+    def forget_before(self, state: GeometricTrackState, pos: int) -> None:
+        """Drop the seeds and cached arrays of frames before ``pos`` (the 3D memory stays): a scan-wide
+        state then holds memory bounded by the scene, not by the frames seen."""
+        for p in [p for p in state.seeds if p < pos]:
+            del state.seeds[p]
+        for p in [p for p in state.cache if p < pos]:
+            del state.cache[p]
+
     def close(self, state: GeometricTrackState) -> None:
-        state.memory = _VoxelMemory()
+        state.memory = VoxelMemory()
         state.seeds.clear()
         state.cache.clear()
         state.closed = True
@@ -302,16 +261,12 @@ class GeometricTracker:
         cfg = self.cfg
         fd = self._frame_data(state, pos)
         h, w = fd.depth.shape
-        mem = state.memory
-        entry = self._lookup(state, fd)
-        hit = entry >= 0
-        e = entry[hit]
-        pix = fd.pix[hit]
+        cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
+        owner, ok = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
         owner_img = np.zeros(h * w, np.int32)
-        owner_img[pix] = mem.owner[e]
-        ok = self._compatible(fd, pix, mem.lab[e], mem.normal[e])
+        owner_img[fd.pix] = owner
         label = np.zeros(h * w, np.int32)
-        label[pix[ok]] = mem.owner[e[ok]]
+        label[fd.pix[ok]] = owner[ok]
         if only is not None:
             wanted = np.zeros(len(state.ids) + 1, bool)
             wanted[[state.ids.index(int(i)) + 1 for i in only if int(i) in state.ids]] = True
@@ -334,9 +289,9 @@ class GeometricTracker:
             float(np.cos(np.deg2rad(cfg.grow_normal_deg))),
         )
         if cfg.accumulate:  # grown pixels on free voxels (growth never enters another object's voxel)
-            flat = label.ravel()
-            grown = (step.ravel()[fd.pix] > 0) & (flat[fd.pix] > 0) & (owner_img[fd.pix] == 0)
-            self._write(mem, fd.keys[0, grown], flat[fd.pix[grown]], fd, fd.pix[grown])
+            g = (step.ravel()[fd.pix] > 0) & (label.ravel()[fd.pix] > 0)
+            slots = label.ravel()[fd.pix[g]]
+            state.memory.write(fd.keys[0, g], slots, fd.lab_px[g], fd.normals_px[g], only_free=True)
         drop_islands(label, cfg.min_island_pixels)
         close_gaps(label, cfg.close_radius, 5)
         label[label < 0] = 0
@@ -347,54 +302,6 @@ class GeometricTracker:
         for obj_id, m in seeds.items():
             label[m] = state.slot(obj_id)
         return label
-
-    def _lookup(self, state: GeometricTrackState, fd: _FrameData) -> np.ndarray:
-        """(P,) memory entry of each pixel with depth (-1: none): at its point, else half a voxel along
-        its normal either way."""
-        mem = state.memory
-        entry = mem.find(fd.keys[0])
-        for k in (1, 2):
-            miss = entry < 0
-            if not miss.any():
-                break
-            entry[miss] = mem.find(fd.keys[k, miss])
-        return entry
-
-    def _compatible(self, fd: _FrameData, pix: np.ndarray, lab: np.ndarray, normal: np.ndarray) -> np.ndarray:
-        """(M,) bool: pixels ``pix`` agree in colour and normal with their voxels' means."""
-        cfg = self.cfg
-        ok = np.ones(len(pix), bool)
-        if cfg.color_tol > 0:
-            d = fd.lab.reshape(-1, 3)[pix] - lab
-            ok &= np.einsum("nc,nc->n", d, d) <= cfg.color_tol**2
-        if cfg.normal_tol_deg < 180:
-            n_pix = fd.normals.reshape(-1, 3)[pix]
-            known = np.any(n_pix != 0, axis=1) & np.any(normal != 0, axis=1)
-            cos = np.einsum("nc,nc->n", n_pix, normal)
-            ok &= ~known | (cos >= np.cos(np.deg2rad(cfg.normal_tol_deg)))
-        return ok
-
-    @staticmethod
-    def _write(
-        mem: _VoxelMemory, keys: np.ndarray, slots: np.ndarray, fd: _FrameData, pix: np.ndarray
-    ) -> None:
-        """Write voxels from pixels: per voxel the slot with most of its pixels, with their mean colour
-        and normal."""
-        if len(keys) == 0:
-            return
-        order = np.lexsort((slots, keys))
-        k, s, p = keys[order], slots[order], pix[order]
-        run_start = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (s[1:] != s[:-1])])
-        run_len = np.diff(np.r_[run_start, len(k)])
-        rk = k[run_start]
-        # per key, the run with the most pixels (ties: the smaller slot, the first run of the key)
-        best = np.lexsort((-run_len, rk))
-        first = best[np.r_[True, rk[best][1:] != rk[best][:-1]]]
-        lab = np.add.reduceat(fd.lab.reshape(-1, 3)[p], run_start, axis=0)[first] / run_len[first, None]
-        nrm = np.add.reduceat(fd.normals.reshape(-1, 3)[p], run_start, axis=0)[first]
-        nn = np.linalg.norm(nrm, axis=1, keepdims=True)
-        nrm = np.where(nn > 1e-6, nrm / np.maximum(nn, 1e-6), 0.0)
-        mem.write(rk[first], s[run_start][first], lab.astype(np.float32), nrm.astype(np.float32))
 
     # -- frames --------------------------------------------------------------------------------------
 
@@ -423,7 +330,8 @@ class GeometricTracker:
         pose = np.asarray(f.pose, dtype=np.float64)
         pix = np.flatnonzero(valid.ravel())
         normals, keys = _world_normals_and_keys(cam, normals_cam, pix, pose, self.cfg.voxel, KEY_AXIS_BITS)
-        fd = _FrameData(depth, rgb_to_lab(f.color), normals, pix, keys)
+        lab = rgb_to_lab(f.color)
+        fd = _FrameData(depth, lab, normals, pix, lab.reshape(-1, 3)[pix], normals.reshape(-1, 3)[pix], keys)
         state.cache[pos] = fd
         while len(state.cache) > max(1, self.cfg.cache_frames):
             state.cache.popitem(last=False)
