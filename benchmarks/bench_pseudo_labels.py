@@ -8,9 +8,12 @@ scan saw at least twice (a trajectory sees only part of a room; unseen vertices 
 method). Also reports 2D consistency: for each GT object, the share of the frames showing it in which its
 dominant id is its most common dominant id (after 3D merging for the independent method).
 
-    .venv/bin/python benchmarks/bench_pseudo_labels.py [--scenes 8] [--frames 40] [--quick]
+    .venv/bin/python benchmarks/bench_pseudo_labels.py [--scenes 8] [--scans fused|classic] [--quick]
 
-Writes benchmarks/results/pseudo_labels.json. Seeds 5000+ are held out: tuning used seeds below 1000.
+Scans: ``fused`` (default) are whole-room captures with TSDF-fused meshes in a held-out style (layout
+seeds from ``--seed``, appearance seeds from ``--style-seed``, disjoint); ``classic`` the older short
+walks with piecewise meshes. Writes benchmarks/results/pseudo_labels.json. Seeds 5000+ and style seeds
+90000+ are held out: tuning used layout seeds below 1000 with style seeds 1000-1999.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tracklift.datasets.synthetic import SynthConfig, generate_scene  # noqa: E4
 from tracklift.evaluation import APAccumulator  # noqa: E402
 from tracklift.labeling import LabelConfig, label_scene  # noqa: E402
 from tracklift.lifting import LiftConfig, VisibilityConfig, lift_independent, lift_tracked  # noqa: E402
+from tracklift.tracking.consistent import ConsistencyConfig  # noqa: E402
 from tracklift.tracking.geometric import GeometricTracker  # noqa: E402
 from tracklift.tracking.weightless import WeightlessMaskGenerator  # noqa: E402
 
@@ -62,8 +66,29 @@ def consistency(scene, id_maps: dict[int, np.ndarray]) -> float:
     return float(np.mean(shares)) if shares else float("nan")
 
 
+def make_scene(seed: int, args):
+    """The synthetic scan of ``seed`` (cached as a pickle under ``--cache`` when given)."""
+    import pickle
+    from dataclasses import replace
+
+    if args.scans == "classic":
+        scfg = SynthConfig.classic(width=args.width, height=args.height, n_frames=args.frames or 40)
+    else:
+        scfg = SynthConfig(width=args.width, height=args.height, n_frames=args.frames)
+        scfg = replace(scfg, style_seed=args.style_seed + seed - args.seed)
+    path = None
+    if args.cache:
+        Path(args.cache).mkdir(parents=True, exist_ok=True)
+        path = Path(args.cache) / f"{args.scans}_{seed}_{scfg.style_seed}_{args.width}x{args.height}_{args.frames}.pkl"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+    data = generate_scene(seed, scfg)
+    if path is not None:
+        path.write_bytes(pickle.dumps(data))
+    return data
+
+
 def run(args) -> dict:
-    scfg = SynthConfig.classic(width=args.width, height=args.height, n_frames=args.frames)
     priors = {"weightless": None, **{k: v for k, v in LEVELS.items()}}
     if args.quick:
         priors = {"weightless": None, "controlled-high": LEVELS["controlled-high"]}
@@ -73,7 +98,7 @@ def run(args) -> dict:
     frames_s: dict = {k: [0, 0.0] for k in accs}
     for i in range(args.scenes):
         seed = args.seed + i
-        data = generate_scene(seed, scfg)
+        data = make_scene(seed, args)
         scene = data.as_scene()
         gt = data.gt_instance
         vis = VisibilityConfig(depth_abs_tol=args.depth_abs_tol, depth_rel_tol=args.depth_rel_tol)
@@ -91,7 +116,10 @@ def run(args) -> dict:
                     method=method,
                     independent_step=args.independent_step,
                     lift=LiftConfig(visibility=vis),
+                    pictures=False,
+                    write_shards=False,
                 )
+                cfg.consistency.keyframe_interval = args.keyframe_interval
                 t0 = time.perf_counter()
                 res = label_scene(scene, cfg, generator, GeometricTracker() if method == "tracked" else None)
                 dt = time.perf_counter() - t0
@@ -132,7 +160,11 @@ def run(args) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", type=int, default=8)
-    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--scans", choices=["fused", "classic"], default="fused")
+    ap.add_argument("--frames", type=int, default=None, help="kept frames (default: whole room; classic 40)")
+    ap.add_argument("--style-seed", type=int, default=90000, help="fused: first appearance seed")
+    ap.add_argument("--keyframe-interval", type=int, default=ConsistencyConfig().keyframe_interval)
+    ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--independent-step", type=int, default=5)
@@ -160,7 +192,16 @@ def main():
     out["meta"] = {
         "scenes": args.scenes,
         "seeds": [args.seed, args.seed + args.scenes - 1],
-        "frames": args.frames,
+        "frames": args.frames if args.frames else "whole room (100-300)",
+        "scans": args.scans,
+        "style_seeds": (
+            [args.style_seed, args.style_seed + args.scenes - 1] if args.scans == "fused" else "classic"
+        ),
+        "style": "held out (appearance seeds disjoint from layout and tuning seeds)"
+        if args.scans == "fused"
+        else "classic single style",
+        "keyframe_interval": args.keyframe_interval,
+        "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",
         "command": "python " + " ".join(sys.argv),

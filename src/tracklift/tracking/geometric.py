@@ -9,7 +9,8 @@ frame's points, one growth pass, one clean-up pass, whatever the number of objec
 
 From those pixels the masks grow for at most ``fill_radius`` pixels over neighbours of the same surface
 (depth, colour and normal continuity) to cover surface first seen on this frame, but never onto a pixel
-whose point the memory gives to another object. Small islands are dropped, cracks closed, and an object
+whose point lies in a voxel seen before: the memory also records every voxel any frame has shown, so
+surface already seen as another object's, or as nobody's, is a known neighbour and stays out. Small islands are dropped, cracks closed, and an object
 with fewer than ``min_visible_pixels`` pixels is absent on that frame but kept: it re-enters when it is
 back in view.
 
@@ -206,6 +207,7 @@ class GeometricTracker:
         # write: the voxels of the masks' points become theirs
         sel = own > 0
         state.memory.write(fd.keys[0, sel], own[sel], fd.lab_px[sel], fd.normals_px[sel])
+        state.memory.observe(fd.keys[0])
 
     def propagate(
         self,
@@ -262,9 +264,11 @@ class GeometricTracker:
         fd = self._frame_data(state, pos)
         h, w = fd.depth.shape
         cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
-        owner, ok = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
+        owner, ok, seen = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
+        # growth may enter a pixel whose voxel is the object's own or was never seen; surface already
+        # seen as nobody's (-1) or as another object's is a known neighbour
         owner_img = np.zeros(h * w, np.int32)
-        owner_img[fd.pix] = owner
+        owner_img[fd.pix] = np.where(owner > 0, owner, np.where(seen, -1, 0))
         label = np.zeros(h * w, np.int32)
         label[fd.pix[ok]] = owner[ok]
         if only is not None:
@@ -292,6 +296,7 @@ class GeometricTracker:
             g = (step.ravel()[fd.pix] > 0) & (label.ravel()[fd.pix] > 0)
             slots = label.ravel()[fd.pix[g]]
             state.memory.write(fd.keys[0, g], slots, fd.lab_px[g], fd.normals_px[g], only_free=True)
+        state.memory.observe(fd.keys[0])
         drop_islands(label, cfg.min_island_pixels)
         close_gaps(label, cfg.close_radius, 5)
         label[label < 0] = 0

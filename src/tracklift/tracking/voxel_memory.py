@@ -2,8 +2,8 @@
 
 An open-addressing hash table over the int64 voxel keys of :func:`tracklift.geometry.voxels.voxel_keys`
 (linear probing, kept at most half full): a frame's 77 k pixel lookups cost about a millisecond, and
-writing a mask's pixels is one pass with no sort. Each voxel stores its owner (an object slot ≥ 1; 0 once
-released), and the sums of the Lab colours and unit normals of the pixels that last wrote it, with their
+writing a mask's pixels is one pass with no sort. Each voxel stores its owner (an object slot ≥ 1; 0 for
+surface observed but held by nobody, or released), and the sums of the Lab colours and unit normals of the pixels that last wrote it, with their
 count, so a lookup compares a pixel against the voxel's mean appearance.
 """
 
@@ -98,11 +98,14 @@ def _lookup(
     cos_tol,
     out_owner,
     out_ok,
+    out_seen,
 ) -> None:
     """Per query pixel: the owner of the first of its ``queries[:, i]`` keys held by an object (0: none),
-    and whether the pixel's colour and normal agree with that voxel's means."""
+    whether the pixel's colour and normal agree with that voxel's means, and whether its own voxel
+    (``queries[0, i]``) was observed before."""
     n = queries.shape[1]
     for i in range(n):
+        out_seen[i] = _find(keys, queries[0, i], shift) >= 0
         h = -1
         for j in range(queries.shape[0]):
             s = _find(keys, queries[j, i], shift)
@@ -129,6 +132,19 @@ def _lookup(
                 dot += normals[i, 2] * normal_sum[h, 2]
                 ok = dot >= cos_tol * np.sqrt(pn * vn)
         out_ok[i] = ok
+
+
+@jit
+def _observe(keys, owner, stamp, shift, new_keys) -> int:
+    """Add the voxels ``new_keys`` not in the table as observed, held by nobody. Returns how many."""
+    added = 0
+    for i in range(len(new_keys)):
+        if _find(keys, new_keys[i], shift) < 0:
+            h = _find_or_add(keys, new_keys[i], shift)
+            owner[h] = 0
+            stamp[h] = -1
+            added += 1
+    return added
 
 
 @jit
@@ -219,9 +235,18 @@ class VoxelMemory:
             only_free,
         )
 
+    def observe(self, keys: np.ndarray) -> None:
+        """Record the voxels ``keys`` (P,) as observed: a voxel seen but held by nobody is known surface
+        that is no object's, which growth may not take (only never-seen surface is new)."""
+        if len(keys) == 0:
+            return
+        self._reserve(len(keys))
+        keys = np.ascontiguousarray(keys, np.int64)
+        self._used += _observe(self.keys, self.owner, self.stamp, self._shift, keys)
+
     def lookup(
         self, queries: np.ndarray, lab: np.ndarray, normals: np.ndarray, color_tol: float, cos_tol: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pixel: the owner of its voxel and whether it looks like it.
 
         Args:
@@ -232,11 +257,13 @@ class VoxelMemory:
             cos_tol: smallest cosine to the voxel's mean normal (≤ -1: not compared).
 
         Returns:
-            ``(owner, ok)``: (P,) int32 slots (0: no object), (P,) bool colour and normal agree.
+            ``(owner, ok, seen)``: (P,) int32 slots (0: no object), (P,) bool colour and normal agree,
+            (P,) bool the pixel's own voxel was observed before (held or not).
         """
         p = queries.shape[1]
         owner = np.zeros(p, np.int32)
         ok = np.zeros(p, bool)
+        seen = np.zeros(p, bool)
         _lookup(
             self.keys,
             self.owner,
@@ -251,8 +278,9 @@ class VoxelMemory:
             float(cos_tol),
             owner,
             ok,
+            seen,
         )
-        return owner, ok
+        return owner, ok, seen
 
     def release(self, queries: np.ndarray, held: np.ndarray, pixel_slot: np.ndarray) -> None:
         """Free the voxels at ``queries`` (P,) whose owner is a slot marked in ``held`` (bool by slot) and
