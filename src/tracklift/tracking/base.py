@@ -6,6 +6,7 @@ granularity-consistent tracker never knows which model is behind them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -29,8 +30,9 @@ class Mask2D:
     score: float = 1.0
     stability: float = 1.0
 
-    @property
+    @functools.cached_property
     def area(self) -> int:
+        """Pixels of the mask (counted once: masks are not modified after they are made)."""
         return int(self.mask.sum())
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
 from tracklift.geometry.camera import backproject_pixels, depth_pixels, in_image, project
-from tracklift.geometry.voxels import voxel_cells
+from tracklift.geometry.voxels import voxel_keys
 from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
 
 
@@ -100,6 +100,13 @@ class ConsistencyConfig:
             "as something else (another track or nothing) drifted: those pixels are cut from it"
         },
     )
+    learn_between_keyframes: bool = field(
+        default=False,
+        metadata={
+            "help": "scan-wide trackers: let predictions between keyframes extend an object's 3D memory "
+            "(off: only fresh keyframe masks do, so a track cannot drift between them)"
+        },
+    )
     reid_voxel: float = field(
         default=0.05, metadata={"help": "voxel size (m) of the 3D memory used to re-find objects"}
     )
@@ -151,9 +158,9 @@ def _mask_points(frame: Frame, intr: Intrinsics, mask: np.ndarray, max_points: i
 def _voxel_keys(
     frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
 ) -> set:
-    """World-space voxel keys of a mask's pixels with valid depth (subsampled)."""
-    keys = voxel_cells(_mask_points(frame, intr, mask, max_points), voxel)
-    return set(map(tuple, np.unique(keys, axis=0).tolist()))
+    """World-space voxel keys (:func:`tracklift.geometry.voxels.voxel_keys`, as Python ints) of a mask's
+    pixels with valid depth (subsampled)."""
+    return set(np.unique(voxel_keys(_mask_points(frame, intr, mask, max_points), voxel)).tolist())
 
 
 def _seen_as_other(
@@ -456,8 +463,8 @@ class GranularityConsistentTracker:
                 # the keyframe's own map: tracked masks plus the new ones
                 id_maps[positions[ki]] = self._paint(current, kf.depth.shape)
                 tt = time.perf_counter()
-                if scan is not None:  # what this keyframe confirmed becomes the 3D memory
-                    self.tracker.add_masks(scan, ki, {**updates, **cuts, **born})
+                if scan is not None:  # what this keyframe's fresh masks confirmed becomes the 3D memory
+                    self.tracker.add_masks(scan, ki, {**updates, **born})
                 if born and cfg.backward and prev_key is not None:
                     if scan is not None:
                         self._backward_scan(scan, prev_key, ki, born, positions, id_maps)
@@ -600,7 +607,7 @@ class GranularityConsistentTracker:
         (inclusive); returns the masks on ``kj``."""
         ids = None
         for i in range(ki + 1, kj + 1):
-            ids = self._drop_small(self.tracker.predict_ids(scan, i))
+            ids = self._drop_small(self.tracker.predict_ids(scan, i, learn=self.cfg.learn_between_keyframes))
             id_maps[positions[i]] = ids
         last = {int(t): ids == t for t in np.unique(ids) if t} if ids is not None else {}
         for tid in last:
@@ -612,7 +619,8 @@ class GranularityConsistentTracker:
         """Scan-wide tracker: predict the objects born on ``ki`` back to ``ki_prev``, filling only
         unassigned pixels."""
         for i in range(ki - 1, ki_prev - 1, -1):
-            ids = self._drop_small(self.tracker.predict_ids(scan, i, only=list(born)))
+            ids = self.tracker.predict_ids(scan, i, only=list(born), learn=self.cfg.learn_between_keyframes)
+            ids = self._drop_small(ids)
             target = id_maps[positions[i]]
             fill = (target == 0) & (ids > 0)
             target[fill] = ids[fill]

@@ -233,12 +233,18 @@ class GeometricTracker:
             yield pos, {int(i): ids == i for i in present if i != 0}
 
     def predict_ids(
-        self, state: GeometricTrackState, pos: int, only: Iterable[int] | None = None
+        self,
+        state: GeometricTrackState,
+        pos: int,
+        only: Iterable[int] | None = None,
+        learn: bool | None = None,
     ) -> np.ndarray:
         """(H, W) int32 map of object ids on frame ``pos`` (0: none); what :meth:`propagate` yields as
-        masks. ``only``: predict just these ids."""
+        masks. ``only``: predict just these ids. ``learn``: write grown pixels into the memory (default
+        ``cfg.accumulate``; the granularity-consistent tracker turns it off and confirms new surface
+        with fresh keyframe masks instead)."""
         self._check_open(state)
-        slots = self._predict(state, pos, only)
+        slots = self._predict(state, pos, only, self.cfg.accumulate if learn is None else learn)
         lut = np.array([0, *state.ids], np.int32)
         return lut[slots]
 
@@ -258,7 +264,9 @@ class GeometricTracker:
 
     # -- prediction ----------------------------------------------------------------------------------
 
-    def _predict(self, state: GeometricTrackState, pos: int, only: Iterable[int] | None) -> np.ndarray:
+    def _predict(
+        self, state: GeometricTrackState, pos: int, only: Iterable[int] | None, learn: bool
+    ) -> np.ndarray:
         """(H, W) int32 slot map of frame ``pos``."""
         cfg = self.cfg
         fd = self._frame_data(state, pos)
@@ -292,11 +300,14 @@ class GeometricTracker:
             cfg.grow_color,
             float(np.cos(np.deg2rad(cfg.grow_normal_deg))),
         )
-        if cfg.accumulate:  # grown pixels on free voxels (growth never enters another object's voxel)
-            g = (step.ravel()[fd.pix] > 0) & (label.ravel()[fd.pix] > 0)
-            slots = label.ravel()[fd.pix[g]]
-            state.memory.write(fd.keys[0, g], slots, fd.lab_px[g], fd.normals_px[g], only_free=True)
-        state.memory.observe(fd.keys[0])
+        # What this frame shows becomes known surface: growth will not enter it unless an object holds it.
+        # Learning, an object's new surface is now in its memory and the grown pixels it did not learn
+        # did not look like it; not learning, grown pixels stay open for the object's growth next frame.
+        if learn:
+            self._learn_grown(state, fd, label.ravel(), step.ravel())
+            state.memory.observe(fd.keys[0])
+        else:
+            state.memory.observe(fd.keys[0, label.ravel()[fd.pix] == 0])
         drop_islands(label, cfg.min_island_pixels)
         close_gaps(label, cfg.close_radius, 5)
         label[label < 0] = 0
@@ -307,6 +318,13 @@ class GeometricTracker:
         for obj_id, m in seeds.items():
             label[m] = state.slot(obj_id)
         return label
+
+    @staticmethod
+    def _learn_grown(state, fd: _FrameData, label: np.ndarray, step: np.ndarray) -> None:
+        """Write the grown pixels into free voxels of their objects' memory."""
+        lab_of = label[fd.pix]
+        sel = np.flatnonzero((step[fd.pix] > 0) & (lab_of > 0))
+        state.memory.write(fd.keys[0, sel], lab_of[sel], fd.lab_px[sel], fd.normals_px[sel], only_free=True)
 
     # -- frames --------------------------------------------------------------------------------------
 
