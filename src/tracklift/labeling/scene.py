@@ -88,3 +88,29 @@ def label_scene(
     stats["label_s"] = time.perf_counter() - t0
     stats["instances"] = len(labels.instance_ids(cfg.min_points))
     return SceneLabels(scene.scene_id, labels, tracked_maps, single_maps, stats)
+
+
+def warm_up_kernels() -> float:
+    """Compile (or load from numba's disk cache) the compiled loops of tracking and lifting on tiny
+    inputs, so that the first scene a process labels is not charged for it. Returns the seconds taken."""
+    import torch
+
+    from tracklift.datasets.scene import Frame, Intrinsics
+    from tracklift.lifting.project import visible_ids
+    from tracklift.tracking.geometric import GeometricTracker
+
+    t0 = time.perf_counter()
+    intr = Intrinsics(8.0, 8.0, 7.5, 5.5, 16, 12)
+    depth = np.full((12, 16), 1.0, np.float32)
+    frames = [Frame(i, np.full((12, 16, 3), 128, np.uint8), depth, np.eye(4)) for i in range(2)]
+    tracker = GeometricTracker()
+    state = tracker.start(frames, intr)
+    mask = np.zeros((12, 16), bool)
+    mask[3:9, 4:12] = True
+    tracker.add_masks(state, 0, {1: mask})
+    tracker.predict_ids(state, 1, learn=False)
+    tracker.predict_ids(state, 1, learn=True)
+    tracker.close(state)
+    ids = torch.zeros((1, 12, 16), dtype=torch.int64)
+    visible_ids(torch.zeros((4, 3)), torch.eye(4)[None], torch.from_numpy(depth)[None], ids, intr)
+    return time.perf_counter() - t0
