@@ -33,13 +33,14 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:${PATH}
 
 # What `make install` expects of a developer's machine (a C++ compiler for MinkowskiEngine, make), and what
-# runs inside the container from outside: KubeRay's health probes call wget, Ray's launchers call bash.
+# runs inside the container from outside: KubeRay's health probes call wget; the cluster launcher starts
+# `bash` and copies its bootstrap files in with `rsync -e 'docker exec -i'`.
 # The toolchain stays: MinkowskiEngine's extension links libgomp, which purging gcc would remove.
 # Package versions float within the pinned Debian release (bookworm) on purpose: exact Debian versions
 # vanish from the mirror at the next security update and would break the build.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential make wget ca-certificates \
+ && apt-get install -y --no-install-recommends build-essential make wget rsync ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # The runtime user (uid 1000, home /home/ray as in Ray's own images: the cluster launcher mounts the auth
