@@ -57,6 +57,8 @@ COPY . /opt/tracklift
 # PyTorch's indexes serve torch==2.14.1 as 2.14.1+cpu / +cu12x, which `torch==2.14.1` accepts and pip prefers.
 # For the CUDA variants, spconv's CPU wheel (from `make install`) is swapped for its CUDA wheel: both provide
 # the same module, so never keep both. (DL3013: the spconv pin is in the SPCONV_CUDA build argument.)
+# Last, the torch build is checked against the variant: when PyTorch's index lacks the requested build, pip
+# would quietly take PyPI's CUDA 13.0 wheel instead.
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     case "${TORCH_VARIANT}" in \
@@ -69,6 +71,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
       pip uninstall --yes spconv cumm \
       && pip install --quiet "${SPCONV_CUDA}"; \
     fi \
+ && python -c "import os, torch; want = {'cpu': None, 'cu126': '12.6', 'cu128': '12.8', 'cu130': '13.0'}; \
+      got = torch.version.cuda; assert got == want[os.environ['TORCH_VARIANT']], f'torch is CUDA {got}'" \
  && python -m compileall -q src/tracklift \
  && rm -rf /var/lib/apt/lists/*
 
