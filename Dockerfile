@@ -35,7 +35,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # What `make install` expects of a developer's machine (a C++ compiler for MinkowskiEngine, make), and what
 # runs inside the container from outside: KubeRay's health probes call wget; the cluster launcher starts
 # `bash` and copies its bootstrap files in with `rsync -e 'docker exec -i'`.
-# The toolchain stays: MinkowskiEngine's extension links libgomp, which purging gcc would remove.
+# The toolchain stays (a few per cent of the image): purging it after `make install` is likely safe, but the
+# image could not be built here to check that nothing built or JIT-compiled at run time needs it.
 # Package versions float within the pinned Debian release (bookworm) on purpose: exact Debian versions
 # vanish from the mirror at the next security update and would break the build.
 # hadolint ignore=DL3008
