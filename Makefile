@@ -62,7 +62,7 @@ clean:
 
 # ---- Container image (Dockerfile, docs/deployment.md). The tag is derived here and only here, from
 # pyproject.toml's version; every manifest in cluster/ names $(IMAGE_CUDA) (tests/cluster/test_manifests.py).
-VERSION      := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+VERSION      := $(shell awk -F'"' '/^version = /{print $$2; exit}' pyproject.toml)
 IMAGE        ?= tracklift:$(VERSION)
 IMAGE_CUDA   ?= $(IMAGE)-cuda
 # The Dockerfile's TORCH_VARIANT for the CUDA image: cu130 is PyPI's own torch wheel; cu126 / cu128 come from
