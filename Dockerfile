@@ -15,8 +15,9 @@ FROM ${BASE}
 # cpu: torch from download.pytorch.org/whl/cpu; cu126 / cu128: from download.pytorch.org/whl/cu12x;
 # cu130: PyPI's own torch==2.14.1 Linux wheel, which is the CUDA 13.0 build (needs an NVIDIA driver >= 580).
 ARG TORCH_VARIANT=cpu
-# spconv's CUDA wheel for the GPU variants (CUDA 12.6 runtime, bundled; it does not link against torch).
-ARG SPCONV_CUDA=spconv-cu126==2.3.8
+# spconv's CUDA package for the GPU variants (a CUDA 12.6 build; spconv's wheels do not depend on torch's
+# version). Its version is not pinned here: it is the version of the CPU spconv that `make install` put in.
+ARG SPCONV_CUDA=spconv-cu126
 ARG TRACKLIFT_VERSION=unknown
 
 LABEL org.opencontainers.image.title="tracklift" \
@@ -57,7 +58,7 @@ COPY . /opt/tracklift
 # and the image keeps no cache. The torch variant is chosen by the index pip sees, not by editing the pins:
 # PyTorch's indexes serve torch==2.14.1 as 2.14.1+cpu / +cu12x, which `torch==2.14.1` accepts and pip prefers.
 # For the CUDA variants, spconv's CPU wheel (from `make install`) is swapped for its CUDA wheel: both provide
-# the same module, so never keep both. (DL3013: the spconv pin is in the SPCONV_CUDA build argument.)
+# the same module, so never keep both; the CUDA wheel gets the CPU wheel's version (DL3013: pinned that way).
 # Last, the torch build is checked against the variant: when PyTorch's index lacks the requested build, pip
 # would quietly take PyPI's CUDA 13.0 wheel instead.
 # hadolint ignore=DL3013
@@ -69,8 +70,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     esac \
  && make install PYTHON=python3.11 VENV=/opt/venv \
  && if [ "${TORCH_VARIANT}" != cpu ]; then \
-      pip uninstall --yes spconv cumm \
-      && pip install --quiet "${SPCONV_CUDA}"; \
+      spconv_version="$(pip show spconv | awk '/^Version:/ {print $2}')" \
+      && pip uninstall --yes spconv cumm \
+      && pip install --quiet "${SPCONV_CUDA}==${spconv_version}"; \
     fi \
  && python -c "import os, torch; want = {'cpu': None, 'cu126': '12.6', 'cu128': '12.8', 'cu130': '13.0'}; \
       got = torch.version.cuda; assert got == want[os.environ['TORCH_VARIANT']], f'torch is CUDA {got}'" \
