@@ -59,3 +59,45 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+# ---- Container image (Dockerfile, docs/deployment.md). The tag is derived here and only here, from
+# pyproject.toml's version; every manifest in cluster/ names $(IMAGE_CUDA) (tests/cluster/test_manifests.py).
+VERSION      := $(shell awk -F'"' '/^version = /{print $$2; exit}' pyproject.toml)
+IMAGE        ?= tracklift:$(VERSION)
+IMAGE_CUDA   ?= $(IMAGE)-cuda
+# The Dockerfile's TORCH_VARIANT for the CUDA image: cu130 is PyPI's own torch wheel; cu126 / cu128 come from
+# PyTorch's index (for NVIDIA drivers older than 580).
+TORCH_VARIANT_CUDA ?= cu130
+DOCKER       ?= docker
+# The registry the cluster pulls from, e.g. 123456789012.dkr.ecr.us-west-2.amazonaws.com or ghcr.io/you
+REGISTRY     ?=
+# Where `make cluster-manifests` writes cluster/*.yaml with the image under $(REGISTRY)
+CLUSTER_OUT  ?= build/cluster
+
+.PHONY: image image-cuda image-push cluster-manifests image-names
+
+image:
+	$(DOCKER) build --build-arg TORCH_VARIANT=cpu --build-arg TRACKLIFT_VERSION=$(VERSION) \
+	  -t $(IMAGE) -f Dockerfile .
+
+image-cuda:
+	$(DOCKER) build --build-arg TORCH_VARIANT=$(TORCH_VARIANT_CUDA) --build-arg TRACKLIFT_VERSION=$(VERSION) \
+	  -t $(IMAGE_CUDA) -f Dockerfile .
+
+image-push:
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY=<registry host/path> to push $(IMAGE_CUDA)"; exit 1; }
+	$(DOCKER) tag $(IMAGE_CUDA) $(REGISTRY)/$(IMAGE_CUDA)
+	$(DOCKER) push $(REGISTRY)/$(IMAGE_CUDA)
+
+cluster-manifests:
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY=<registry host/path> the cluster pulls $(IMAGE_CUDA) from"; exit 1; }
+	mkdir -p $(CLUSTER_OUT)
+	for f in cluster/*.yaml; do \
+	  sed 's#^\([[:space:]-]*image:[[:space:]]*\)$(IMAGE_CUDA)[[:space:]]*$$#\1$(REGISTRY)/$(IMAGE_CUDA)#' "$$f" \
+	    > "$(CLUSTER_OUT)/$$(basename "$$f")"; \
+	done
+
+image-names:
+	@echo "IMAGE=$(IMAGE)"
+	@echo "IMAGE_CUDA=$(IMAGE_CUDA)"
+	@echo "TORCH_VARIANT_CUDA=$(TORCH_VARIANT_CUDA)"
