@@ -36,7 +36,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "storage": {"errors"},
     "structures": {"errors"},
     "config": {"errors", "storage"},  # reads YAML from any URL
-    "tracklift": {"errors"},  # the package's own __init__
+    # the package's own __init__: the public names it re-exports, imported lazily on first access
+    "tracklift": {"errors", "api", "datasets", "structures", "models", "evaluation", "serving"},
+    # `tracklift.segment` and friends: read a cloud, run the model, write its outputs
+    "api": {"datasets", "models", "evaluation"} | FOUNDATION,
+    "logs": set(),  # the CLI's logging setup
     "geometry": {"errors"},
     "datasets": {"geometry"} | FOUNDATION,
     "tracking": {"datasets", "geometry"} | FOUNDATION,
