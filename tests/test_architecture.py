@@ -36,8 +36,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "storage": {"errors"},
     "structures": {"errors"},
     "config": {"errors", "storage"},  # reads YAML from any URL
-    # the package's own __init__: the public names it re-exports, imported lazily on first access
-    "tracklift": {"errors", "api", "datasets", "structures", "models", "evaluation", "serving"},
+    # the package's own __init__: the public names it re-exports, imported lazily on first access, and
+    # the console script's guard around cli (a light install has no torch for the commands)
+    "tracklift": {"errors", "api", "datasets", "structures", "models", "evaluation", "serving", "cli"},
     # `tracklift.segment` and friends: read a cloud, run the model, write its outputs
     "api": {"datasets", "models", "evaluation"} | FOUNDATION,
     "logs": set(),  # the CLI's logging setup
@@ -58,7 +59,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     | FOUNDATION,
     "serving": {"models", "openvocab", "datasets", "geometry", "evaluation", "cluster"} | FOUNDATION,
 }
-TOP = {"cli", "main_job", "pipeline"}  # the commands: may import every package; nothing imports them but cli
+TOP = {"cli", "main_job", "pipeline"}  # the commands: may import every package; only cli and the
+# console script (tracklift/__init__.py) import them
 # Only the Ray layer imports ray; every algorithm runs in one process without it.
 RAY_PACKAGES = {"actors", "training", "serving", "cluster"} | TOP
 

@@ -109,14 +109,17 @@ import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"torch", "ray", "scipy", "numba"}:
-            raise ImportError(f"blocked: {name}")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, Block())
 import numpy as np
 import tracklift
 from tracklift.serving.client import Client
 from tracklift.serving.codec import encode_cloud
 body, ctype = encode_cloud(np.zeros((4, 3), np.float32), None)
+assert callable(tracklift.read_point_cloud)  # the own-data readers need no torch either
 print(type(tracklift.Client(\"http://127.0.0.1:9\")).__name__, ctype)
+from tracklift import _console_script  # what the `tracklift` command runs
+print(_console_script())
 """
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -124,5 +127,7 @@ print(type(tracklift.Client(\"http://127.0.0.1:9\")).__name__, ctype)
         text=True,
         env={"PYTHONPATH": str(ROOT / "src")},
         check=True,
-    ).stdout
-    assert out.split() == ["Client", "application/x-npz"]
+    )
+    # the commands need the full install, and say so instead of a traceback
+    assert out.stdout.split() == ["Client", "application/x-npz", "1"]
+    assert "pip install 'tracklift[full]'" in out.stderr and "Traceback" not in out.stderr

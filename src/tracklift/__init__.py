@@ -86,3 +86,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+def _console_script() -> int:
+    """The ``tracklift`` command. A light install (base or ``[client]``) has no torch or Ray, which the
+    commands import: say what to install instead of showing an import traceback."""
+    import sys
+
+    try:
+        from tracklift.cli import main
+    except ModuleNotFoundError as e:
+        print(
+            f"tracklift: the commands need the full install ({e}); run `pip install 'tracklift[full]'` "
+            "(`make install` does it). The base install has the point-cloud readers and the HTTP client.",
+            file=sys.stderr,
+        )
+        return 1
+    return main()

@@ -439,15 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        parser = build_parser()
-    except ModuleNotFoundError as e:  # a light install (base or [client]) has no torch / Ray
-        print(
-            f"tracklift: the commands need the full install ({e}); run `pip install 'tracklift[full]'` "
-            "(`make install` does it). The base install has the Python API's readers and the HTTP client.",
-            file=sys.stderr,
-        )
-        return 1
+    parser = build_parser()
     args = parser.parse_args(argv)
     logs.setup_logging(args.log_level)
     if not args.command:
