@@ -214,8 +214,9 @@ def write_outputs(
                 "num_points": int(len(pts)),
                 "mask": f"pred_mask/{name}_{k}.txt",
                 "color": [int(c) for c in palette[k]],
-                "bbox_min": [float(v) for v in pts.min(axis=0)] if len(pts) else None,
-                "bbox_max": [float(v) for v in pts.max(axis=0)] if len(pts) else None,
+                # metres, to 0.1 mm (the input's float32 coordinates carry no more)
+                "bbox_min": [round(float(v), 4) for v in pts.min(axis=0)] if len(pts) else None,
+                "bbox_max": [round(float(v), 4) for v in pts.max(axis=0)] if len(pts) else None,
             }
         )
     summary = {
