@@ -123,7 +123,7 @@ def tiny_checkpoint(tmp_path_factory) -> str:
 def _user_files(folder: Path) -> dict[str, int]:
     """The files a user has: name → number of points (PLY mesh binary / ASCII, bare PLY with and without
     colours, PCD, NPY, NPZ)."""
-    from tests.datasets.test_pointclouds import room, write_pcd, write_user_ply
+    from .datasets.test_pointclouds import room, write_pcd, write_user_ply
 
     folder.mkdir(parents=True, exist_ok=True)
     pts, rgb, faces = room(1500)
@@ -248,9 +248,11 @@ def test_help_is_short_and_lists_choices(capsys):
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
     for name in _commands():
-        description = subs[name].description
-        assert "\n" not in description and "Args:" not in description and len(description) < 500, name
-        assert "``" not in description and ":class:" not in description, name
+        description, epilog = subs[name].description, subs[name].epilog or ""
+        assert "\n\n" not in description and len(description) < 500, name  # one short paragraph
+        for text in (description, epilog):
+            assert "Args:" not in text and "``" not in text and ":class:" not in text, name
+    assert "Exit status: 0 when every scene is complete" in subs["label"].epilog
     text = subs["predict"].format_help()
     assert "--backend {minkowski,spconv,torch}" in text and "--input INPUT" in text and "--output OUT" in text
     assert "--preset {all_annotated,scannet200_198}" in subs["eval"].format_help()

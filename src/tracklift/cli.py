@@ -12,7 +12,9 @@ import dataclasses
 import inspect
 import logging
 import re
+import shutil
 import sys
+import textwrap
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -369,10 +371,30 @@ def _choices() -> dict[tuple[str, str], list[str]]:
     }
 
 
+def _plain(text: str) -> str:
+    """One line, without reST markup (``x`` and :class:`~a.b` become x and a.b)."""
+    return re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m.group(1) or m.group(2), " ".join(text.split()))
+
+
 def first_paragraph(doc: str | None) -> str:
     """The first paragraph of a docstring on one line, without reST markup (``--help`` descriptions)."""
-    para = inspect.cleandoc(doc or "").split("\n\n", 1)[0]
-    return re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m.group(1) or m.group(2), " ".join(para.split()))
+    return _plain(inspect.cleandoc(doc or "").split("\n\n", 1)[0])
+
+
+def docstring_notes(doc: str | None) -> list[str]:
+    """The paragraphs after the first, up to an ``Args:`` / ``Attributes:`` section (whose entries become
+    the flags' help instead), each on one line: the ``--help`` epilog."""
+    notes = []
+    for para in inspect.cleandoc(doc or "").split("\n\n")[1:]:
+        if re.match(r"(Args|Attributes|Returns|Raises|Example)s?:", para.strip()):
+            break
+        notes.append(_plain(para))
+    return [n for n in notes if n]
+
+
+def _wrap(paragraphs: list[str]) -> str | None:
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    return "\n\n".join(textwrap.fill(p, width) for p in paragraphs) or None
 
 
 def docstring_args(cls: type) -> dict[str, str]:
@@ -430,7 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (help_text, cls, _) in _commands().items():
-        p = sub.add_parser(name, help=help_text, description=first_paragraph(cls.__doc__) or help_text)
+        # short: the docstring's first paragraph on top, its other notes (exit status...) below the flags
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=_wrap([first_paragraph(cls.__doc__) or help_text]),
+            epilog=_wrap(docstring_notes(cls.__doc__)),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         config_lib.add_arguments(p, cls)
         _polish_flags(p, name, cls)
         if name == "predict":
