@@ -260,6 +260,11 @@ BAD_FILES = {
         b"DATA binary\n" + b"\0" * 12,
         "no x, y, z fields",
     ),
+    "x-count.pcd": (
+        b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 2 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\n"
+        b"DATA binary\n" + b"\0" * 16,
+        "COUNT 1",
+    ),
     "words.pcd": (
         b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\n"
         b"DATA ascii\n1 two 3\n",

@@ -266,6 +266,8 @@ def decode_pcd(data: bytes, url: str, max_points: int = DEFAULT_MAX_POINTS) -> M
         raise DataError(url, f"PCD declares {n} points, the limit is {max_points}")
     if not {"x", "y", "z"} <= set(row.names):
         raise DataError(url, f"PCD has no x, y, z fields (fields: {' '.join(fields['FIELDS'])})")
+    if any(row[c].shape for c in ("x", "y", "z")):
+        raise DataError(url, "PCD x, y, z fields must have COUNT 1")
     if kind == "binary":
         if n * row.itemsize > len(data) - start:
             raise DataError(
