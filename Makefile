@@ -5,6 +5,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.tracklift-installed
+# The exact versions of everything below (pyproject.toml holds ranges): one list, used by every pip call.
+CONSTRAINTS := constraints.txt
 # Extra arguments for the main job, e.g. `make run ARGS="--scenes 4"`.
 ARGS   ?=
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
@@ -14,29 +16,29 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "tracklift needs $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
-	# torch first, pinned as a pair with torchvision (see README "GPU install")
-	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	# torch first, pinned as a pair with torchvision in constraints.txt (see README "GPU install")
+	$(PIP) install --quiet -c $(CONSTRAINTS) torch torchvision
 	# open3d (the `synth` extra: TSDF fusion of synthetic scans) needs Debian's libusb-1.0-0 to import
 	@if command -v dpkg >/dev/null && ! dpkg -s libusb-1.0-0 >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libusb-1.0-0; \
 	  else echo "open3d needs libusb-1.0-0: sudo apt-get install -y libusb-1.0-0"; exit 1; fi; \
 	fi
-	$(PIP) install --quiet -e '.[dev,synth]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[full,client,dev,synth]'
 	# sam2 is source-only on PyPI and must build against the torch above (its CUDA extension is optional)
-	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation 'sam2==1.1.0' 'hydra-core>=1.3' 'iopath>=0.1.10'
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet -c $(CONSTRAINTS) --no-build-isolation sam2 hydra-core iopath
 	# Sparse-convolution backends (README "Sparse-convolution backends"). MinkowskiEngine 0.5.4 is source-only:
 	# it builds CPU-only against the torch above and links OpenBLAS (about 11 min once; pip caches the wheel).
 	@if command -v dpkg >/dev/null && ! dpkg -s libopenblas-dev >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libopenblas-dev; \
 	  else echo "MinkowskiEngine needs libopenblas-dev: sudo apt-get install -y libopenblas-dev"; exit 1; fi; \
 	fi
-	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=2 $(PIP) install --quiet --no-build-isolation MinkowskiEngine==0.5.4
+	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=2 $(PIP) install --quiet -c $(CONSTRAINTS) --no-build-isolation MinkowskiEngine
 	# spconv's CPU wheel (forward only on CPU); CUDA 12 machines install spconv-cu120 instead (same module)
-	$(PIP) install --quiet spconv==2.3.8
+	$(PIP) install --quiet -c $(CONSTRAINTS) spconv
 	touch $(STAMP)
 
 run: install

@@ -36,7 +36,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "storage": {"errors"},
     "structures": {"errors"},
     "config": {"errors", "storage"},  # reads YAML from any URL
-    "tracklift": {"errors"},  # the package's own __init__
+    # the package's own __init__: the public names it re-exports, imported lazily on first access, and
+    # the console script's guard around cli (a light install has no torch for the commands)
+    "tracklift": {"errors", "api", "datasets", "structures", "models", "evaluation", "serving", "cli"},
+    # `tracklift.segment` and friends: read a cloud, run the model, write its outputs
+    "api": {"datasets", "models", "evaluation"} | FOUNDATION,
+    "logs": set(),  # the CLI's logging setup
     "geometry": {"errors"},
     "datasets": {"geometry"} | FOUNDATION,
     "tracking": {"datasets", "geometry"} | FOUNDATION,
@@ -54,7 +59,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     | FOUNDATION,
     "serving": {"models", "openvocab", "datasets", "geometry", "evaluation", "cluster"} | FOUNDATION,
 }
-TOP = {"cli", "main_job", "pipeline"}  # the commands: may import every package; nothing imports them but cli
+TOP = {"cli", "main_job", "pipeline"}  # the commands: may import every package; only cli and the
+# console script (tracklift/__init__.py) import them
 # Only the Ray layer imports ray; every algorithm runs in one process without it.
 RAY_PACKAGES = {"actors", "training", "serving", "cluster"} | TOP
 

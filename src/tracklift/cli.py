@@ -1,15 +1,26 @@
 """``tracklift <command>``: one entry point, one config dataclass per command.
 
 Every command takes ``--config FILE.yaml`` and one flag per config field (``tracklift <command> --help``).
+``tracklift --log-level debug <command>`` sets how much progress is logged (to stderr; results that
+scripts read stay on stdout), ``tracklift --version`` prints the version.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import logging
+import re
+import shutil
 import sys
+import textwrap
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
+from tracklift import __version__, logs
 from tracklift import config as config_lib
 from tracklift.errors import TrackliftError
 from tracklift.openvocab.config import ClipConfig
@@ -23,7 +34,9 @@ class EvalConfig:
 
     pred: str = field(default="", metadata={"help": "prediction folder URL (<scene>.txt + pred_mask/)"})
     gt: str = field(default="", metadata={"help": "GT folder URL (<scene>.txt, one id per vertex)"})
-    preset: str = field(default="all_annotated", metadata={"help": "all_annotated | scannet200_198"})
+    preset: Literal["all_annotated", "scannet200_198"] = field(
+        default="all_annotated", metadata={"help": "which GT instances count (evaluation preset)"}
+    )
     json: str | None = field(default=None, metadata={"help": "write the metrics as JSON to this URL"})
 
 
@@ -38,13 +51,11 @@ class TrainCommandConfig:
 
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "the curriculum"})
     ray: RayTrainOptions = field(default_factory=RayTrainOptions, metadata={"help": "ray runner options"})
-    stage: str = field(
+    stage: Literal["all", "1", "2", "3"] = field(
         default="all",
-        metadata={
-            "help": "all | 1 | 2 | 3 (a single stage starts from the previous one's checkpoint when it exists)"
-        },
+        metadata={"help": "a single stage starts from the previous one's checkpoint when it exists"},
     )
-    runner: str = field(
+    runner: Literal["auto", "local", "ray"] = field(
         default="auto",
         metadata={
             "help": "local: one process; ray: Ray Train DDP workers on a local Ray or the cluster at "
@@ -55,18 +66,32 @@ class TrainCommandConfig:
 
 @dataclass
 class PredictConfig:
-    """``tracklift predict``: segment every scene's mesh vertices; writes ScanNet prediction files."""
+    """``tracklift predict``: segment scans (``--scenes``) or your own point clouds (``--input``).
+
+    ``--scenes`` takes a corpus of scans (ScanNet, ScanNet++, tracklift layouts) and writes ScanNet
+    prediction files. ``--input`` takes a PLY (mesh or cloud), PCD, NPY or NPZ file, a folder of them or an
+    S3 prefix, and writes per file the ScanNet prediction files, ``<name>_instances.ply`` (coloured by
+    instance) and ``<name>.json`` (a summary); a file that cannot be read is reported and skipped.
+    """
 
     checkpoint: str = field(default="", metadata={"help": "model checkpoint URL"})
     scenes: str = field(default="", metadata={"help": "corpus root, scene folder, or list file URL"})
+    input: str = field(
+        default="",
+        metadata={"help": "a .ply/.pcd/.npy/.npz file, a folder of them, or an s3:// prefix (own data)"},
+    )
     out: str = field(
-        default="runs/pred", metadata={"help": "prediction folder URL (scored by tracklift eval)"}
+        default="runs/pred",
+        metadata={"help": "prediction folder URL (scored by tracklift eval); --output is the same flag"},
     )
     backend: str | None = field(
         default=None,
-        metadata={"help": "sparse-conv backend: torch | minkowski | spconv (default: the checkpoint's)"},
+        metadata={"help": "sparse-conv backend (default: the checkpoint's)"},
     )
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    max_points: int = field(
+        default=50_000_000, metadata={"help": "--input: refuse files holding or declaring more points"}
+    )
     clip: ClipConfig = field(
         default_factory=ClipConfig,
         metadata={"help": "with --clip.checkpoint: also write <out>/<scene>_clip.npz (CLIP features)"},
@@ -86,15 +111,15 @@ class QueryConfig:
     clip: ClipConfig = field(default_factory=ClipConfig, metadata={"help": "the CLIP model of the features"})
 
 
-def _cmd_train(cfg: TrainCommandConfig) -> int:
-    import logging
+log = logging.getLogger("tracklift.cli")
 
+
+def _cmd_train(cfg: TrainCommandConfig) -> int:
     from tracklift import storage
     from tracklift.cluster.session import choose_runner
     from tracklift.training import checkpoint_url, train_curriculum, train_stage
     from tracklift.training.distributed import train_curriculum_ray, train_stage_ray
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if cfg.stage not in ("all", "1", "2", "3"):
         raise TrackliftError(f"--stage must be all, 1, 2 or 3, got {cfg.stage!r}")
     tcfg = cfg.train
@@ -122,11 +147,15 @@ def _cmd_predict(cfg: PredictConfig) -> int:
     from tracklift.evaluation import write_predictions
     from tracklift.models import Segmenter
 
-    if not cfg.checkpoint or not cfg.scenes:
-        raise TrackliftError("tracklift predict needs --checkpoint and --scenes")
+    if not cfg.checkpoint or bool(cfg.scenes) == bool(cfg.input):
+        raise TrackliftError("tracklift predict needs --checkpoint and one of --scenes or --input")
     if not cfg.clip.checkpoint and (cfg.clip.model_config or cfg.clip.model != ClipConfig().model):
         raise TrackliftError("--clip.model needs --clip.checkpoint (CLIP weights are user-supplied)")
+    if cfg.input and cfg.clip.checkpoint:
+        raise TrackliftError("--clip.* works with --scenes only (CLIP features need the scans' frames)")
     model = Segmenter.from_checkpoint(cfg.checkpoint, device=cfg.device, backend=cfg.backend)
+    if cfg.input:
+        return _predict_inputs(cfg, model)
     encoder = None
     if cfg.clip.checkpoint:
         from tracklift.openvocab import ClipEncoder, write_scene_features
@@ -140,12 +169,54 @@ def _cmd_predict(cfg: PredictConfig) -> int:
         write_predictions(cfg.out, scene.scene_id, inst)
         if encoder is not None:
             write_scene_features(cfg.out, scene, inst, encoder, cfg.clip)
-        print(
-            f"[predict] {i + 1}/{len(urls)} {scene.scene_id}: {len(inst)} instances "
-            f"({time.perf_counter() - t0:.1f} s)",
-            flush=True,
+        log.info(
+            "predict %d/%d %s: %d instances (%.1f s)",
+            i + 1,
+            len(urls),
+            scene.scene_id,
+            len(inst),
+            time.perf_counter() - t0,
         )
     return 0
+
+
+def _predict_inputs(cfg: PredictConfig, model) -> int:
+    """``--input``: every file segmented on its own; an unreadable one is logged, listed in
+    ``<out>/failed.json`` and skipped. Exit 0 when all succeeded, 3 when some failed, 1 when all did."""
+    import json
+
+    from tracklift import storage
+    from tracklift.api import output_names, segment_file
+    from tracklift.datasets.pointclouds import list_point_clouds
+    from tracklift.errors import DataError
+    from tracklift.labeling.manifest import EXIT_PARTIAL
+
+    urls = list_point_clouds(cfg.input)
+    failed = []
+    for i, (url, name) in enumerate(zip(urls, output_names(urls))):
+        try:
+            summary = segment_file(url, model, cfg.out, name=name, max_points=cfg.max_points)
+        except DataError as e:
+            log.error("predict %d/%d skipped: %s", i + 1, len(urls), e)
+            failed.append({"input": url, "error": str(e)})
+            continue
+        log.info(
+            "predict %d/%d %s: %d points, %d instances -> %s",
+            i + 1,
+            len(urls),
+            url,
+            summary["num_points"],
+            summary["num_instances"],
+            summary["outputs"]["json"],
+        )
+    failed_url = storage.join(cfg.out, "failed.json")
+    if failed:
+        storage.write_text(failed_url, json.dumps(failed, indent=2))
+    elif storage.exists(failed_url):
+        storage.remove(failed_url)  # an earlier run's failures are not this run's
+    if not failed:
+        return 0
+    return 1 if len(failed) == len(urls) else EXIT_PARTIAL
 
 
 def _cmd_query(cfg: QueryConfig) -> int:
@@ -158,7 +229,7 @@ def _cmd_query(cfg: QueryConfig) -> int:
     encoder = ClipEncoder.from_config(cfg.clip)
     if cfg.scenes:
         for scene_id in fill_missing_features(cfg.pred, cfg.scenes, encoder, cfg.clip):
-            print(f"[query] computed CLIP features of {scene_id}", flush=True)
+            log.info("query: computed CLIP features of %s", scene_id)
     hits = query_predictions(cfg.pred, cfg.text, encoder, top_k=cfg.top_k or None)
     print(f"{'rank':>4}  {'similarity':>10}  scene  instance")
     for rank, h in enumerate(hits, start=1):
@@ -273,25 +344,138 @@ def _commands() -> dict[str, tuple[str, type, Callable]]:
     }
 
 
+# Flags of configs typed plain ``str`` whose values form a fixed set: argparse lists and checks them.
+# (Fields typed ``Literal[...]`` get their choices from config.add_arguments; these rows can go once the
+# owning dataclasses are typed that way.) Sets that a table in the code defines are read from it.
+def _choices() -> dict[tuple[str, str], list[str]]:
+    from tracklift.datasets.formats import FORMATS
+    from tracklift.evaluation.presets import PRESETS
+    from tracklift.models.backends.registry import BACKENDS
+
+    backends = sorted(BACKENDS)
+    models = ["tiny", "small", "base"]  # ModelConfig.preset
+    return {
+        ("predict", "backend"): backends,
+        ("serve", "backend"): backends,
+        ("train", "train.backend"): backends,
+        ("train", "train.model"): models,
+        ("run", "model"): models,
+        ("run", "preset"): sorted(PRESETS),
+        ("synth", "format"): list(FORMATS),
+        ("synth", "mesh"): ["fused", "parts"],
+        ("synth", "capture"): ["room", "walk"],
+        ("label", "format"): ["auto", *FORMATS],
+        ("label", "generator"): ["weightless", "sam2"],
+        ("label", "tracker"): ["geometric", "sam2"],
+        ("label", "method"): ["tracked", "independent"],
+    }
+
+
+def _plain(text: str) -> str:
+    """One line, without reST markup (``x`` and :class:`~a.b` become x and a.b)."""
+    return re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m.group(1) or m.group(2), " ".join(text.split()))
+
+
+def first_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line, without reST markup (``--help`` descriptions)."""
+    return _plain(inspect.cleandoc(doc or "").split("\n\n", 1)[0])
+
+
+def docstring_notes(doc: str | None) -> list[str]:
+    """The paragraphs after the first, up to an ``Args:`` / ``Attributes:`` section (whose entries become
+    the flags' help instead), each on one line: the ``--help`` epilog."""
+    notes = []
+    for para in inspect.cleandoc(doc or "").split("\n\n")[1:]:
+        if re.match(r"(Args|Attributes|Returns|Raises|Example)s?:", para.strip()):
+            break
+        notes.append(_plain(para))
+    return [n for n in notes if n]
+
+
+def _wrap(paragraphs: list[str]) -> str | None:
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    return "\n\n".join(textwrap.fill(p, width) for p in paragraphs) or None
+
+
+def docstring_args(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Args:`` (or ``Attributes:``) section of a dataclass docstring."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    m = re.search(r"^(?:Args|Attributes):\n((?:[ \t]+.*\n?|\n)+)", doc, re.M)
+    out: dict[str, str] = {}
+    if not m:
+        return out
+    for name, text in re.findall(r"^ {4}(\w+)(?: \([^)]*\))?: (.*(?:\n {8}.*)*)", m.group(1), re.M):
+        out[name] = first_paragraph(text)
+    return out
+
+
+def _field_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted leaf field name → its ``Args:`` text, through nested config sections."""
+    docs = {prefix + k: v for k, v in docstring_args(cls).items()}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints.get(f.name)
+        section = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or [tp]
+        if f.init and dataclasses.is_dataclass(section[0]):
+            docs.update(_field_docs(section[0], prefix + f.name + "."))
+    return docs
+
+
+def _polish_flags(p: argparse.ArgumentParser, command: str, cls: type) -> None:
+    """Help text from the docstring for flags without one; choices from :func:`_choices`."""
+    docs = _field_docs(cls)
+    choices = _choices()
+    for action in p._actions:
+        if not action.dest.startswith("cfg:"):
+            continue
+        name = action.dest[4:]
+        if action.help and action.help.startswith(" (default") or not action.help:
+            action.help = docs.get(name, "") + (action.help or "")
+        values = choices.get((command, name))
+        if values and action.choices is None:
+            action.choices = values
+            action.metavar = None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracklift",
         description="Class-agnostic 3D instance segmentation from RGB-D scans via granularity-consistent "
         "2D mask tracking. Each command takes --config FILE.yaml and per-field flags.",
     )
+    parser.add_argument("--version", action="version", version=f"tracklift {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default=logs.DEFAULT_LEVEL,
+        help="progress and diagnostics on stderr (default: %(default)s)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (help_text, cls, _) in _commands().items():
-        p = sub.add_parser(name, help=help_text, description=(cls.__doc__ or help_text).strip())
+        # short: the docstring's first paragraph on top, its other notes (exit status...) below the flags
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=_wrap([first_paragraph(cls.__doc__) or help_text]),
+            epilog=_wrap(docstring_notes(cls.__doc__)),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         config_lib.add_arguments(p, cls)
+        _polish_flags(p, name, cls)
+        if name == "predict":
+            p.add_argument("--output", dest="output_alias", metavar="OUT", help="same as --out")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.setup_logging(args.log_level)
     if not args.command:
         parser.print_help()
         return 2
+    if getattr(args, "output_alias", None):
+        setattr(args, "cfg:out", args.output_alias)
     _, cls, fn = _commands()[args.command]
     try:
         cfg = config_lib.from_args(cls, args)

@@ -76,9 +76,12 @@ def test_query_computes_missing_features_from_the_scans(tiny_clip, tmp_path, cap
         *_clip_flags(cfg),
     ]
     assert main(argv) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert f"[query] computed CLIP features of {data.scene_id}" in out[0]
-    rows = [line.split() for line in out[2:]]
+    captured = capsys.readouterr()
+    # progress is logged (stderr); stdout holds the table only
+    assert f"query: computed CLIP features of {data.scene_id}" in captured.err
+    out = captured.out.splitlines()
+    assert out[0].split() == ["rank", "similarity", "scene", "instance"]
+    rows = [line.split() for line in out[1:]]
     assert len(rows) == len(inst)
     # the never-seen instances (far, hidden) come last, marked unseen
     assert [r[3] for r in rows[-2:]] == [f"pred_mask/{data.scene_id}_{k}.txt" for k in (4, 5)]
@@ -92,7 +95,8 @@ def test_query_computes_missing_features_from_the_scans(tiny_clip, tmp_path, cap
     np.testing.assert_allclose(sims, expected, atol=1e-4)
     # a second query reuses the file instead of recomputing
     assert main(argv) == 0
-    assert "computed CLIP features" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "computed CLIP features" not in captured.out + captured.err
 
 
 @pytest.mark.parametrize(

@@ -316,6 +316,13 @@ def _elements(data: bytes, header: PlyHeader, wanted: set[str], url: str, max_ro
     return out
 
 
+def _float_colors(header: PlyHeader) -> bool:
+    """True when the header declares the vertex colours as float / double properties."""
+    vertex = header.element("vertex")
+    kinds = {p.name: np.dtype(p.dtype).kind for p in vertex.properties} if vertex else {}
+    return all(kinds.get(c) == "f" for c in ("red", "green", "blue"))
+
+
 def decode_ply(data: bytes, url: str, faces: bool = True, max_rows: int = DEFAULT_MAX_ROWS) -> Mesh:
     """Parse PLY bytes into a :class:`Mesh` (faces optional, colours default to grey).
 
@@ -327,7 +334,8 @@ def decode_ply(data: bytes, url: str, faces: bool = True, max_rows: int = DEFAUL
         max_rows: no decoded element (vertex, face) may declare more rows.
 
     Returns:
-        :class:`Mesh` with vertices (N, 3) float32, colors (N, 3) uint8, faces (F, 3) int32 or None.
+        :class:`Mesh` with vertices (N, 3) float32, colors (N, 3) uint8 (float colour properties whose
+            values all lie in [0, 1] are scaled by 255), faces (F, 3) int32 or None.
 
     Raises:
         DataError: not a PLY, counts that do not fit the data or exceed ``max_rows``, no x/y/z vertices,
@@ -347,7 +355,10 @@ def decode_ply(data: bytes, url: str, faces: bool = True, max_rows: int = DEFAUL
     if all(c in v and np.ndim(v[c]) == 1 for c in ("red", "green", "blue")):
         rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1)
         if rgb.dtype.kind == "f":  # ASCII values or float colour properties: no NaN / out-of-range casts
-            rgb = np.clip(np.nan_to_num(rgb), 0, 255)
+            rgb = np.nan_to_num(rgb)
+            if _float_colors(header) and rgb.size and rgb.max() <= 1.0:
+                rgb = rgb * 255.0  # declared float colours in [0, 1] (CloudCompare, Open3D tensors)
+            rgb = np.clip(rgb, 0, 255)
         rgb = rgb.astype(np.uint8)
     else:
         rgb = np.full((len(xyz), 3), 128, dtype=np.uint8)
