@@ -17,6 +17,9 @@ Per stage N (stages chained exactly as in :func:`tracklift.training.train_curric
    ``s3://``);
 4. a worker failure restarts the worker group from the last reported checkpoint
    (``FailureConfig(max_failures)``), so the partial epoch is redone and the history has each epoch once;
+   a worker told to stop (SIGTERM: pod eviction, spot reclaim) first saves ``<out>/stage{N}/preempted.pt``
+   at its next step (:mod:`tracklift.training.preemption`), and the restarted group continues that epoch
+   from there instead of redoing it;
 5. the driver copies the final checkpoint to ``<out>/stage{N}/last.pt`` (what ``tracklift predict`` and
    :meth:`Segmenter.from_checkpoint` load) and stage N+1 starts from it.
 
@@ -51,6 +54,12 @@ from tracklift.models import read_checkpoint, save_checkpoint
 from tracklift.training.config import StageConfig, TrainConfig
 from tracklift.training.data import stage_shards
 from tracklift.training.epochs import epoch_record, run_epoch
+from tracklift.training.preemption import (
+    PreemptionNotice,
+    preemption_url,
+    resume_after_preemption,
+    save_preemption_checkpoint,
+)
 from tracklift.training.ray_shards import (
     ShardLoader,
     check_enough_rows,
@@ -110,6 +119,8 @@ class RayTrainOptions:
         check_weights: debug: after every epoch gather every parameter and float buffer of every worker
             and record the largest difference (``weight_spread``, ``buffer_spread`` in the history). It
             moves the whole model between workers once per epoch, so it is off by default.
+        preemption_grace_s: a worker told to stop (SIGTERM) saves a checkpoint at its next step, waiting
+            at most this long (seconds; keep it under the platform's grace period); 0 = no such save.
     """
 
     num_workers: int = field(default=2, metadata={"help": "training workers (DDP processes)"})
@@ -141,6 +152,12 @@ class RayTrainOptions:
     check_weights: bool = field(
         default=False,
         metadata={"help": "debug: gather all parameters every epoch and record the workers' spread"},
+    )
+    preemption_grace_s: float = field(
+        default=20.0,
+        metadata={
+            "help": "on SIGTERM save a checkpoint at the next step, waiting at most this long (0 = off)"
+        },
     )
 
     def __post_init__(self):
@@ -236,8 +253,8 @@ def train_loop(config: dict[str, Any]) -> None:
         config: ``cfg`` (:class:`TrainConfig`), ``stage_cfg`` (:class:`StageConfig`), ``init`` (previous
             stage checkpoint URL or None), ``resume_url`` (unfinished tracklift checkpoint of this stage or
             None), ``kind`` (shard kind), ``storage_options`` (:func:`tracklift.storage.configured_options`),
-            ``use_gpu``, ``fail_once`` (:class:`FailOnce` or None), ``window_samples`` and
-            ``check_weights`` (:class:`RayTrainOptions`).
+            ``use_gpu``, ``fail_once`` (:class:`FailOnce` or None), ``window_samples``, ``check_weights``
+            and ``preemption_grace_s`` (:class:`RayTrainOptions`).
     """
     import ray.train
     import ray.train.torch
@@ -261,6 +278,7 @@ def train_loop(config: dict[str, Any]) -> None:
         progress = restore_progress(model, optimizer, config["resume_url"], n)
     else:
         progress = initial_progress(model, config["init"])
+    progress, skip_steps, preempted_file = resume_after_preemption(model, optimizer, progress, cfg.out, n)
     progress.extra["attempt_starts"] = [*progress.extra.get("attempt_starts", []), progress.done]
     progress.extra["world_size"] = world
 
@@ -269,57 +287,80 @@ def train_loop(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     per_worker = max(1, stage_cfg.batch_size // world)
     window = window_size(config["window_samples"], per_worker)
-    on_step = _fail_hook(config["fail_once"], n, rank, world, progress)
+    fail_hook = _fail_hook(config["fail_once"], n, rank, world, progress)
+    notice = PreemptionNotice(config["preemption_grace_s"]) if config["preemption_grace_s"] > 0 else None
+    now = {"epoch": progress.done}
+
+    def on_step(step: int) -> None:  # step: counted over the epoch
+        if fail_hook is not None:
+            fail_hook(step)
+        if notice is not None:
+            notice.check(
+                lambda: save_preemption_checkpoint(model, optimizer, progress, cfg.out, n, now["epoch"], step)
+            )
 
     if progress.done >= stage_cfg.epochs:  # a finished run restarted: hand its final state back
         _report(model, optimizer, progress, n, rank, {"stage": n, "epoch": progress.done})
         return
-    for epoch in range(progress.done, stage_cfg.epochs):
-        t0 = time.perf_counter()
-        done = stream_epoch(
-            ddp,
-            optimizer,
-            stream_windows(shard, window),
-            loader,
-            stage_cfg,
-            epoch,
-            cfg.log_every,
-            rank,
-            world,
-            per_worker,
-            on_step,
-        )
-        per = _gather([done.samples, done.steps, done.loss_sum, done.added], device).cpu()
-        total_steps = float(per[:, 1].sum())
-        checks = {}
-        if config["check_weights"]:
-            spread = weight_spread(model)
-            checks = {"weight_spread": spread[0], "buffer_spread": spread[1]}
-        record = epoch_record(
-            epoch,
-            float(per[:, 2].sum()) / max(total_steps, 1.0),
-            done.steps,
-            int(per[:, 0].sum()),
-            time.perf_counter() - t0,
-            int(per[:, 3].sum()),
-            workers=world,
-            samples_per_worker=[int(v) for v in per[:, 0]],
-            windows=done.windows,
-            **checks,
-            data_seconds=done.data_seconds,
-        )
-        progress.history.append(record)
-        progress.done = epoch + 1
-        if rank == 0:
-            log.info("stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"])
-        _report(
-            model,
-            optimizer,
-            progress,
-            n,
-            rank,
-            {k: v for k, v in record.items() if k != "samples_per_worker"},
-        )
+    if notice is not None:
+        notice.install()
+    try:
+        for epoch in range(progress.done, stage_cfg.epochs):
+            t0 = time.perf_counter()
+            now["epoch"] = epoch
+            done = stream_epoch(
+                ddp,
+                optimizer,
+                stream_windows(shard, window),
+                loader,
+                stage_cfg,
+                epoch,
+                cfg.log_every,
+                rank,
+                world,
+                per_worker,
+                on_step,
+                skip_steps,
+            )
+            per = _gather([done.samples, done.steps, done.loss_sum, done.added], device).cpu()
+            total_steps = float(per[:, 1].sum())
+            more: dict[str, Any] = {"resumed_after_step": skip_steps} if skip_steps else {}
+            if config["check_weights"]:
+                spread = weight_spread(model)
+                more.update(weight_spread=spread[0], buffer_spread=spread[1])
+            record = epoch_record(
+                epoch,
+                float(per[:, 2].sum()) / max(total_steps, 1.0),
+                done.steps,
+                int(per[:, 0].sum()),
+                time.perf_counter() - t0,
+                int(per[:, 3].sum()),
+                workers=world,
+                samples_per_worker=[int(v) for v in per[:, 0]],
+                windows=done.windows,
+                data_seconds=done.data_seconds,
+                **more,
+            )
+            progress.history.append(record)
+            progress.done = epoch + 1
+            if rank == 0:
+                log.info(
+                    "stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"]
+                )
+            _report(
+                model,
+                optimizer,
+                progress,
+                n,
+                rank,
+                {k: v for k, v in record.items() if k != "samples_per_worker"},
+            )
+            if preempted_file and rank == 0:  # used (or stale): the reported checkpoint is newer now
+                storage.remove(preemption_url(cfg.out, n))
+            skip_steps, preempted_file = 0, False
+    finally:
+        if notice is not None:
+            notice.uninstall()
 
 
 @dataclass
@@ -355,16 +396,27 @@ def stream_epoch(
     world: int,
     batch_size: int,
     on_step: Callable[[int], None] | None = None,
+    skip_steps: int = 0,
 ) -> StreamedEpoch:
     """Train one epoch window by window: each window's rows become samples (:class:`ShardLoader`) and go
     through :func:`~tracklift.training.epochs.run_epoch` with the stream of rank ``rank + k * world`` for
-    window ``k`` (see the module doc); ``on_step`` gets the step number counted over the whole epoch."""
+    window ``k`` (see the module doc); ``on_step`` gets the step number counted over the whole epoch.
+
+    ``skip_steps``: steps of this epoch done before a preemption; the first ``skip_steps * batch_size``
+    rows of the stream are passed over and the steps are numbered on from there (the returned counts are
+    of this call's steps only).
+    """
     done = StreamedEpoch()
+    skip_rows = skip_steps * batch_size
     t = time.perf_counter()
     for k, rows in enumerate(windows):
+        if skip_rows:
+            rows, skip_rows = rows[skip_rows:], max(0, skip_rows - len(rows))
+            if not rows:
+                continue
         samples = loader.samples(rows)
         done.data_seconds += time.perf_counter() - t
-        offset = done.steps
+        offset = skip_steps + done.steps
         hook = None if on_step is None else (lambda step, offset=offset: on_step(offset + step))
         mean, steps = run_epoch(
             model, optimizer, samples, stage_cfg, epoch, log_every, rank + k * world, batch_size, hook
@@ -483,6 +535,7 @@ def train_stage_ray(
                 "fail_once": fail_once,
                 "window_samples": options.window_samples,
                 "check_weights": options.check_weights,
+                "preemption_grace_s": options.preemption_grace_s,
             },
             torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
             scaling_config=ScalingConfig(
