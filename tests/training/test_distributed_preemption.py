@@ -86,6 +86,12 @@ def test_resume_loads_the_preemption_checkpoint_of_the_running_epoch_only(tmp_pa
     assert "preempted" not in got.extra
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
 
+    # a restart whose own checkpoint is older (reports lost with the stopped worker) uses it too
+    older, older_opt = build_stage_model(cfg, STAGE, "cpu")
+    got, skip, found = resume_after_preemption(older, older_opt, StageProgress(done=0), cfg.out, 1)
+    assert (got.done, skip, found) == (1, 1, True)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), older.parameters()))
+
     # a restart that is past that epoch (its checkpoint reported epoch 2) ignores it
     other, other_opt = build_stage_model(cfg, STAGE, "cpu")
     before = _params(other)
@@ -174,3 +180,56 @@ def test_notice_check_saves_once_and_stops():
     with pytest.raises(Preempted, match="after saving x"):
         notice.check(lambda: saves.append(1) or "x")
     assert saves == [1]
+
+
+def _ray_train_worker_pids() -> list[int]:
+    """Processes of Ray Train workers on this machine (Ray titles them ``ray::RayTrainWorker...``)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"RayTrainWorker" in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the Ray worker process through /proc")
+def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epoch(ray_local, tmp_path):
+    import threading
+    import time
+
+    from tracklift.models import read_checkpoint
+    from tracklift.training.distributed import RayTrainOptions, train_stage_ray
+
+    write_shards(str(tmp_path / "labels"), stages=(1,))
+    stage = StageConfig(stage=1, epochs=30, lr=1e-3, batch_size=1, max_points=150)  # 4 steps per epoch
+    cfg = config(tmp_path)
+    result: dict = {}
+    run = threading.Thread(
+        target=lambda: result.update(
+            url=train_stage_ray(cfg, stage, None, RayTrainOptions(num_workers=1, max_failures=1))
+        ),
+        daemon=True,
+    )
+    run.start()
+    runs = storage.join(cfg.out, "ray_runs", "tracklift-train-stage1")
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(n.startswith("checkpoint") for n in storage.listdir(runs)):
+        time.sleep(0.2)  # the first epoch was reported: the worker is inside epoch 2 or later
+    (pid,) = _ray_train_worker_pids()
+    os.kill(pid, signal.SIGTERM)  # what a pod eviction or a spot reclaim sends
+    run.join(timeout=600)
+    assert "url" in result, "the stage did not finish"
+    extra = read_checkpoint(result["url"])[0]["extra"]
+    resumed = [h for h in extra["history"] if h.get("resumed_after_step")]
+    assert len(resumed) == 1, extra["history"]
+    epoch = resumed[0]
+    # the restarted worker continued the interrupted epoch: it trained only the steps that were left
+    assert epoch["steps"] == 4 - epoch["resumed_after_step"]
+    assert [h["epoch"] for h in extra["history"]] == list(range(1, 31))
+    assert len(extra["attempt_starts"]) == 2
+    assert not storage.exists(preemption_url(cfg.out, 1))  # used, then removed

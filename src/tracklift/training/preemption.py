@@ -9,10 +9,13 @@ The notice reaches a training loop in one of two ways, picked by :meth:`Preempti
 
 - the loop runs in the main thread (one process, a plain subprocess): a SIGTERM handler records the notice
   and returns; the loop saves at its next step and raises :class:`Preempted`;
-- the loop runs in another thread, as in a Ray Train worker, whose main thread is Ray's: a handler cannot
-  be set from there, and Ray's own SIGTERM handler turns the signal into ``SystemExit``. The interpreter
-  runs its exit hooks before the process ends, so an exit hook records the notice and waits (at most
-  ``grace_s``) until the training thread has saved.
+- the loop runs in another thread, as in a Ray Train worker: a handler can only be set from the main
+  thread, which is Ray's. Ray's own SIGTERM handler (set by its worker main loop) ends the process through
+  ``ray._private.worker.raise_sys_exit_with_custom_error_message``, and the core worker then exits without
+  running Python's exit hooks; so in a Ray worker that function is wrapped (a private Ray name, checked when
+  installing: without it there is no save on SIGTERM, and a warning says so): on SIGTERM the wrapper records
+  the notice and waits (at most ``grace_s``) until the training thread has saved, then lets Ray exit.
+  Elsewhere (a plain thread whose main thread turns SIGTERM into ``SystemExit``) an exit hook does the same.
 
 The checkpoint (:func:`save_preemption_checkpoint`) is ``<out>/stage{N}/preempted.pt`` in the tracklift
 format, with the completed epochs and the steps done in the current one; a restarted worker group loads
@@ -37,6 +40,21 @@ from tracklift.models import read_checkpoint, save_checkpoint
 from tracklift.training.state import StageProgress, progress_extra, restore_progress
 
 log = logging.getLogger(__name__)
+
+
+# what Ray's worker SIGTERM handler calls to end the process (ray/_private/worker.py, Ray 2.60)
+_RAY_EXIT = "raise_sys_exit_with_custom_error_message"
+
+
+def _in_ray_worker() -> bool:
+    """Whether this process is a Ray worker (not a driver, not a plain process)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray._private.worker.global_worker.mode == ray.WORKER_MODE
 
 
 class Preempted(TrackliftError):
@@ -69,23 +87,45 @@ class PreemptionNotice:
         self._notice.set()
 
     def install(self) -> str:
-        """Listen for SIGTERM: a signal handler in the main thread, else an exit hook (see the module doc).
+        """Listen for SIGTERM: a signal handler in the main thread, Ray's SIGTERM exit wrapped in a Ray
+        worker, else an exit hook (see the module doc).
 
-        Returns: ``"signal"`` or ``"exit hook"``.
+        Returns: ``"signal"``, ``"ray worker"`` or ``"exit hook"``.
         """
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGTERM)
             signal.signal(signal.SIGTERM, self.notify)
             self.how = "signal"
+        elif _in_ray_worker():
+            import ray._private.worker as ray_worker
+
+            original = getattr(ray_worker, _RAY_EXIT, None)
+            if original is None:
+                log.warning("this Ray has no %s: no checkpoint on SIGTERM", _RAY_EXIT)
+                self.how = "none"
+                return self.how
+
+            def exit_after_saving(*args, **kwargs):
+                if args and "SIGTERM" in str(args[0]):
+                    self._on_exit()
+                return original(*args, **kwargs)
+
+            setattr(ray_worker, _RAY_EXIT, exit_after_saving)
+            self._previous = original
+            self.how = "ray worker"
         else:
             atexit.register(self._on_exit)
             self.how = "exit hook"
         return self.how
 
     def uninstall(self) -> None:
-        """Stop listening (the loop ended normally); the previous SIGTERM handler is back."""
+        """Stop listening (the loop ended); what handled SIGTERM before is back."""
         if self.how == "signal":
             signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+        elif self.how == "ray worker":
+            import ray._private.worker as ray_worker
+
+            setattr(ray_worker, _RAY_EXIT, self._previous)
         elif self.how == "exit hook":
             atexit.unregister(self._on_exit)
         self.how = None
@@ -147,8 +187,12 @@ def resume_after_preemption(
     out: str,
     stage: int,
 ) -> tuple[StageProgress, int, bool]:
-    """Continue from the stage's preemption checkpoint when it was saved during the epoch ``progress``
-    is about to run (``extra["epoch"] == progress.done``); an older one is ignored.
+    """Continue from the stage's preemption checkpoint unless ``progress`` is already past it.
+
+    The preemption checkpoint was saved during the epoch after its ``extra["epoch"]`` completed ones, so
+    it is used when that is at least ``progress.done``: the restart's own checkpoint is then the same
+    epoch's start or older (Ray Train may not have registered the last reports of a worker that was
+    stopped). One from an earlier epoch than ``progress`` is ignored.
 
     Returns:
         ``(progress, steps of that epoch already done, whether a preemption checkpoint was found)``:
@@ -159,7 +203,7 @@ def resume_after_preemption(
         return progress, 0, False
     extra = read_checkpoint(url)[0].get("extra", {})
     mark = extra.get("preempted") or {}
-    if extra.get("stage") != stage or int(extra.get("epoch", -1)) != progress.done or "steps" not in mark:
+    if extra.get("stage") != stage or int(extra.get("epoch", -1)) < progress.done or "steps" not in mark:
         log.info("stage %d: ignoring %s (saved in another epoch)", stage, url)
         return progress, 0, True
     resumed = restore_progress(model, optimizer, url, stage)
