@@ -219,7 +219,8 @@ def _put(fs: fsspec.AbstractFileSystem, path: str, url: str, data: bytes) -> Non
     also appears only when complete). No bucket check first: a missing bucket is asked about only when
     the PUT fails, so a write costs one request."""
     bucket = _s3_bucket(fs, path)
-    if bucket is None:  # memory://: its folders are listings of keys, kept as the rename path made them
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "memory" in protocols:  # its folders are listings of keys, kept as the rename path made them
         parent = posixpath.dirname(path)
         if parent:
             fs.makedirs(parent, exist_ok=True)
