@@ -160,3 +160,53 @@ def test_actor_killed_mid_scene_is_restarted_and_every_scene_is_labeled_once(loc
     assert not [p for p in fs.find(path) if ".tmp-" in p]
     preds = [n for n in storage.listdir(storage.join(out, "pred")) if n.endswith(".txt")]
     assert preds == sorted(f"{sid}.txt" for sid in scenes)
+
+
+@pytest.mark.slow
+def test_a_scene_that_kills_its_actor_every_time_is_given_up_without_deprecated_ray_args(
+    local_ray, tmp_path, monkeypatch
+):
+    """The retry bound of a poison scene is the job's own count (no ``max_task_retries`` through Ray Data's
+    deprecated ``**ray_remote_args``); the other scenes complete; Ray warns about nothing deprecated."""
+    import warnings
+
+    import ray.data.dataset as ray_dataset
+
+    from tracklift.actors.labeler import LabelActor
+    from tracklift.actors.pipeline import label_corpus_ray
+
+    root = str(tmp_path / "corpus")
+    tiny_corpus(root, scenes=2, seed=93, frames=3, width=64)
+    poison = "synth0094_00"
+
+    class CrashingActor(LabelActor):
+        """Dies (as in a segfault or an OOM kill) whenever it starts the poison scene."""
+
+        def label(self, url: str):
+            if url.rstrip("/").endswith(poison):
+                os._exit(1)
+            return super().label(url)
+
+    remote_args = []  # what the pipeline handed Ray Data as **ray_remote_args (the deprecated route)
+    real = ray_dataset._warn_on_ray_remote_args
+
+    def spy(args):
+        remote_args.append(dict(args))
+        return real(args)
+
+    monkeypatch.setattr(ray_dataset, "_warn_on_ray_remote_args", spy)
+    out = str(tmp_path / "labels")
+    cfg = LabelConfig(scenes=root, out=out, pictures=False, num_actors=1, scene_retries=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest = label_corpus_ray(cfg, log=lambda s: None, actor_class=CrashingActor)
+    assert remote_args and all(a == {} for a in remote_args), remote_args
+    deprecated = [str(w.message) for w in caught if "ray_remote_args" in str(w.message)]
+    assert not deprecated, deprecated
+
+    scenes = manifest["scenes"]
+    assert scenes["synth0093_00"]["status"] == "complete"
+    assert scenes[poison]["status"] == "failed"
+    # scene_retries=1: the first try and one redo each killed the actor, the third try was refused
+    assert "died on each of 2 tries" in scenes[poison]["error"]
+    assert not storage.exists(storage.join(out, "scenes", poison, "status.json"))

@@ -98,3 +98,30 @@ def test_storage_unavailable_pickles():
     e = StorageUnavailable("write", 5, ConnectionRefusedError("down"))
     back = pickle.loads(pickle.dumps(e))
     assert str(back) == str(e)
+
+
+def test_the_overall_deadline_stops_retries_before_the_attempts_run_out():
+    now, waits, calls = [0.0], [], []
+
+    def down():
+        calls.append(now[0])
+        now[0] += 0.5  # each try takes half a second (a request timing out)
+        raise ConnectionRefusedError("endpoint down")
+
+    def sleep(s: float) -> None:
+        waits.append(s)
+        now[0] += s
+
+    policy = RetryPolicy(attempts=10, base_delay_s=1.0, factor=2.0, max_delay_s=30.0, deadline_s=6.0)
+    with pytest.raises(StorageUnavailable, match=r"failed 3 times \(deadline 6 s reached\)") as info:
+        call_with_retry(down, "write z", policy, sleep=sleep, clock=lambda: now[0])
+    # tries at 0, 1.5, 4.0; the next wait (4 s) would end at 8.5 > 6: given up, 7 attempts unused
+    assert calls == [0.0, 1.5, 4.0] and waits == [1.0, 2.0]
+    assert info.value.deadline_s == 6.0 and isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert str(pickle_roundtrip(info.value)) == str(info.value)
+
+
+def pickle_roundtrip(e):
+    import pickle
+
+    return pickle.loads(pickle.dumps(e))

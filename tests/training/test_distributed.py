@@ -40,10 +40,24 @@ def test_one_worker_repeats_the_one_process_trainer(ray_local, tmp_path):
     ray_url = train_stage_ray(config(tmp_path, out="ray"), stage, None, RayTrainOptions(num_workers=1))
     a, b = state(one), state(ray_url)
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    # bit for bit: the streamed epoch (one window) is the one-process epoch
+    assert all(torch.equal(a[k], b[k]) for k in a)
     h1, h2 = history(one), history(ray_url)
     assert [h["steps"] for h in h2] == [h["steps"] for h in h1] == [2, 2]
     assert np.allclose([h["loss"] for h in h2], [h["loss"] for h in h1], rtol=1e-5)
-    assert all(h["samples_per_worker"] == [4] for h in h2)
+    assert [h["loss"] for h in h2] == [h["loss"] for h in h1]
+    assert all(h["samples_per_worker"] == [4] and h["windows"] == 1 for h in h2)
+    assert not any("weight_spread" in h for h in h2)  # the all-parameter gather is a debug option
+
+    # an epoch larger than a window streams window by window: 4 samples in windows of 2 (one batch each)
+    small = RayTrainOptions(num_workers=1, window_samples=2)
+    streamed = train_stage_ray(config(tmp_path, out="windows"), stage, None, small)
+    h3 = history(streamed)
+    assert [h["windows"] for h in h3] == [2, 2] and [h["steps"] for h in h3] == [2, 2]
+    assert all(h["samples_per_worker"] == [4] for h in h3)
+    assert all(np.isfinite(h["loss"]) for h in h3)
+    # window 1 has its own random stream (not window 0's again): the run differs from the one-window run
+    assert not all(torch.equal(a[k], v) for k, v in state(streamed).items())
 
 
 def test_worker_failure_resumes_from_the_last_checkpoint_on_s3(ray_local, s3_bucket):
@@ -54,7 +68,7 @@ def test_worker_failure_resumes_from_the_last_checkpoint_on_s3(ray_local, s3_buc
     cfg = TrainConfig(labels=labels, out=out, model="tiny", model_overrides={"voxel_size": 0.1})
     marker = storage.join(s3_bucket, "failed-once")
     # 4 samples, 2 workers, global batch 2: 2 steps per epoch; step 3 is the first step of epoch 2.
-    opts = RayTrainOptions(num_workers=2, max_failures=1)
+    opts = RayTrainOptions(num_workers=2, max_failures=1, check_weights=True)
     fail = FailOnce(stage=1, step=3, marker=marker)
     url = train_stage_ray(cfg, stage, None, opts, fail)
 
@@ -81,7 +95,9 @@ def test_three_stages_on_two_workers_match_the_one_process_trainer(ray_local, la
     base = TrainConfig(labels=labels, out="", model="tiny", log_every=0)
     one = train_curriculum(dataclasses.replace(base, out=str(tmp_path / "one")), stages)
     ray = train_curriculum_ray(
-        dataclasses.replace(base, out=str(tmp_path / "ray")), RayTrainOptions(num_workers=2), stages
+        dataclasses.replace(base, out=str(tmp_path / "ray")),
+        RayTrainOptions(num_workers=2, check_weights=True),
+        stages,
     )
 
     n_samples = {s: len(load_stage_samples(labels, s)) for s in (1, 2, 3)}

@@ -3,7 +3,8 @@
 Ray Data instantiates :class:`LabelActor` once per pool slot (``map_batches(LabelActor,
 compute=ActorPoolStrategy(...))``) and calls it with batches of scene URIs. The per-scene work is the
 one-process job's :func:`tracklift.labeling.label_one` (open, label, write, ``status.json`` last); the actor
-only adds retries with exponential backoff around its storage steps and says which worker did the scene.
+only adds retries with exponential backoff around its storage steps, says which worker did the scene, and
+gives up a scene whose earlier tries each killed the actor's process (counted by the job: ``attempts``).
 The class holds no Ray import, so it also runs (and is tested) as a plain object in one process.
 """
 
@@ -42,6 +43,10 @@ class LabelActor:
             same S3 endpoint and settings.
         retry: backoff of storage steps; default ``RetryPolicy(attempts=cfg.storage_retries)``.
         log: where retry and per-scene lines go (a Ray worker's stdout reaches the driver's log).
+        attempts: called with a scene URL as each try of it starts; returns the try's number (from 1),
+            counted outside this process so that it survives the process (the Ray job's counter). A try
+            numbered above ``cfg.scene_retries + 1`` means every earlier one killed its actor: the scene is
+            given up with a failed entry instead of being labelled again. None: no count (one process).
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class LabelActor:
         storage_options: dict[str, dict] | None = None,
         retry: RetryPolicy | None = None,
         log: Callable[[str], None] | None = None,
+        attempts: Callable[[str], int] | None = None,
     ):
         for protocol, options in (storage_options or {}).items():
             storage.configure(protocol, **options)
@@ -62,6 +68,7 @@ class LabelActor:
         self.worker = {"pid": os.getpid(), "node": _node_id(), "host": socket.gethostname()}
         self.build_s = time.perf_counter() - t0
         self.scenes_done = 0
+        self.attempts = attempts
 
     def _retry(self, fn, what: str):
         return call_with_retry(fn, what, self.policy, log=self.log)
@@ -83,9 +90,25 @@ class LabelActor:
         """
         rows: dict[str, list] = {"scene_id": [], "url": [], "status": [], "entry": []}
         for url in batch["url"]:
-            sid, entry = self.label(str(url))
+            tries = self.attempts(str(url)) if self.attempts is not None else 1
+            if tries > self.cfg.scene_retries + 1:
+                sid, entry = storage.basename(str(url)), died_entry(str(url), tries - 1)
+                self.log(f"[label-actor {self.worker['pid']}] {sid}: given up ({entry['error']})")
+            else:
+                sid, entry = self.label(str(url))
             rows["scene_id"].append(sid)
             rows["url"].append(str(url))
             rows["status"].append(entry["status"])
             rows["entry"].append(json.dumps(entry, default=float))
         return {k: np.array(v, dtype=object) for k, v in rows.items()}
+
+
+def died_entry(url: str, tries: int) -> dict:
+    """The manifest entry of a scene given up because its actor died on each of ``tries`` tries."""
+    return {
+        "status": "failed",
+        "url": url,
+        "error": f"WorkerDied: the labeling actor died on each of {tries} tries of this scene "
+        "(out of memory? see the Ray logs)",
+        "seconds": 0.0,
+    }

@@ -6,26 +6,28 @@
       → ray.data.from_items([{"url": ...}])        one block per scene
       → map_batches(LabelActor, batch_size=1,      each actor builds its models once, streams its scene
             compute=ActorPoolStrategy(...),        from storage and writes its outputs back (atomic keys)
-            num_cpus=, num_gpus=, max_restarts=-1, max_task_retries=cfg.scene_retries)
+            num_cpus=, num_gpus=)                  named parameters only (no deprecated **ray_remote_args)
       → iter_rows() on the driver                  progress lines as scenes finish
       → <out>/manifest.json                        the same per-scene entries as the one-process job
 
-Faults: a scene that raises is marked failed with its reason by the actor (the job goes on); an actor that
-dies mid-scene is restarted by Ray and the scene redone (its outputs are overwritten key by key and
-``status.json`` comes last, so each scene is in the output once); a scene whose actor died on every try is
-recorded as failed. Temporary keys left by killed writers are swept before and after the run.
+Faults: a scene that raises is marked failed with its reason by the actor (the job goes on). An actor that
+dies mid-scene is restarted by Ray Data (its defaults: actors always come back, their tasks are retried)
+and the scene redone (its outputs are overwritten key by key and ``status.json`` comes last, so each scene
+is in the output once). A poison scene, one that kills its actor every time, is bounded by the job itself:
+a small counter actor numbers every try of every scene, and the try after ``cfg.scene_retries`` redos is
+answered by the labeling actor with a failed entry instead of being labelled. Temporary keys left by
+killed writers are swept before and after the run.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 
 from tracklift import storage
-from tracklift.actors.labeler import LabelActor
+from tracklift.actors.labeler import LabelActor, died_entry
 from tracklift.cluster.session import connect, resolve_address
 from tracklift.errors import ConfigError
 from tracklift.labeling import LabelConfig, OutputLayout, Progress, corpus_urls, write_manifest
@@ -47,11 +49,56 @@ def _check_resources(cfg: LabelConfig, address: str | None, log: Callable[[str],
         log(f"[label-ray] note: output {cfg.out} is a local path: every node must mount the same filesystem")
 
 
+class SceneAttempts:
+    """The job's count of the tries of each scene, kept by a Ray actor that no scene runs in.
+
+    Args:
+        handle: the counter actor (:func:`start_attempt_counter`).
+
+    Calling it with a scene URL counts one more try and returns the count (from 1). Picklable: the
+    labeling actors get it as a constructor argument.
+    """
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __call__(self, url: str) -> int:
+        import ray
+
+        return int(ray.get(self.handle.begin.remote(url)))
+
+    def counts(self) -> dict[str, int]:
+        """``{scene URL: tries}`` so far."""
+        import ray
+
+        return dict(ray.get(self.handle.counts.remote()))
+
+
+def start_attempt_counter() -> SceneAttempts:
+    """Start the counter actor on the connected Ray (no CPU reserved: it only adds numbers)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class _Counter:
+        def __init__(self):
+            self._tries: dict[str, int] = {}
+
+        def begin(self, url: str) -> int:
+            self._tries[url] = self._tries.get(url, 0) + 1
+            return self._tries[url]
+
+        def counts(self) -> dict[str, int]:
+            return self._tries
+
+    return SceneAttempts(_Counter.remote())
+
+
 def label_corpus_ray(
     cfg: LabelConfig,
     address: str | None = None,
     num_actors: int | None = None,
     log: Callable[[str], None] = print,
+    actor_class: type[LabelActor] = LabelActor,
     **init_kwargs,
 ) -> dict:
     """Label every scene of ``cfg.scenes`` with a pool of Ray actors; same outputs as the one-process job.
@@ -64,6 +111,7 @@ def label_corpus_ray(
             is already connected to Ray, that connection is used.
         num_actors: actor pool size (default ``cfg.num_actors``), capped at the number of scenes.
         log: progress sink (scenes done / total, rate, ETA, failures).
+        actor_class: the labeling actor (tests pass a subclass that crashes on chosen scenes).
         **init_kwargs: passed to ``ray.init`` when this call connects (e.g. ``num_cpus=2``).
 
     Returns:
@@ -96,23 +144,22 @@ def label_corpus_ray(
         ctx.enable_progress_bars = False  # the progress lines below say more
         gpu_args = {"num_gpus": cfg.num_gpus} if cfg.num_gpus > 0 else {}
         items = ray.data.from_items([{"url": u} for u in urls], override_num_blocks=len(urls))
-        with warnings.catch_warnings():
-            # Ray 2.60 deprecates **ray_remote_args but has no named parameter for the retry bounds yet
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            ds = items.map_batches(
-                LabelActor,
-                fn_constructor_kwargs={"cfg": cfg, "storage_options": storage.configured_options()},
-                # one scene at a time per actor: a free actor takes the next scene, none waits in a queue
-                compute=ActorPoolStrategy(
-                    min_size=n_actors, max_size=n_actors, max_tasks_in_flight_per_actor=1
-                ),
-                batch_size=1,
-                batch_format="numpy",
-                num_cpus=cfg.num_cpus,
-                max_restarts=-1,  # a dead actor always comes back ...
-                max_task_retries=cfg.scene_retries,  # ... but a scene that kills it every time is given up
-                **gpu_args,
-            )
+        attempts = start_attempt_counter()
+        # Ray Data restarts a dead actor and retries its task without bound; the counter bounds the tries
+        ds = items.map_batches(
+            actor_class,
+            fn_constructor_kwargs={
+                "cfg": cfg,
+                "storage_options": storage.configured_options(),
+                "attempts": attempts,
+            },
+            # one scene at a time per actor: a free actor takes the next scene, none waits in a queue
+            compute=ActorPoolStrategy(min_size=n_actors, max_size=n_actors, max_tasks_in_flight_per_actor=1),
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=cfg.num_cpus,
+            **gpu_args,
+        )
         log(
             f"[label-ray] {len(urls)} scenes, {n_actors} actor(s) x {cfg.num_cpus:g} CPU"
             f"{f' + {cfg.num_gpus:g} GPU' if cfg.num_gpus else ''} -> {cfg.out}"
@@ -127,16 +174,11 @@ def label_corpus_ray(
             scenes[sid] = entry
             done_urls.add(str(row["url"]))
             progress.update(sid, entry)
+        tries = attempts.counts()
         for url in urls:
-            if url not in done_urls:  # every try of this scene lost its actor
+            if url not in done_urls:  # its block errored in Ray Data without the actor's answer
                 sid = storage.basename(url)
-                entry = {
-                    "status": "failed",
-                    "url": url,
-                    "error": f"WorkerDied: the labeling actor died on each of {cfg.scene_retries + 1} "
-                    "tries of this scene (out of memory? see the Ray logs)",
-                    "seconds": 0.0,
-                }
+                entry = died_entry(url, max(tries.get(url, 0), 1))
                 scenes[sid] = entry
                 progress.update(sid, entry)
         seconds = time.perf_counter() - progress.t0

@@ -1,9 +1,11 @@
 """Retrying storage steps that fail for a moment (S3 unreachable, throttled, 5xx) with exponential backoff.
 
-s3fs and botocore already retry single requests for a few seconds; this wraps a whole step (open a scene,
-label it while its frames stream in, write its outputs) so an endpoint that is gone for longer, e.g. a
-restarting object store, costs a wait instead of a failed scene. Errors that will not go away by waiting
-(a missing or corrupt file, a permission problem, a bad config) are raised at once.
+The one retry policy of storage, in two layers set once each: botocore retries and times out single S3
+requests (:class:`tracklift.storage.S3Requests`: connect / read timeouts, ``max_attempts``, retry mode);
+this module wraps a whole step (open a scene, label it while its frames stream in, write its outputs) so an
+endpoint that is gone for longer, e.g. a restarting object store, costs a wait instead of a failed scene,
+within one overall deadline per step (:attr:`RetryPolicy.deadline_s`). Errors that will not go away by
+waiting (a missing or corrupt file, a permission problem, a bad config) are raised at once.
 """
 
 from __future__ import annotations
@@ -55,14 +57,16 @@ class StorageUnavailable(TrackliftError):
         last: the last error.
     """
 
-    def __init__(self, what: str, attempts: int, last: BaseException):
-        self.what, self.attempts, self.last = what, attempts, last
+    def __init__(self, what: str, attempts: int, last: BaseException, deadline_s: float | None = None):
+        self.what, self.attempts, self.last, self.deadline_s = what, attempts, last, deadline_s
+        within = f" (deadline {deadline_s:g} s reached)" if deadline_s is not None else ""
         super().__init__(
-            f"storage unavailable: {what} failed {attempts} times, last error {type(last).__name__}: {last}"
+            f"storage unavailable: {what} failed {attempts} times{within}, "
+            f"last error {type(last).__name__}: {last}"
         )
 
     def __reduce__(self):  # picklable across Ray workers
-        return (type(self), (self.what, self.attempts, self.last))
+        return (type(self), (self.what, self.attempts, self.last, self.deadline_s))
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,16 @@ class RetryPolicy:
         base_delay_s: wait before the first retry, seconds.
         factor: growth of the wait per retry.
         max_delay_s: cap on one wait, seconds.
+        deadline_s: the step's overall deadline, seconds from its first try: no retry starts whose wait
+            would end past it (None = attempts only). A try in flight is not cut short; single requests are
+            bounded by :class:`tracklift.storage.S3Requests`.
     """
 
     attempts: int = 5
     base_delay_s: float = 1.0
     factor: float = 2.0
     max_delay_s: float = 30.0
+    deadline_s: float | None = 600.0
 
     def delays(self) -> list[float]:
         """The waits between tries, seconds (``attempts - 1`` of them)."""
@@ -122,15 +130,18 @@ def call_with_retry(
     policy: RetryPolicy = RetryPolicy(),
     log: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Call ``fn()``; on a transient error wait and call again, up to ``policy.attempts`` times.
+    """Call ``fn()``; on a transient error wait and call again, up to ``policy.attempts`` times and while
+    the wait ends before ``policy.deadline_s``.
 
     Args:
         fn: the step (no arguments).
         what: the step in words, for logs and the final error.
-        policy: attempts and waits.
+        policy: attempts, waits and deadline.
         log: told about every retry, or None.
         sleep: how to wait (tests pass a fake).
+        clock: seconds, monotonic (tests pass a fake that ``sleep`` advances).
 
     Returns:
         What ``fn`` returned.
@@ -140,6 +151,7 @@ def call_with_retry(
         Exception: a non-transient error, raised at once as it was.
     """
     delays = policy.delays()
+    t0 = clock()
     for attempt in range(policy.attempts):
         try:
             return fn()
@@ -148,6 +160,8 @@ def call_with_retry(
                 raise
             if attempt == policy.attempts - 1:
                 raise StorageUnavailable(what, policy.attempts, e) from e
+            if policy.deadline_s is not None and clock() - t0 + delays[attempt] > policy.deadline_s:
+                raise StorageUnavailable(what, attempt + 1, e, policy.deadline_s) from e
             if log is not None:
                 log(
                     f"[retry] {what}: {type(e).__name__}: {e}; attempt {attempt + 1}/{policy.attempts}, "

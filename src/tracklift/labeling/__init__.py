@@ -15,8 +15,9 @@ Modules, in the order a scene goes through them:
 - ``local``: :func:`label_corpus`, the one-process runner.
 
 A rerun skips scenes whose ``status.json`` says ``complete`` and redoes the rest. A failing scene is
-recorded with its reason and the job goes on. Every file is written to a temporary key and moved into place
-(:mod:`tracklift.storage`); temporaries left by a killed run are swept at the start and end of a run.
+recorded with its reason and the job goes on. Every file is written whole or not at all
+(:mod:`tracklift.storage`: one PUT on object stores, temporary file and rename on file systems); temporaries
+left by a killed run are swept at the start and end of a run.
 """
 
 from tracklift.labeling.config import LabelConfig, build_generator, build_tracker

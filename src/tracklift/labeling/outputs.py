@@ -1,7 +1,8 @@
 """Writing one scene's outputs (see :mod:`tracklift.labeling.layout`) and reading back whether it is done.
 
-Every file goes to a temporary key and is moved into place (:mod:`tracklift.storage`); ``status.json`` is
-written last, so a killed job never leaves a scene that looks complete. ``status.json`` records every output
+Every file is written whole or not at all (:mod:`tracklift.storage`: one PUT on object stores, a temporary
+file renamed into place on file systems); ``status.json`` is written last, so a killed job never leaves a
+scene that looks complete. ``status.json`` records every output
 with its size in bytes, checked on storage (a HEAD on object stores) before it is written, and the hash of
 the settings that made them (:meth:`LabelConfig.config_hash`). A rerun trusts a scene only when every
 recorded output is still there with its size and the settings are the same (:func:`inspect_scene`).

@@ -9,18 +9,29 @@ Per stage N (stages chained exactly as in :func:`tracklift.training.train_curric
    from ``ray.train.get_checkpoint()`` after a failure, else from an unfinished ``<out>/stage{N}/last.pt``,
    else initialises from stage N-1's checkpoint (:func:`~tracklift.training.state.init_from`, query-count
    changes allowed);
-3. every epoch each worker trains :func:`~tracklift.training.epochs.run_epoch` on its
-   ``ray.train.get_dataset_shard("train")`` rows (DDP averages gradients, so weights stay identical), and
-   all call ``ray.train.report``; rank 0 attaches a checkpoint in tracklift's own format (weights, optimizer,
-   history), kept under ``RunConfig(storage_path=...)`` (a local path or ``s3://``);
+3. every epoch each worker streams its ``ray.train.get_dataset_shard("train")`` rows in windows of
+   ``window_samples`` (:func:`~tracklift.training.ray_shards.stream_windows`) and trains
+   :func:`~tracklift.training.epochs.run_epoch` on each window as it arrives (DDP averages gradients, so
+   weights stay identical); then all call ``ray.train.report``; rank 0 attaches a checkpoint in tracklift's
+   own format (weights, optimizer, history), kept under ``RunConfig(storage_path=...)`` (a local path or
+   ``s3://``);
 4. a worker failure restarts the worker group from the last reported checkpoint
    (``FailureConfig(max_failures)``), so the partial epoch is redone and the history has each epoch once;
+   a worker told to stop (SIGTERM: pod eviction, spot reclaim) first saves ``<out>/stage{N}/preempted.pt``
+   at its next step (:mod:`tracklift.training.preemption`), and the restarted group continues that epoch
+   from there instead of redoing it;
 5. the driver copies the final checkpoint to ``<out>/stage{N}/last.pt`` (what ``tracklift predict`` and
    :meth:`Segmenter.from_checkpoint` load) and stage N+1 starts from it.
 
 Batch size: ``StageConfig.batch_size`` is the *global* batch, split over the workers
 (``max(1, batch_size // num_workers)`` each), so both trainers take the same number of optimisation steps
-per epoch on the same data. Reruns with the same ``out`` (and run name) resume Ray's own run state;
+per epoch on the same data.
+
+Windows: a worker holds one window of samples at a time (plus the one Ray Data prefetches), never its
+whole epoch. Window ``k`` of worker ``r`` is shuffled and subsampled with the epoch stream of rank
+``r + k * num_workers`` (:func:`~tracklift.training.epochs.epoch_rng`): window 0 of rank 0 has the
+one-process trainer's stream, so one worker whose epoch fits in one window repeats the one-process trainer
+bit for bit, and no two windows or workers share a stream. Reruns with the same ``out`` (and run name) resume Ray's own run state;
 a stage whose ``<out>/stage{N}/last.pt`` has all its epochs is skipped, as in the one-process trainer.
 """
 
@@ -30,7 +41,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +54,20 @@ from tracklift.models import read_checkpoint, save_checkpoint
 from tracklift.training.config import StageConfig, TrainConfig
 from tracklift.training.data import stage_shards
 from tracklift.training.epochs import epoch_record, run_epoch
-from tracklift.training.ray_shards import ShardLoader, check_enough_rows, pyarrow_filesystem, stage_dataset
+from tracklift.training.preemption import (
+    PreemptionNotice,
+    preemption_url,
+    resume_after_preemption,
+    save_preemption_checkpoint,
+)
+from tracklift.training.ray_shards import (
+    ShardLoader,
+    check_enough_rows,
+    pyarrow_filesystem,
+    stage_dataset,
+    stream_windows,
+    window_size,
+)
 from tracklift.training.self_training import load_teacher, relabel
 from tracklift.training.state import (
     build_stage_model,
@@ -90,6 +114,13 @@ class RayTrainOptions:
         keep_checkpoints: reported checkpoints Ray keeps per stage.
         materialize_mb: Parquet shards of a stage up to this size (MB) are read into the object store once
             before training instead of being streamed from storage every epoch.
+        window_samples: samples a worker holds at once: each epoch streams in windows of this many
+            (rounded up to whole batches), each shuffled on its own (see the module doc).
+        check_weights: debug: after every epoch gather every parameter and float buffer of every worker
+            and record the largest difference (``weight_spread``, ``buffer_spread`` in the history). It
+            moves the whole model between workers once per epoch, so it is off by default.
+        preemption_grace_s: a worker told to stop (SIGTERM) saves a checkpoint at its next step, waiting
+            at most this long (seconds; keep it under the platform's grace period); 0 = no such save.
     """
 
     num_workers: int = field(default=2, metadata={"help": "training workers (DDP processes)"})
@@ -115,10 +146,25 @@ class RayTrainOptions:
     materialize_mb: float = field(
         default=1024.0, metadata={"help": "Parquet shards up to this many MB are read once, not streamed"}
     )
+    window_samples: int = field(
+        default=256, metadata={"help": "samples a worker holds at once (epochs stream in such windows)"}
+    )
+    check_weights: bool = field(
+        default=False,
+        metadata={"help": "debug: gather all parameters every epoch and record the workers' spread"},
+    )
+    preemption_grace_s: float = field(
+        default=20.0,
+        metadata={
+            "help": "on SIGTERM save a checkpoint at the next step, waiting at most this long (0 = off)"
+        },
+    )
 
     def __post_init__(self):
         if self.num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.window_samples < 1:
+            raise ConfigError(f"window_samples must be >= 1, got {self.window_samples}")
         if self.max_failures < -1:
             raise ConfigError(f"max_failures must be >= -1 (-1 = unlimited), got {self.max_failures}")
 
@@ -207,7 +253,8 @@ def train_loop(config: dict[str, Any]) -> None:
         config: ``cfg`` (:class:`TrainConfig`), ``stage_cfg`` (:class:`StageConfig`), ``init`` (previous
             stage checkpoint URL or None), ``resume_url`` (unfinished tracklift checkpoint of this stage or
             None), ``kind`` (shard kind), ``storage_options`` (:func:`tracklift.storage.configured_options`),
-            ``use_gpu``, ``fail_once`` (:class:`FailOnce` or None).
+            ``use_gpu``, ``fail_once`` (:class:`FailOnce` or None), ``window_samples``, ``check_weights``
+            and ``preemption_grace_s`` (:class:`RayTrainOptions`).
     """
     import ray.train
     import ray.train.torch
@@ -231,6 +278,7 @@ def train_loop(config: dict[str, Any]) -> None:
         progress = restore_progress(model, optimizer, config["resume_url"], n)
     else:
         progress = initial_progress(model, config["init"])
+    progress, skip_steps, preempted_file = resume_after_preemption(model, optimizer, progress, cfg.out, n)
     progress.extra["attempt_starts"] = [*progress.extra.get("attempt_starts", []), progress.done]
     progress.extra["world_size"] = world
 
@@ -238,46 +286,148 @@ def train_loop(config: dict[str, Any]) -> None:
     loader = ShardLoader(config["kind"], _teacher(cfg, progress.init, device) if n == 3 else None)
     shard = ray.train.get_dataset_shard("train")
     per_worker = max(1, stage_cfg.batch_size // world)
-    on_step = _fail_hook(config["fail_once"], n, rank, world, progress)
+    window = window_size(config["window_samples"], per_worker)
+    fail_hook = _fail_hook(config["fail_once"], n, rank, world, progress)
+    notice = PreemptionNotice(config["preemption_grace_s"]) if config["preemption_grace_s"] > 0 else None
+    now = {"epoch": progress.done}
+
+    def on_step(step: int) -> None:  # step: counted over the epoch
+        if fail_hook is not None:
+            fail_hook(step)
+        if notice is not None:
+            notice.check(
+                lambda: save_preemption_checkpoint(model, optimizer, progress, cfg.out, n, now["epoch"], step)
+            )
 
     if progress.done >= stage_cfg.epochs:  # a finished run restarted: hand its final state back
         _report(model, optimizer, progress, n, rank, {"stage": n, "epoch": progress.done})
         return
-    for epoch in range(progress.done, stage_cfg.epochs):
-        t0 = time.perf_counter()
-        samples = loader.samples(shard.iter_rows())
-        data_s = time.perf_counter() - t0
+    if notice is not None:
+        notice.install()
+    try:
+        for epoch in range(progress.done, stage_cfg.epochs):
+            t0 = time.perf_counter()
+            now["epoch"] = epoch
+            done = stream_epoch(
+                ddp,
+                optimizer,
+                stream_windows(shard, window),
+                loader,
+                stage_cfg,
+                epoch,
+                cfg.log_every,
+                rank,
+                world,
+                per_worker,
+                on_step,
+                skip_steps,
+            )
+            per = _gather([done.samples, done.steps, done.loss_sum, done.added], device).cpu()
+            total_steps = float(per[:, 1].sum())
+            more: dict[str, Any] = {"resumed_after_step": skip_steps} if skip_steps else {}
+            if config["check_weights"]:
+                spread = weight_spread(model)
+                more.update(weight_spread=spread[0], buffer_spread=spread[1])
+            record = epoch_record(
+                epoch,
+                float(per[:, 2].sum()) / max(total_steps, 1.0),
+                done.steps,
+                int(per[:, 0].sum()),
+                time.perf_counter() - t0,
+                int(per[:, 3].sum()),
+                workers=world,
+                samples_per_worker=[int(v) for v in per[:, 0]],
+                windows=done.windows,
+                data_seconds=done.data_seconds,
+                **more,
+            )
+            progress.history.append(record)
+            progress.done = epoch + 1
+            if rank == 0:
+                log.info(
+                    "stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"]
+                )
+            _report(
+                model,
+                optimizer,
+                progress,
+                n,
+                rank,
+                {k: v for k, v in record.items() if k != "samples_per_worker"},
+            )
+            if preempted_file and rank == 0:  # used (or stale): the reported checkpoint is newer now
+                storage.remove(preemption_url(cfg.out, n))
+            skip_steps, preempted_file = 0, False
+    finally:
+        if notice is not None:
+            notice.uninstall()
+
+
+@dataclass
+class StreamedEpoch:
+    """What one worker did in one streamed epoch.
+
+    Args:
+        samples: samples trained on.
+        steps: optimisation steps.
+        loss_sum: sum of the step losses.
+        added: stage-3 self-training instances added.
+        windows: windows streamed.
+        data_seconds: seconds spent waiting for and decoding windows (not training).
+    """
+
+    samples: int = 0
+    steps: int = 0
+    loss_sum: float = 0.0
+    added: int = 0
+    windows: int = 0
+    data_seconds: float = 0.0
+
+
+def stream_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    windows: Iterable[list[dict[str, Any]]],
+    loader: ShardLoader,
+    stage_cfg: StageConfig,
+    epoch: int,
+    log_every: int,
+    rank: int,
+    world: int,
+    batch_size: int,
+    on_step: Callable[[int], None] | None = None,
+    skip_steps: int = 0,
+) -> StreamedEpoch:
+    """Train one epoch window by window: each window's rows become samples (:class:`ShardLoader`) and go
+    through :func:`~tracklift.training.epochs.run_epoch` with the stream of rank ``rank + k * world`` for
+    window ``k`` (see the module doc); ``on_step`` gets the step number counted over the whole epoch.
+
+    ``skip_steps``: steps of this epoch done before a preemption; the first ``skip_steps * batch_size``
+    rows of the stream are passed over and the steps are numbered on from there (the returned counts are
+    of this call's steps only).
+    """
+    done = StreamedEpoch()
+    skip_rows = skip_steps * batch_size
+    t = time.perf_counter()
+    for k, rows in enumerate(windows):
+        if skip_rows:
+            rows, skip_rows = rows[skip_rows:], max(0, skip_rows - len(rows))
+            if not rows:
+                continue
+        samples = loader.samples(rows)
+        done.data_seconds += time.perf_counter() - t
+        offset = skip_steps + done.steps
+        hook = None if on_step is None else (lambda step, offset=offset: on_step(offset + step))
         mean, steps = run_epoch(
-            ddp, optimizer, samples, stage_cfg, epoch, cfg.log_every, rank, per_worker, on_step
+            model, optimizer, samples, stage_cfg, epoch, log_every, rank + k * world, batch_size, hook
         )
-        per = _gather([len(samples), steps, mean * steps, loader.last_added], device).cpu()
-        total_steps = float(per[:, 1].sum())
-        spread = weight_spread(model)
-        record = epoch_record(
-            epoch,
-            float(per[:, 2].sum()) / max(total_steps, 1.0),
-            steps,
-            int(per[:, 0].sum()),
-            time.perf_counter() - t0,
-            int(per[:, 3].sum()),
-            workers=world,
-            samples_per_worker=[int(v) for v in per[:, 0]],
-            weight_spread=spread[0],
-            buffer_spread=spread[1],
-            data_seconds=data_s,
-        )
-        progress.history.append(record)
-        progress.done = epoch + 1
-        if rank == 0:
-            log.info("stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"])
-        _report(
-            model,
-            optimizer,
-            progress,
-            n,
-            rank,
-            {k: v for k, v in record.items() if k != "samples_per_worker"},
-        )
+        done.samples += len(samples)
+        done.steps += steps
+        done.loss_sum += mean * steps
+        done.added += loader.last_added
+        done.windows += 1
+        t = time.perf_counter()
+    return done
 
 
 def _report(model, optimizer, progress, stage: int, rank: int, metrics: dict) -> None:
@@ -383,6 +533,9 @@ def train_stage_ray(
                 "storage_options": storage.configured_options(),
                 "use_gpu": options.use_gpu,
                 "fail_once": fail_once,
+                "window_samples": options.window_samples,
+                "check_weights": options.check_weights,
+                "preemption_grace_s": options.preemption_grace_s,
             },
             torch_config=TorchConfig(backend="nccl" if options.use_gpu else "gloo"),
             scaling_config=ScalingConfig(

@@ -18,15 +18,18 @@ fails to decode in a worker names its file too.
 
 Ray Train splits the Dataset between workers with ``streaming_split(equal=True)``: every worker gets the
 same number of rows per epoch, so every worker takes the same number of optimisation steps (DDP needs
-that); with R rows and W workers, ``R mod W`` rows sit out each epoch. Which rows a worker gets is decided
-by Ray Data and may change between epochs; :class:`ShardLoader` sorts them by a stable key before the
-trainer's own seeded shuffle, so one worker reproduces the one-process trainer exactly.
+that); with R rows and W workers, ``R mod W`` rows sit out each epoch. A worker never holds its whole
+epoch: it streams its shard with ``iter_batches`` in windows of a fixed number of rows
+(:func:`stream_windows`), and trains on each window before the next is read. Which rows a worker gets is
+decided by Ray Data and may change between epochs; :class:`ShardLoader` sorts a window's rows by a stable
+key before the trainer's own seeded shuffle, so one worker whose epoch fits in one window reproduces the
+one-process trainer exactly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -185,6 +188,25 @@ class ShardLoader:
         ids, added = self._relabelled[key]
         self.last_added += added
         return Sample(sample.points, sample.colors, ids, sample.scene_id, sample.stage, sample.frames)
+
+
+def window_size(window_samples: int, batch_size: int) -> int:
+    """``window_samples`` rounded up to whole batches of ``batch_size`` (so that only an epoch's last
+    window ends in a short batch, as the one-process epoch does)."""
+    if window_samples < 1 or batch_size < 1:
+        raise ConfigError(f"window and batch sizes must be >= 1, got {window_samples} and {batch_size}")
+    return -(-window_samples // batch_size) * batch_size
+
+
+def stream_windows(shard, window: int) -> Iterator[list[dict[str, Any]]]:
+    """One epoch of a Ray Train dataset shard (``ray.train.get_dataset_shard``) as lists of ``window``
+    rows (the last one shorter), read with ``iter_batches`` while the previous window trains.
+
+    Rows are dicts of the dataset's columns (Parquet binary columns as ``bytes``), as
+    :meth:`ShardLoader.samples` takes them.
+    """
+    for batch in shard.iter_batches(batch_size=window, batch_format="pyarrow", prefetch_batches=1):
+        yield batch.to_pylist()
 
 
 def check_enough_rows(rows: int, num_workers: int, stage: int) -> None:
