@@ -22,13 +22,14 @@ accepting requests while a batch computes: that is what lets the next batch fill
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 
 from ray import serve
 
-from tracklift.errors import DataError
+from tracklift.errors import ConfigError, DataError
 from tracklift.models.segmenter import TooManyVoxels
 from tracklift.serving.access import check_scene_url
 from tracklift.serving.codec import (
@@ -89,17 +90,48 @@ class TrackliftServer:
         self.engine = SegmentEngine.from_checkpoint(
             self.cfg.checkpoint, self.cfg.device, self.cfg.backend, self.cfg.max_batch_points
         )
+        # the checkpoint's own thresholds: what a null score_threshold / nms_iou in user_config means
+        self._checkpoint_inference = self.engine.model.inference
         self.clip = ClipRetrieval(self.cfg.clip) if self.cfg.clip is not None else None
         self.cache = ResultCache(self.cfg.cache_size, int(self.cfg.cache_mb * 1024 * 1024))
-        self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self.user_config_error: str | None = None
+        self._apply_tuning()
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Ray Serve's live tuning: the ``TUNABLE`` fields of :class:`ServeConfig` (batch size, batch points,
+        batch wait, ``max_points``, thresholds), applied to this running replica without a restart.
+
+        A bad value never takes the replica down: it is logged, reported by ``GET /v1/model`` as
+        ``serving.user_config_error``, and the replica keeps its previous settings.
+        """
+        try:
+            cfg = self.cfg.retuned(user_config)
+        except ConfigError as e:
+            log.error("user_config refused, keeping the previous settings: %s", e)
+            self.user_config_error = str(e)
+            return
+        self.cfg, self.user_config_error = cfg, None
+        self._apply_tuning()
+
+    def _apply_tuning(self) -> None:
+        cfg = self.cfg
+        self._predict_batch.set_max_batch_size(cfg.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self.engine.max_batch_points = cfg.max_batch_points
+        base = self._checkpoint_inference
+        self.engine.model.inference = dataclasses.replace(
+            base,
+            score_threshold=base.score_threshold if cfg.score_threshold is None else cfg.score_threshold,
+            nms_iou=base.nms_iou if cfg.nms_iou is None else cfg.nms_iou,
+        )
         log.info(
-            "tracklift serving %s (batch %d clouds / %d points, wait %.3f s, clip %s)",
-            self.cfg.checkpoint,
-            self.cfg.max_batch_size,
-            self.cfg.max_batch_points,
-            self.cfg.batch_wait_timeout_s,
-            self.cfg.clip.model if self.cfg.clip is not None else "off",
+            "tracklift serving %s (batch %d clouds / %d points, wait %.3f s, max %d points, clip %s)",
+            cfg.checkpoint,
+            cfg.max_batch_size,
+            cfg.max_batch_points,
+            cfg.batch_wait_timeout_s,
+            cfg.max_points,
+            cfg.clip.model if cfg.clip is not None else "off",
         )
 
     def check_health(self) -> None:
@@ -148,6 +180,7 @@ class TrackliftServer:
                 "max_batch_points": cfg.max_batch_points,
                 "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
                 "max_ongoing_requests": cfg.max_ongoing_requests,
+                "max_queued_requests": cfg.max_queued_requests,
                 "max_points": cfg.max_points,
                 "max_request_bytes": cfg.max_request_bytes,
                 "body_timeout_s": cfg.body_timeout_s,
@@ -156,6 +189,9 @@ class TrackliftServer:
                 "cache_mb": cfg.cache_mb,
                 "scene_url": bool(cfg.scene_prefixes),
                 "auth": bool(cfg.resolved_token()),
+                "score_threshold": self.engine.model.inference.score_threshold,
+                "nms_iou": self.engine.model.inference.nms_iou,
+                "user_config_error": self.user_config_error,
             },
         }
 
