@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve_latency.json"
-STAGES = ("receive", "decode", "queue", "voxelize", "forward", "postprocess", "total")
+STAGES = ("receive", "decode", "queue", "voxelize", "forward", "postprocess", "total", "outside_replica")
 
 
 def make_clouds(n_scenes: int, n_points: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -85,7 +85,11 @@ def run_load(url: str, bodies: list[bytes], clients: int, n_requests: int, max_s
                         errors.append(f"{status}: {content[:200]!r}")
                         continue
                     latencies.append(dt)
-                    timings.append(decode_result(content, hdrs.get("content-type")).timings_ms)
+                    server = dict(decode_result(content, hdrs.get("content-type")).timings_ms)
+                    # what the request spent outside the model replica's own clock: Serve's proxy, the
+                    # ingress hop, the response's way back and the client (per-request serving overhead)
+                    server["outside_replica"] = dt - server.get("total", dt) + server.get("receive", 0.0)
+                    timings.append(server)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
