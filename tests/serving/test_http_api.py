@@ -118,6 +118,22 @@ def test_routing_keeps_its_old_answers(server):
     assert r.status_code == 200 and r.json()["serving"]["max_points"] == server.cfg.max_points
 
 
+def test_hostile_requests_on_the_new_routes(server):
+    """The documentation routes read no body, a long unknown path is not echoed back in full, and the
+    service keeps serving."""
+    big = b"\0" * (4 << 20)  # over the module's 1 MiB body limit
+    r = requests.post(server.url + "/openapi.json", data=big, headers=AUTH, timeout=60)
+    assert r.status_code == 405 and len(r.content) < 1000
+    r = requests.get(server.url + "/docs", data=big, timeout=60)
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    r = requests.get(server.url + "/" + "a" * 6000, headers=AUTH, timeout=60)
+    assert r.status_code == 404 and len(r.content) < 1000, len(r.content)
+    r = requests.get(server.url + "/openapi.json?" + "x=1&" * 2000, timeout=60)
+    assert r.status_code == 200 and r.json()["paths"]
+    assert requests.get(server.url + "/healthz", timeout=30).status_code == 200
+    assert _segment(server.url, 700, seed=9).status_code == 200
+
+
 # --------------------------------------------------------------------------------------------- shedding
 
 

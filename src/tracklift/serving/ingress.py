@@ -178,7 +178,8 @@ async def _http_error(request: Request, e: StarletteHTTPException) -> Response:
             {"error": f"use {allow}", "source": "method", "status": 405}, 405, {"Allow": allow}
         )
     if e.status_code == 404:
-        err = RequestError("path", f"no route {path!r}; routes: {', '.join(ROUTES)}", 404)
+        shown = path if len(path) <= 200 else path[:200] + "..."  # never echo a megabyte of URL
+        err = RequestError("path", f"no route {shown!r}; routes: {', '.join(ROUTES)}", 404)
         return error_response(err)
     return json_response(
         {"error": str(e.detail), "source": "request", "status": e.status_code}, e.status_code
