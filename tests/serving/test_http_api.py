@@ -264,8 +264,7 @@ def test_bad_user_config_is_refused_and_the_old_one_keeps_serving(server, tune, 
     from tracklift.serving.deployment import TrackliftServer
     from tracklift.serving.ingress import TrackliftIngress
 
-    good = dataclasses.replace(tune.cfg, max_points=7000)
-    _deploy(server, "tune", max_points=7000)
+    good = _deploy(server, "tune", max_points=7000).cfg
     before = _replicas("tune")
     # through the config: refused before anything is deployed
     if typed:

@@ -8,12 +8,14 @@ Routes (see :mod:`tracklift.serving.codec` for the payloads):
   ``GET  /v1/model``     checkpoint URL, backend, model config, CLIP config, batching settings
   ``POST /v1/segment``   a cloud (PLY / NPZ / JSON) or ``{"scene_url": ...}`` → instances + ``scene_key``
   ``POST /v1/query``     ``{"scene_key" | "scene_url", "text", "top_k"}`` → instances ranked by CLIP
+  ``GET  /openapi.json``, ``GET /docs``: the API's description (the ingress; no token)
 
 Every failure is answered with ``{"error", "source", "status"}`` and the replica keeps serving: bad input
 is 400, a missing / wrong bearer token 401, a forbidden ``scene_url`` 403, an unknown key or scene 404, a
 body that does not arrive in time 408, a too-large body or cloud 413, an unsupported media type 415, a
 query on a cloud without images or a stored scene that cannot be read 422, no CLIP configured or scene
-storage unreachable 503, anything unexpected 500 (logged with its traceback; no exception text is sent).
+storage unreachable or too many requests already waiting (``max_queued_requests``, answered by the
+ingress) 503, anything unexpected 500 (logged with its traceback; no exception text is sent).
 
 Blocking work (decoding, the forward pass, CLIP) runs in worker threads so the replica's event loop keeps
 accepting requests while a batch computes: that is what lets the next batch fill.
