@@ -112,8 +112,10 @@ class TrackliftServer:
             log.error("user_config refused, keeping the previous settings: %s", e)
             self.user_config_error = str(e)
             return
-        self.cfg, self.user_config_error = cfg, None
-        self._apply_tuning()
+        self.user_config_error = None
+        if cfg != self.cfg:  # Serve also calls this right after __init__, with what __init__ applied
+            self.cfg = cfg
+            self._apply_tuning()
 
     def _apply_tuning(self) -> None:
         cfg = self.cfg
