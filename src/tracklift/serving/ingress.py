@@ -147,7 +147,7 @@ api = FastAPI(
     openapi_url="/openapi.json",
 )
 api.add_middleware(StripTrailingSlash)
-# documents the bearer scheme in OpenAPI; the check itself is TrackliftIngress._authorize (missing and
+# documents the bearer scheme in OpenAPI; the check itself is authorize() below (missing and
 # wrong tokens get our 401 body, not FastAPI's 403)
 bearer = HTTPBearer(auto_error=False, description="the server's token ($TRACKLIFT_SERVE_TOKEN)")
 AUTH = [Security(bearer)]
