@@ -4,7 +4,9 @@
 - :mod:`tracklift.serving.engine`      batched inference with a latency breakdown (no Ray)
 - :mod:`tracklift.serving.store`       LRU result cache and CLIP retrieval over cached results
 - :mod:`tracklift.serving.access`      which ``scene_url`` a client may name (deny by default, prefixes)
-- :mod:`tracklift.serving.ingress`     HTTP in front of the model: routes, auth, body limits, ``/healthz``
+- :mod:`tracklift.serving.ingress`     HTTP in front of the model (FastAPI): routes, auth, body limits,
+                                       load shedding, ``/healthz``, ``/openapi.json`` and ``/docs``
+- :mod:`tracklift.serving.schema`      the OpenAPI models of the JSON bodies and the binary body types
 - :mod:`tracklift.serving.deployment`  the model deployment (decoding, ``@serve.batch``, cache, CLIP)
 - :mod:`tracklift.serving.app`         ``build_app`` for ``serve build``/RayService, ``tracklift serve``
 - :mod:`tracklift.serving.client`      ``Client(url, token).segment(points, colors)`` and friends

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -77,15 +80,39 @@ def config_from_args(args: dict[str, Any] | None) -> ServeConfig:
     return config_lib.from_args(ServeConfig, ns)
 
 
+def deployment_version(cfg: ServeConfig) -> str:
+    """The version both deployments are deployed under: a hash of everything that needs a replica restart
+    (the non-tunable config fields and the serving code). Deploying again with only ``TUNABLE`` fields
+    changed keeps the version, so Serve calls each replica's ``reconfigure`` with the new ``user_config``
+    instead of replacing it. (``serve run``/``serve deploy`` configs and RayService get the same in-place
+    update from Serve's own code versions.)"""
+    import tracklift
+
+    digest = hashlib.sha256(json.dumps(cfg.static_dict(), sort_keys=True, default=str).encode())
+    digest.update(getattr(tracklift, "__version__", "").encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def application(cfg: ServeConfig) -> Application:
     """The bound application of a config: the ingress in front of the model deployment, each with its
-    options (resources, concurrency, autoscaling) and the config as its constructor argument."""
+    options (resources, concurrency, load shedding, autoscaling), the ``TUNABLE`` fields as Serve
+    ``user_config`` and the config as its constructor argument.
+
+    Raises:
+        ConfigError: for inconsistent values (nothing is deployed).
+    """
     from tracklift.serving.deployment import TrackliftServer
     from tracklift.serving.ingress import TrackliftIngress
 
+    # a template without a checkpoint (serve build) is checked otherwise complete
+    dataclasses.replace(cfg, checkpoint=cfg.checkpoint or "unset").validate()
     values = cfg.to_dict()
-    model = TrackliftServer.options(**cfg.deployment_options()).bind(values)
-    return TrackliftIngress.options(**cfg.ingress_options()).bind(model, values)
+    # Serve removed the public `version` option; `_internal` is how its own builders pass one.
+    pinned = {"version": deployment_version(cfg), "_internal": True}
+    model = TrackliftServer.options(**cfg.deployment_options(), **pinned).bind(values)
+    return TrackliftIngress.options(**cfg.ingress_options(), **pinned).bind(model, values)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

@@ -7,8 +7,10 @@ deployment as a plain dict (so it travels through ``serve build`` configs and Ra
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from tracklift.config import from_dict
 from tracklift.errors import ConfigError
@@ -19,6 +21,20 @@ TOKEN_ENV = "TRACKLIFT_SERVE_TOKEN"
 # 1.3 to 6.8 GB (issue 10). With the replica's idle size, the budget that max_batch_points bounds.
 BYTES_PER_POINT = 5_500
 REPLICA_BASE_BYTES = 1_300_000_000
+
+# The fields a running application takes through Ray Serve's ``user_config`` (each replica's
+# ``reconfigure``): changing only these never restarts a replica. Each maps to the type it must have.
+TUNABLE: dict[str, type] = {
+    "max_batch_size": int,
+    "max_batch_points": int,
+    "batch_wait_timeout_s": float,
+    "max_points": int,
+    "max_request_mb": float,
+    "score_threshold": float,
+    "nms_iou": float,
+}
+# of those, the ones that may be null (None: the checkpoint's own value)
+NULLABLE = {"score_threshold", "nms_iou"}
 
 
 @dataclass
@@ -40,6 +56,11 @@ class ServeConfig:
         batch_wait_timeout_s: how long a batch waits to fill, seconds.
         max_ongoing_requests: requests a model replica works on at once (must be >= max_batch_size, or
             batches never fill; Serve's default is 5). Requests beyond it wait in the ingress.
+        max_queued_requests: load shedding: requests that may wait for a busy model replica (beyond
+            ``max_ongoing_requests`` per replica). One more is answered 503 at once, with the reason and a
+            ``Retry-After`` header, instead of queueing without bound (-1: no bound, Serve's default).
+            Serve's proxy, in front of the ingress, queues at most ``max(max_queued_requests,
+            max_open_requests)`` (its own plain-text 503 beyond).
         max_open_requests: requests the HTTP ingress holds at once (receiving bodies, waiting for a model
             replica); ``/healthz`` is answered by the ingress and never waits for the model. The ingress
             holds at most ``max_open_requests * max_request_mb`` MiB of bodies.
@@ -67,6 +88,14 @@ class ServeConfig:
         clip: open-vocabulary retrieval (``POST /v1/query``); None (the default) disables it, any
             ``--clip.*`` flag enables it.
         clip_on_segment: compute CLIP features when a ``scene_url`` is segmented (else on the first query).
+        score_threshold: instances scoring below this are dropped (None: the checkpoint's
+            ``inference.score_threshold``).
+        nms_iou: of two instances overlapping above this IoU the lower-scoring one is dropped (None: the
+            checkpoint's ``inference.nms_iou``; 1.0 keeps duplicates).
+
+    The fields in ``TUNABLE`` (batch size, batch points, batch wait, max_points, max_request_mb and the two
+    thresholds) travel as Ray Serve ``user_config`` too: deploying the same application with only those
+    changed reconfigures the running replicas in place (no restart, no lost cache).
     """
 
     checkpoint: str = field(default="", metadata={"help": "segmenter checkpoint URL"})
@@ -89,6 +118,12 @@ class ServeConfig:
     max_ongoing_requests: int = field(default=16, metadata={"help": "in-flight requests per model replica"})
     max_open_requests: int = field(
         default=64, metadata={"help": "requests the HTTP ingress holds at once (uploads, waiting)"}
+    )
+    max_queued_requests: int = field(
+        default=32,
+        metadata={
+            "help": "requests waiting for a busy replica before new ones get 503 at once (-1: no bound)"
+        },
     )
     body_timeout_s: float = field(default=60.0, metadata={"help": "deadline for a request body, seconds"})
     min_body_rate_kib_s: float = field(
@@ -118,6 +153,12 @@ class ServeConfig:
     clip_on_segment: bool = field(
         default=True, metadata={"help": "compute CLIP features when a scene_url is segmented"}
     )
+    score_threshold: float | None = field(
+        default=None, metadata={"help": "drop instances scoring below this (default: the checkpoint's)"}
+    )
+    nms_iou: float | None = field(
+        default=None, metadata={"help": "duplicate-removal IoU, 1.0 keeps all (default: the checkpoint's)"}
+    )
 
     @property
     def max_request_bytes(self) -> int:
@@ -138,6 +179,13 @@ class ServeConfig:
         need(self.max_batch_size >= 1, f"max_batch_size must be >= 1, got {self.max_batch_size}")
         need(self.max_batch_points >= 2, f"max_batch_points must be >= 2, got {self.max_batch_points}")
         need(self.max_open_requests >= 1, "max_open_requests must be >= 1")
+        need(
+            self.max_queued_requests == -1 or self.max_queued_requests >= 1,
+            f"max_queued_requests must be -1 (no bound) or >= 1, got {self.max_queued_requests}",
+        )
+        for name in ("score_threshold", "nms_iou"):
+            value = getattr(self, name)
+            need(value is None or 0.0 <= value <= 1.0, f"{name} must be in [0, 1] or null, got {value}")
         need(self.body_timeout_s > 0 and self.shutdown_timeout_s > 0, "timeouts must be > 0")
         need(self.min_body_rate_kib_s >= 0, "min_body_rate_kib_s must be >= 0")
         need(self.batch_wait_timeout_s >= 0, "batch_wait_timeout_s must be >= 0")
@@ -166,6 +214,48 @@ class ServeConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)  # a nested ClipConfig becomes a dict; from_dict rebuilds it
 
+    def user_config(self) -> dict[str, Any]:
+        """The ``TUNABLE`` fields: the deployments' Ray Serve ``user_config``."""
+        return {name: getattr(self, name) for name in TUNABLE}
+
+    def static_dict(self) -> dict:
+        """:meth:`to_dict` without the ``TUNABLE`` fields: what a change needs a replica restart for."""
+        return {k: v for k, v in self.to_dict().items() if k not in TUNABLE}
+
+    def retuned(self, values: Any) -> ServeConfig:
+        """This config with a ``user_config`` applied, validated as a whole.
+
+        Args:
+            values: a mapping of ``TUNABLE`` names to values (a subset is fine: the rest stay).
+
+        Raises:
+            ConfigError: naming an unknown key, a value of the wrong type (booleans are not numbers, NaN and
+                infinities are refused) or an inconsistent result (e.g. ``max_batch_size`` above
+                ``max_ongoing_requests``).
+        """
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"user_config must be a mapping of {', '.join(TUNABLE)}, got {type(values).__name__}"
+            )
+        unknown = sorted(str(k) for k in values if k not in TUNABLE)
+        if unknown:
+            raise ConfigError(
+                f"user_config: unknown key(s) {', '.join(unknown)}; tunable: {', '.join(TUNABLE)}"
+            )
+        typed = {}
+        for name, value in values.items():
+            want = TUNABLE[name]
+            if value is None and name in NULLABLE:
+                typed[name] = None
+                continue
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if want is int:
+                ok = ok and float(value).is_integer()
+            if not ok or not math.isfinite(value):
+                raise ConfigError(f"user_config: {name} must be a finite {want.__name__}, got {value!r}")
+            typed[name] = want(value)
+        return dataclasses.replace(self, **typed).validate()
+
     @classmethod
     def from_dict(cls, values: dict) -> ServeConfig:
         """From a (nested) dict such as :meth:`to_dict` or a ``serve build`` args mapping."""
@@ -187,6 +277,16 @@ class ServeConfig:
             "ray_actor_options": {"num_cpus": 0},
             "num_replicas": 1,
             "max_ongoing_requests": self.max_open_requests,
+            # Serve's proxy counts a request as queued until it is assigned, which for a burst of
+            # simultaneous arrivals takes a moment even while the ingress has free slots: a small bound
+            # here would shed requests the ingress could take. Shedding proper happens in front of the
+            # model (deployment_options); this only keeps the proxy's own queue finite.
+            "max_queued_requests": (
+                -1
+                if self.max_queued_requests == -1
+                else max(self.max_queued_requests, self.max_open_requests)
+            ),
+            "user_config": self.user_config(),
         }
 
     def deployment_options(self) -> dict:
@@ -194,6 +294,8 @@ class ServeConfig:
         return {
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "user_config": self.user_config(),
             "autoscaling_config": {
                 "min_replicas": self.min_replicas,
                 "initial_replicas": self.min_replicas,

@@ -8,12 +8,14 @@ Routes (see :mod:`tracklift.serving.codec` for the payloads):
   ``GET  /v1/model``     checkpoint URL, backend, model config, CLIP config, batching settings
   ``POST /v1/segment``   a cloud (PLY / NPZ / JSON) or ``{"scene_url": ...}`` → instances + ``scene_key``
   ``POST /v1/query``     ``{"scene_key" | "scene_url", "text", "top_k"}`` → instances ranked by CLIP
+  ``GET  /openapi.json``, ``GET /docs``: the API's description (the ingress; no token)
 
 Every failure is answered with ``{"error", "source", "status"}`` and the replica keeps serving: bad input
 is 400, a missing / wrong bearer token 401, a forbidden ``scene_url`` 403, an unknown key or scene 404, a
 body that does not arrive in time 408, a too-large body or cloud 413, an unsupported media type 415, a
 query on a cloud without images or a stored scene that cannot be read 422, no CLIP configured or scene
-storage unreachable 503, anything unexpected 500 (logged with its traceback; no exception text is sent).
+storage unreachable or too many requests already waiting (``max_queued_requests``, answered by the
+ingress) 503, anything unexpected 500 (logged with its traceback; no exception text is sent).
 
 Blocking work (decoding, the forward pass, CLIP) runs in worker threads so the replica's event loop keeps
 accepting requests while a batch computes: that is what lets the next batch fill.
@@ -22,13 +24,14 @@ accepting requests while a batch computes: that is what lets the next batch fill
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 
 from ray import serve
 
-from tracklift.errors import DataError
+from tracklift.errors import ConfigError, DataError
 from tracklift.models.segmenter import TooManyVoxels
 from tracklift.serving.access import check_scene_url
 from tracklift.serving.codec import (
@@ -89,17 +92,50 @@ class TrackliftServer:
         self.engine = SegmentEngine.from_checkpoint(
             self.cfg.checkpoint, self.cfg.device, self.cfg.backend, self.cfg.max_batch_points
         )
+        # the checkpoint's own thresholds: what a null score_threshold / nms_iou in user_config means
+        self._checkpoint_inference = self.engine.model.inference
         self.clip = ClipRetrieval(self.cfg.clip) if self.cfg.clip is not None else None
         self.cache = ResultCache(self.cfg.cache_size, int(self.cfg.cache_mb * 1024 * 1024))
-        self._predict_batch.set_max_batch_size(self.cfg.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self.cfg.batch_wait_timeout_s)
+        self.user_config_error: str | None = None
+        self._apply_tuning()
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Ray Serve's live tuning: the ``TUNABLE`` fields of :class:`ServeConfig` (batch size, batch points,
+        batch wait, ``max_points``, thresholds), applied to this running replica without a restart.
+
+        A bad value never takes the replica down: it is logged, reported by ``GET /v1/model`` as
+        ``serving.user_config_error``, and the replica keeps its previous settings.
+        """
+        try:
+            cfg = self.cfg.retuned(user_config)
+        except ConfigError as e:
+            log.error("user_config refused, keeping the previous settings: %s", e)
+            self.user_config_error = str(e)
+            return
+        self.user_config_error = None
+        if cfg != self.cfg:  # Serve also calls this right after __init__, with what __init__ applied
+            self.cfg = cfg
+            self._apply_tuning()
+
+    def _apply_tuning(self) -> None:
+        cfg = self.cfg
+        self._predict_batch.set_max_batch_size(cfg.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self.engine.max_batch_points = cfg.max_batch_points
+        base = self._checkpoint_inference
+        self.engine.model.inference = dataclasses.replace(
+            base,
+            score_threshold=base.score_threshold if cfg.score_threshold is None else cfg.score_threshold,
+            nms_iou=base.nms_iou if cfg.nms_iou is None else cfg.nms_iou,
+        )
         log.info(
-            "tracklift serving %s (batch %d clouds / %d points, wait %.3f s, clip %s)",
-            self.cfg.checkpoint,
-            self.cfg.max_batch_size,
-            self.cfg.max_batch_points,
-            self.cfg.batch_wait_timeout_s,
-            self.cfg.clip.model if self.cfg.clip is not None else "off",
+            "tracklift serving %s (batch %d clouds / %d points, wait %.3f s, max %d points, clip %s)",
+            cfg.checkpoint,
+            cfg.max_batch_size,
+            cfg.max_batch_points,
+            cfg.batch_wait_timeout_s,
+            cfg.max_points,
+            cfg.clip.model if cfg.clip is not None else "off",
         )
 
     def check_health(self) -> None:
@@ -148,6 +184,7 @@ class TrackliftServer:
                 "max_batch_points": cfg.max_batch_points,
                 "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
                 "max_ongoing_requests": cfg.max_ongoing_requests,
+                "max_queued_requests": cfg.max_queued_requests,
                 "max_points": cfg.max_points,
                 "max_request_bytes": cfg.max_request_bytes,
                 "body_timeout_s": cfg.body_timeout_s,
@@ -156,6 +193,9 @@ class TrackliftServer:
                 "cache_mb": cfg.cache_mb,
                 "scene_url": bool(cfg.scene_prefixes),
                 "auth": bool(cfg.resolved_token()),
+                "score_threshold": self.engine.model.inference.score_threshold,
+                "nms_iou": self.engine.model.inference.nms_iou,
+                "user_config_error": self.user_config_error,
             },
         }
 
