@@ -87,7 +87,9 @@ class PointBatch:
             raise ValueError(f"superpoints must be ({n},), got {tuple(self.superpoints.shape)}")
 
     @classmethod
-    def from_arrays(cls, points: Any, colors: Any, instance: Any = None, superpoints: Any = None) -> PointBatch:
+    def from_arrays(
+        cls, points: Any, colors: Any, instance: Any = None, superpoints: Any = None
+    ) -> PointBatch:
         """One cloud: points (N, 3) metres, colors (N, 3) uint8 or [0, 1] floats, optional (N,) int ids,
         optional (N,) int superpoint ids (non-negative)."""
         coord = (

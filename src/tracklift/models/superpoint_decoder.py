@@ -137,7 +137,9 @@ class SuperpointDecoder(nn.Module):
         poss = [pos_all[offs[b] : offs[b + 1]] for b in range(bsz)]
         mask_feats = [mfeat[offs[b] : offs[b + 1]] for b in range(bsz)]
         seeds = [self.sample_queries(sp.positions[offs[b] : offs[b + 1]]) for b in range(bsz)]
-        queries = torch.stack([self.query_init(mems[b][seeds[b]]) for b in range(bsz)]) + self.query_feat.weight
+        queries = (
+            torch.stack([self.query_init(mems[b][seeds[b]]) for b in range(bsz)]) + self.query_feat.weight
+        )
         qpos = torch.stack([poss[b][seeds[b]] for b in range(bsz)])
 
         masks, obj = self._predict(queries, mask_feats)

@@ -19,16 +19,17 @@ from tracklift.geometry.voxels import voxel_downsample_mean
 from tracklift.models.config import SuperpointConfig
 
 
-def cloud_superpoints(points, cfg: SuperpointConfig = SuperpointConfig()) -> np.ndarray:
+def cloud_superpoints(points, cfg: SuperpointConfig | None = None) -> np.ndarray:
     """Superpoints of a point cloud without faces: the kNN segmentator on voxel centroids.
 
     Args:
         points: (N, 3) metres (numpy or torch), N >= 1.
-        cfg: voxel side of the centroids and the segmentator's settings.
+        cfg: voxel side of the centroids and the segmentator's settings (default: SuperpointConfig()).
 
     Returns:
         (N,) int64 superpoint id per point, 0..K-1 (every point of a centroid voxel shares its id).
     """
+    cfg = cfg or SuperpointConfig()
     p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
     if len(p) == 0:
@@ -135,6 +136,10 @@ def pool_superpoints(point_feats: torch.Tensor, sp: BatchSuperpoints) -> torch.T
     """
     s, c = sp.num_superpoints, point_feats.shape[1]
     index = sp.ids[:, None].expand(-1, c)
-    mean = point_feats.new_zeros(s, c).scatter_reduce(0, index, point_feats, reduce="mean", include_self=False)
-    peak = point_feats.new_zeros(s, c).scatter_reduce(0, index, point_feats, reduce="amax", include_self=False)
+    mean = point_feats.new_zeros(s, c).scatter_reduce(
+        0, index, point_feats, reduce="mean", include_self=False
+    )
+    peak = point_feats.new_zeros(s, c).scatter_reduce(
+        0, index, point_feats, reduce="amax", include_self=False
+    )
     return torch.cat([mean, peak], dim=1)

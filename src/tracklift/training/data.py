@@ -71,7 +71,7 @@ def load_stage_samples(labels: str, stage: int) -> list[Sample]:
     return usable(samples, stage, stage_dir(labels, stage))
 
 
-def with_superpoints(sample: Sample, cfg: SuperpointConfig = SuperpointConfig()) -> Sample:
+def with_superpoints(sample: Sample, cfg: SuperpointConfig | None = None) -> Sample:
     """``sample`` with superpoints: its own, or the point-cloud segmentator's, stored on it (in place)."""
     if sample.superpoints is None and len(sample):
         sample.superpoints = cloud_superpoints(sample.points, cfg)
