@@ -156,3 +156,21 @@ def test_default_preset_is_superpoint_level_and_small_stays_point_level():
     assert ModelConfig.preset("small").decoder_level == "point"
     with pytest.raises(ValueError, match="decoder_level"):
         ModelConfig.preset("tiny", decoder_level="voxel")
+
+
+def test_public_phases_give_what_predict_gives():
+    """Serving runs voxelize → forward_voxels → postprocess itself: the superpoints travel with the
+    voxelization, so the phases and predict agree."""
+    from tracklift.models import SegmenterOutput
+
+    model = tiny_sp().eval()
+    pts, cols, _ = boxes_scene(60)
+    direct = model.predict(pts, cols)
+    with torch.no_grad():
+        batch = PointBatch.from_arrays(pts, cols)
+        vox = model.voxelize(batch)
+        assert vox.superpoints is not None
+        phased = model.postprocess(SegmenterOutput(model.forward_voxels(vox, all_stages=False), vox), batch)[
+            0
+        ]
+    assert np.array_equal(direct.masks, phased.masks) and np.allclose(direct.scores, phased.scores)
