@@ -174,3 +174,12 @@ def test_public_phases_give_what_predict_gives():
             0
         ]
     assert np.array_equal(direct.masks, phased.masks) and np.allclose(direct.scores, phased.scores)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_superpoint_predict_on_cuda_matches_cpu():
+    model = tiny_sp().eval()
+    pts, cols, _ = boxes_scene(50)
+    cpu = model.predict(pts, cols)
+    gpu = model.to("cuda").predict(pts, cols)
+    np.testing.assert_allclose(cpu.scores, gpu.scores, rtol=1e-3, atol=1e-4)
