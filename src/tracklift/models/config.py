@@ -206,17 +206,19 @@ class ModelConfig:
     def preset(cls, name: str, **overrides) -> ModelConfig:
         """A named configuration.
 
-        ``default``: superpoint decoding on a narrow 4-level UNet over 6 cm voxels, 3 decoder layers, 50
-        queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
-        backbone's cost follows the voxel count, not the widths (gathers, scatters and kernel maps dominate
-        at these widths), and 6 cm voxels hold a 50k-point room in about half the voxels of 2 cm ones;
-        the decoder over ~200 superpoints costs a few milliseconds. ``tiny`` (tests: 3 levels 16-32-64, 8 queries, point level);
-        ``small`` (the point-level model of before, 2 cm voxels); ``base`` (Mask3D-sized: 5 levels, 100
-        queries, 128-d decoder, point level).
+        ``default``: superpoint decoding on a narrow 4-level UNet over 8 cm voxels (the voxel of the
+        superpoint segmentator, so the backbone is no coarser than the masks it feeds), 3 decoder layers,
+        50 queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
+        backbone's cost follows the voxel count, not the widths (gathers, scatters and kernel maps
+        dominate at these widths), and 8 cm voxels hold a 50k-point room in under a third of the voxels
+        of 2 cm ones; the decoder over ~200 superpoints costs a few milliseconds.
+
+        ``tiny`` (tests: 3 levels 16-32-64, 8 queries, point level); ``small`` (the point-level model of
+        before, 2 cm voxels); ``base`` (Mask3D-sized: 5 levels, 100 queries, 128-d decoder, point level).
         """
         if name == "default":
             cfg = cls(
-                voxel_size=0.06,
+                voxel_size=0.08,
                 decoder_level="superpoint",
                 unet=UNetConfig(widths=[16, 32, 64, 96], depth=1),
                 decoder=DecoderConfig(
