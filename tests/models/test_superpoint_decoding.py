@@ -183,3 +183,12 @@ def test_superpoint_predict_on_cuda_matches_cpu():
     cpu = model.predict(pts, cols)
     gpu = model.to("cuda").predict(pts, cols)
     np.testing.assert_allclose(cpu.scores, gpu.scores, rtol=1e-3, atol=1e-4)
+
+
+def test_two_point_clouds_train_and_predict_at_superpoint_level():
+    model = tiny_sp().train()
+    near = np.array([[0.0, 0.0, 0.0], [0.01, 0.0, 0.0]])  # one voxel, one superpoint
+    losses = model(PointBatch.from_arrays(near, np.zeros((2, 3), np.uint8), [1, 1]))
+    assert all(torch.isfinite(v) for v in losses.values())
+    far = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    assert model.predict(far, np.zeros((2, 3), np.uint8)).num_points == 2
