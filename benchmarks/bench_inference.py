@@ -1,17 +1,28 @@
-"""Inference latency, memory and training throughput of the sparse-convolution backends.
+"""Inference latency, per-phase breakdown, memory and training throughput: superpoint vs point decoding.
 
-For each backend (torch, minkowski, spconv) and scene size (50k and 200k points), in a fresh subprocess:
+For each scene size (50k and 200k points), backend (torch, minkowski, spconv) and model preset
+(``default``: superpoint decoding; ``small``: the point-level decoder of before), in a fresh subprocess:
 
-- ``latency_ms_p50``: median wall time of ``Segmenter.predict`` (model preset ``small``, random weights,
-  eval mode) over ``--repeats`` calls after one warm-up call;
-- ``peak_mb``: peak resident memory increase during those calls (warm-up included) over the resident
+- ``latency_ms_p50``: median wall time of ``Segmenter.predict(points, colors)`` (random weights, eval mode;
+  superpoints computed inside the call by the model's segmentator, as a user's cloud gets them) over
+  ``--repeats`` calls after one warm-up call; ``cpu_ms_p50`` the process's CPU time per call (all threads);
+- ``phases_ms_p50``: the same work phase by phase through the Segmenter's public phases (median over
+  ``--repeats`` runs): ``input`` (arrays to a checked batch, the voxel-count check), ``voxelize``,
+  ``superpoints`` (segmentator, superpoint level only), ``backbone``, ``pooling`` (superpoint level only),
+  ``decoder``, ``postprocess``;
+- ``peak_mb``: peak resident memory increase during the predict calls (warm-up included) over the resident
   memory just before them, from a thread sampling ``/proc/self/statm`` every 2 ms; ``ru_maxrss_mb`` is the
   subprocess's whole-life peak (model, scene and imports included) for reference;
 
-and per backend, also in a fresh subprocess, training ``samples_per_s``: AdamW steps (forward + backward +
-step, batch of 2, like ``StageConfig``'s defaults) on stage-3-like samples (whole rooms subsampled to 100k
-points, the stage-3 ``max_points`` default, with the rooms' instance ids as labels), after one warm-up
+and per backend and preset, also in a fresh subprocess, training ``samples_per_s``: AdamW steps (forward +
+backward + step, batch of 2, like ``StageConfig``'s defaults) on stage-3-like samples (whole rooms
+subsampled to 100k points, the stage-3 ``max_points`` default, with the rooms' instance ids as labels and
+superpoints from the segmentator computed before timing, as training data caches them), after one warm-up
 step. spconv gets ``null`` with the reason (its CPU wheel has no backward).
+
+``summary`` compares the presets measured in this one run (torch backend, 50k points):
+``p50_ms_50k_default``, ``p50_ms_50k_point_small``, ``speedup_50k``. Configurations take turns at each size
+so that the ones compared run close together in time (the load of a shared machine drifts over minutes).
 
 Scenes are dense samples of the synthetic generator's room meshes (floor, walls, furniture, small things;
 area-weighted points on the triangles, colours interpolated from the vertices), not uniform noise.
@@ -19,9 +30,9 @@ torch runs with ``--threads`` intra-op threads (default 2, this machine's cores)
 coordinate manager uses the same count; spconv runs its CPU kernels on one thread (see
 ``tracklift.models.backends.spconv_backend``).
 
-Usage: ``python benchmarks/bench_inference.py [--backends torch minkowski spconv] [--points 50000 200000]``
-Prints a table and writes ``benchmarks/results/inference.json``. Other processes on the machine change the
-numbers: the load average is recorded.
+Usage: ``python benchmarks/bench_inference.py [--backends torch minkowski spconv] [--points 50000 200000]
+[--presets default small]``. Prints a table and writes ``benchmarks/results/inference.json``. Other
+processes on the machine change the numbers: the load average is recorded.
 """
 
 from __future__ import annotations
@@ -101,27 +112,62 @@ class RssPeak:
         self.peak = max(self.peak, self.rss())
 
 
-def _model(backend: str):
+def _model(backend: str, preset: str):
     import torch
 
     from tracklift.models import ModelConfig, Segmenter
 
     torch.manual_seed(0)
-    return Segmenter.from_config(ModelConfig.preset("small"), backend=backend)
+    return Segmenter.from_config(ModelConfig.preset(preset), backend=backend)
 
 
-def worker_infer(backend: str, n: int, repeats: int, seed: int) -> dict:
+PHASES = ("input", "voxelize", "superpoints", "backbone", "pooling", "decoder", "postprocess")
+
+
+def phase_times(model, pts: np.ndarray, cols: np.ndarray) -> tuple[dict, dict]:
+    """One prediction run phase by phase through the Segmenter's public phases.
+
+    Returns:
+        (milliseconds per phase (absent phases omitted), sizes: voxels, superpoints, instances).
+    """
+    import torch
+
+    from tracklift.models import PointBatch, SegmenterOutput
+
+    clock = time.perf_counter
+    out, sizes = {}, {}
+    with torch.inference_mode():
+        t = clock()
+        batch = PointBatch.from_arrays(pts, cols)
+        model.check_size(batch)
+        out["input"], t = clock() - t, clock()
+        vox = model.voxelize_points(batch)
+        out["voxelize"], t = clock() - t, clock()
+        if model.superpoint_level:
+            vox.superpoints = model.superpoints(batch)
+            out["superpoints"], t = clock() - t, clock()
+            sizes["superpoints"] = vox.superpoints.num_superpoints
+        levels = model.backbone(vox.tensor)
+        out["backbone"], t = clock() - t, clock()
+        if model.superpoint_level:
+            pooled = model.pool(levels, vox)
+            out["pooling"], t = clock() - t, clock()
+            decoded = model.decoder(pooled, vox.superpoints, False)
+        else:
+            decoded = model.decoder(levels, False)
+        out["decoder"], t = clock() - t, clock()
+        inst = model.postprocess(SegmenterOutput(decoded, vox), batch)[0]
+        out["postprocess"] = clock() - t
+    sizes.update(voxels=vox.tensor.num_voxels, instances=len(inst))
+    return {k: 1000 * v for k, v in out.items()}, sizes
+
+
+def worker_infer(backend: str, preset: str, n: int, repeats: int, seed: int) -> dict:
     """One inference configuration (run in its own process)."""
     import torch
 
-    from tracklift.models import PointBatch
-
     pts, cols, _ = room_points(seed, n)
-    model = _model(backend).eval()
-    batch = PointBatch.from_arrays(pts, cols)
-    vox = model.backend.voxelize(batch.coord, batch.offset, model.input_features(batch), model.voxel_size)
-    voxels = vox.tensor.num_voxels
-    del batch, vox
+    model = _model(backend, preset).eval()
     times, cpu = [], []
     with RssPeak() as mem:
         for i in range(repeats + 1):
@@ -130,10 +176,13 @@ def worker_infer(backend: str, n: int, repeats: int, seed: int) -> dict:
             if i:  # the first call is the warm-up
                 times.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
+    phases = [phase_times(model, pts, cols) for _ in range(max(repeats, 1))]
     return {
         "backend": backend,
+        "preset": preset,
+        "decoder_level": model.config.decoder_level,
         "points": n,
-        "voxels": voxels,
+        **phases[-1][1],
         "latency_ms_p50": 1000 * statistics.median(times),
         "latency_ms_all": [round(1000 * t, 1) for t in times],
         # CPU time of all the process's threads per call: less sensitive than wall time to other
@@ -141,24 +190,26 @@ def worker_infer(backend: str, n: int, repeats: int, seed: int) -> dict:
         "cpu_ms_p50": 1000 * statistics.median(cpu),
         "peak_mb": (mem.peak - mem.base) / 2**20,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "instances": len(inst),
+        "instances_predict": len(inst),
+        "phases_ms_p50": {k: statistics.median(p[0][k] for p in phases) for k in PHASES if k in phases[0][0]},
         "threads": torch.get_num_threads(),
     }
 
 
-def worker_train(backend: str, steps: int, seed: int, points: int = TRAIN_POINTS) -> dict:
+def worker_train(backend: str, preset: str, steps: int, seed: int, points: int = TRAIN_POINTS) -> dict:
     """Training throughput on stage-3-like samples (run in its own process)."""
     import torch
 
     from tracklift.lifting.samples import Sample
     from tracklift.models import PointBatch
+    from tracklift.training.data import with_superpoints
 
     samples = []
     for k in range(TRAIN_BATCH):
         pts, cols, ids = room_points(seed + k, points)
-        samples.append(Sample(pts, cols, ids, f"room{seed + k}", 3))
+        samples.append(with_superpoints(Sample(pts, cols, ids, f"room{seed + k}", 3)))
     batch = PointBatch.collate(samples)
-    model = _model(backend).train()
+    model = _model(backend, preset).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
 
     def step():
@@ -173,6 +224,7 @@ def worker_train(backend: str, steps: int, seed: int, points: int = TRAIN_POINTS
     dt, dc = time.perf_counter() - t, time.process_time() - c
     return {
         "backend": backend,
+        "preset": preset,
         "points_per_sample": points,
         "batch_size": TRAIN_BATCH,
         "steps": steps,
@@ -208,6 +260,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", nargs="+", default=["torch", "minkowski", "spconv"])
     ap.add_argument("--points", type=int, nargs="+", default=[50_000, 200_000])
+    ap.add_argument("--presets", nargs="+", default=["default", "small"], help="model presets compared")
     ap.add_argument("--repeats", type=int, default=3, help="timed predict calls after the warm-up")
     ap.add_argument("--train-steps", type=int, default=2, help="timed training steps after the warm-up")
     ap.add_argument("--train-points", type=int, default=TRAIN_POINTS, help="points per training sample")
@@ -216,6 +269,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--worker", choices=["infer", "train"], help=argparse.SUPPRESS)
     ap.add_argument("--backend", help=argparse.SUPPRESS)
+    ap.add_argument("--preset", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -224,38 +278,48 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         if args.worker == "infer":
-            row = worker_infer(args.backend, args.n, args.repeats, args.seed)
+            row = worker_infer(args.backend, args.preset, args.n, args.repeats, args.seed)
         else:
-            row = worker_train(args.backend, args.train_steps, args.seed, args.train_points)
+            row = worker_train(args.backend, args.preset, args.train_steps, args.seed, args.train_points)
         print(json.dumps(row))
         return
 
     t0, load_start = time.perf_counter(), os.getloadavg()[0]
     infer, train = [], []
-    # Backends take turns at each size, so that the ones compared run close together in time (the load
-    # of a shared machine drifts over minutes).
+    # Configurations take turns at each size, so that the ones compared run close together in time (the
+    # load of a shared machine drifts over minutes).
     for n in args.points:
         for backend in args.backends:
-            cmd = ["infer", "--backend", backend, "--n", str(n), "--repeats", str(args.repeats)]
-            row = {
-                "backend": backend,
-                "points": n,
-                **_run_worker(cmd + ["--seed", str(args.seed)], args.threads),
-            }
-            infer.append(row)
-            print(json.dumps(row), flush=True)
+            for preset in args.presets:
+                cmd = ["infer", "--backend", backend, "--preset", preset, "--n", str(n)]
+                cmd += ["--repeats", str(args.repeats), "--seed", str(args.seed)]
+                row = {"backend": backend, "preset": preset, "points": n, **_run_worker(cmd, args.threads)}
+                infer.append(row)
+                print(json.dumps(row), flush=True)
     for backend in args.backends:
-        if backend == "spconv":
-            row = {"backend": backend, "samples_per_s": None, "reason": SPCONV_NO_TRAIN}
-        else:
-            cmd = ["train", "--backend", backend, "--train-steps", str(args.train_steps)]
-            cmd += ["--seed", str(args.seed), "--train-points", str(args.train_points)]
-            row = {"backend": backend, **_run_worker(cmd, args.threads)}
-        train.append(row)
-        print(json.dumps(row), flush=True)
+        for preset in args.presets:
+            if backend == "spconv":
+                row = {"backend": backend, "preset": preset, "samples_per_s": None, "reason": SPCONV_NO_TRAIN}
+            elif args.train_steps <= 0:
+                continue
+            else:
+                cmd = [
+                    "train",
+                    "--backend",
+                    backend,
+                    "--preset",
+                    preset,
+                    "--train-steps",
+                    str(args.train_steps),
+                ]
+                cmd += ["--seed", str(args.seed), "--train-points", str(args.train_points)]
+                row = {"backend": backend, "preset": preset, **_run_worker(cmd, args.threads)}
+            train.append(row)
+            print(json.dumps(row), flush=True)
 
     result = {
-        "preset": "small",
+        "summary": summary(infer),
+        "presets": args.presets,
         "threads": args.threads,
         "repeats": args.repeats,
         "peak_mb_method": "sampling thread on /proc/self/statm every 2 ms: peak RSS during the warm-up and "
@@ -275,33 +339,48 @@ def main() -> None:
     print(table(result))
 
 
+def summary(infer: list[dict]) -> dict:
+    """The issue's comparison from this run: torch backend, 50k points, ``default`` vs ``small``."""
+
+    def p50(preset):
+        row = next(
+            (r for r in infer if r["backend"] == "torch" and r["preset"] == preset and r["points"] == 50_000),
+            {},
+        )
+        return row.get("latency_ms_p50")
+
+    a, b = p50("default"), p50("small")
+    return {
+        "p50_ms_50k_default": a,
+        "p50_ms_50k_point_small": b,
+        "speedup_50k": (b / a) if a and b else None,
+        "backend": "torch",
+    }
+
+
 def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
 def table(result: dict) -> str:
-    """Markdown table: one row per backend, latency and memory per size, training throughput."""
-    sizes = sorted({r["points"] for r in result["inference"]})
-    head = ["backend"]
-    for n in sizes:
-        head += [f"p50 ms @{n // 1000}k", f"CPU ms @{n // 1000}k", f"peak MB @{n // 1000}k"]
-    head.append("train samples/s")
+    """Markdown table: one row per (preset, backend, size): latency, CPU, memory, phases; then training."""
+    head = ["preset", "backend", "points", "p50 ms", "CPU ms", "peak MB", *PHASES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for tr in result["training"]:
-        b = tr["backend"]
-        cells = [b]
-        for n in sizes:
-            r = next((r for r in result["inference"] if r["backend"] == b and r["points"] == n), {})
-            if "error" in r:
-                cells += ["error"] * 3
-            else:
-                cells += [_fmt(r.get(k), ".0f") for k in ("latency_ms_p50", "cpu_ms_p50", "peak_mb")]
-        if "error" in tr:
-            cells.append("error")
+    for r in result["inference"]:
+        cells = [r["preset"], r["backend"], str(r["points"])]
+        if "error" in r:
+            cells += ["error"] * (len(head) - 3)
         else:
-            s = tr.get("samples_per_s")
-            cells.append(f"null ({tr['reason']})" if s is None else f"{s:.3f}")
+            cells += [_fmt(r.get(k), ".0f") for k in ("latency_ms_p50", "cpu_ms_p50", "peak_mb")]
+            cells += [_fmt(r["phases_ms_p50"].get(k), ".1f") for k in PHASES]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| preset | backend | train samples/s |", "|---|---|---|"]
+    for tr in result["training"]:
+        s = tr.get("samples_per_s")
+        val = "error" if "error" in tr else (f"null ({tr['reason']})" if s is None else f"{s:.3f}")
+        lines.append(f"| {tr['preset']} | {tr['backend']} | {val} |")
+    lines.append("")
+    lines.append(f"summary: {json.dumps(result['summary'])}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Speed of the pure-PyTorch sparse UNet (+ decoder) on synthetic room surfaces: forward + backward.
 
 Usage: ``python benchmarks/sparse_unet_speed.py [--points 50000 200000] [--preset small] [--threads 2]``
+(a superpoint-level preset such as ``default`` trains on superpoints computed once before timing, as
+training data caches them).
 Prints a table and writes ``benchmarks/results/sparse_unet_speed.json``.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tracklift.models import ModelConfig, PointBatch, Segmenter, SparseUNet, get_backend
+from tracklift.models import ModelConfig, PointBatch, Segmenter, SparseUNet, cloud_superpoints, get_backend
 
 
 def room_surface_points(n: int, seed: int = 0, density: float = 2500.0):
@@ -64,7 +66,8 @@ def measure(n: int, cfg: ModelConfig, repeats: int) -> dict:
     """Best-of-``repeats`` seconds of a UNet forward+backward, a no-grad UNet forward (with fresh kernel
     maps) and a whole Segmenter training step (UNet + decoder + matching + losses) on n points."""
     pts, colors, ids = room_surface_points(n)
-    batch = PointBatch.from_arrays(pts, colors, ids)
+    sp = cloud_superpoints(pts, cfg.superpoints) if cfg.decoder_level == "superpoint" else None
+    batch = PointBatch.from_arrays(pts, colors, ids, superpoints=sp)
     model = Segmenter.from_config(cfg).train()
     backend = get_backend(cfg.backend)
     unet = SparseUNet.from_config(cfg.unet, cfg.in_channels, backend).train()
@@ -113,7 +116,12 @@ def main() -> None:
         )
     result = {
         "preset": args.preset,
-        "config": {"widths": cfg.unet.widths, "depth": cfg.unet.depth, "voxel_size": cfg.voxel_size},
+        "config": {
+            "widths": cfg.unet.widths,
+            "depth": cfg.unet.depth,
+            "voxel_size": cfg.voxel_size,
+            "decoder_level": cfg.decoder_level,
+        },
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         # Other processes on the machine change these numbers a lot: record how busy it was.

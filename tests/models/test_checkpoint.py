@@ -124,3 +124,58 @@ def test_non_finite_weights_are_refused_naming_the_file_and_tensor(tmp_path, bad
     save_checkpoint(only, url)
     with pytest.raises(DataError, match="'decoder.query_pos.weight' holds NaN or infinite"):
         load_checkpoint(url)
+
+
+def _old_format_checkpoint(model: Segmenter) -> dict:
+    """The checkpoint dict tracklift wrote before superpoint decoding: version 1, a config without
+    ``decoder_level`` and ``superpoints``."""
+    import dataclasses
+
+    config = dataclasses.asdict(model.config)
+    del config["decoder_level"], config["superpoints"]
+    return {
+        "format": "tracklift.segmenter",
+        "version": 1,
+        "config": config,
+        "backend": "torch",
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": {"stage": 3},
+    }
+
+
+def _write(url: str, ckpt: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    storage.write_bytes(url, buf.getvalue())
+
+
+def test_old_point_level_checkpoint_loads_and_predicts_as_before(tmp_path):
+    model = _trained_a_little(ModelConfig.preset("tiny", voxel_size=0.1))
+    url = str(tmp_path / "old.pt")
+    _write(url, _old_format_checkpoint(model))
+    loaded = load_checkpoint(url)
+    assert loaded.config.decoder_level == "point" and not loaded.superpoint_level
+    pts, cols, _ = boxes_scene(50, seed=3)
+    ia, ib = model.predict(pts, cols), loaded.predict(pts, cols)
+    assert np.array_equal(ia.masks, ib.masks) and np.array_equal(ia.scores, ib.scores)
+    # Into a superpoint-level model: refused, naming the field that differs.
+    sp_model = Segmenter.from_config(ModelConfig.preset("tiny", voxel_size=0.1, decoder_level="superpoint"))
+    with pytest.raises(DataError, match=r"old\.pt.*decoder_level: 'point' vs 'superpoint'"):
+        load_weights(sp_model, url)
+    # A version-1 file cannot hold a superpoint model.
+    bad = _old_format_checkpoint(model)
+    bad["config"]["decoder_level"] = "superpoint"
+    _write(url, bad)
+    with pytest.raises(DataError, match="version-1 checkpoint is point-level"):
+        load_checkpoint(url)
+
+
+def test_superpoint_checkpoint_round_trip(tmp_path):
+    model = _trained_a_little(ModelConfig.preset("tiny", voxel_size=0.1, decoder_level="superpoint"))
+    url = str(tmp_path / "sp.pt")
+    save_checkpoint(model, url)
+    loaded = load_checkpoint(url)
+    assert loaded.superpoint_level and loaded.config == model.config
+    pts, cols, _ = boxes_scene(50, seed=3)
+    ia, ib = model.predict(pts, cols), loaded.predict(pts, cols)
+    assert np.array_equal(ia.masks, ib.masks) and np.array_equal(ia.scores, ib.scores)

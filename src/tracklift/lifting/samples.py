@@ -17,6 +17,7 @@ lifted ids for stages 2 and 3); 0 means unlabelled / ignore.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from tracklift.geometry.camera import backproject_pixels, depth_pixels
 from tracklift.geometry.voxels import voxel_downsample_mean
 from tracklift.lifting.project import IdMaps, normalise_id_maps
 from tracklift.lifting.vote import PseudoLabels, group_winners
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,11 @@ class Sample:
         scene_id: the scene it comes from.
         stage: curriculum stage, 1, 2 or 3.
         frames: positions (in the scene's frame list) of the frames used; empty for stage 3.
+        superpoints: optional (M,) int64 superpoint id per point (non-negative). Stage 3 takes the scene's
+            (``Scene.superpoints``: the format's segments file or ScanNet's mesh segmentator); partial clouds
+            (stages 1 and 2) have none here and get the point-cloud segmentator's when training first
+            uses them (:func:`tracklift.training.data.with_superpoints`). :meth:`subset` keeps them in step
+            with the points, so crops and subsamples stay consistent.
     """
 
     points: np.ndarray
@@ -51,6 +59,7 @@ class Sample:
     scene_id: str
     stage: int
     frames: tuple[int, ...] = field(default_factory=tuple)
+    superpoints: np.ndarray | None = None
 
     def __post_init__(self):
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 3)
@@ -64,13 +73,19 @@ class Sample:
             )
         if self.stage not in (1, 2, 3):
             raise ValueError(f"Sample.stage must be 1, 2 or 3, got {self.stage}")
+        if self.superpoints is not None:
+            self.superpoints = np.asarray(self.superpoints, dtype=np.int64).reshape(-1)
+            if len(self.superpoints) != m:
+                raise ValueError(f"Sample has {m} points but {len(self.superpoints)} superpoint ids")
+            if m and int(self.superpoints.min()) < 0:
+                raise ValueError(f"Sample of {self.scene_id}: negative superpoint ids")
 
     def __len__(self) -> int:
         return len(self.points)
 
     def subset(self, index: np.ndarray) -> Sample:
         """The sample restricted to the points at ``index`` (positions or a boolean mask), same scene,
-        stage and frames."""
+        stage and frames; superpoint ids (when present) follow the points."""
         return Sample(
             self.points[index],
             self.colors[index],
@@ -78,6 +93,7 @@ class Sample:
             self.scene_id,
             self.stage,
             self.frames,
+            None if self.superpoints is None else self.superpoints[index],
         )
 
     @property
@@ -233,8 +249,9 @@ def stage3_sample(scene: Scene, labels: PseudoLabels, cfg: SampleConfig = Sample
         cfg: ``min_points`` and ``stage3_min_seen`` apply.
 
     Returns:
-        :class:`Sample` with ``stage=3``, no frames, one point per mesh vertex in vertex order; vertices seen
-        by fewer than ``cfg.stage3_min_seen`` frames have id -1.
+        :class:`Sample` with ``stage=3``, no frames, one point per mesh vertex in vertex order, the scene's
+        superpoints (``Scene.superpoints``); vertices seen by fewer than ``cfg.stage3_min_seen`` frames have
+        id -1.
     """
     if len(labels) != len(scene.vertices):
         raise DataError(
@@ -244,7 +261,22 @@ def stage3_sample(scene: Scene, labels: PseudoLabels, cfg: SampleConfig = Sample
     ids = drop_small(labels.ids, cfg.min_points)
     if cfg.stage3_min_seen > 0:
         ids = np.where(labels.seen < cfg.stage3_min_seen, -1, ids)
-    return Sample(scene.vertices, scene.colors, ids, scene.scene_id, 3, ())
+    return Sample(scene.vertices, scene.colors, ids, scene.scene_id, 3, (), scene_superpoints(scene))
+
+
+def scene_superpoints(scene: Scene) -> np.ndarray | None:
+    """``scene.superpoints`` when the scene has them at hand (its format's segments file, or already
+    computed), else None: the mesh segmentator is not run just for the sample (sample shards do not store
+    superpoints, and training gives a sample without them the point-cloud segmentator's). Superpoints that
+    cannot be read are logged, not fatal."""
+    if getattr(scene, "load_superpoints", None) is None and getattr(scene, "_superpoints", None) is None:
+        return None
+    try:
+        sp = np.asarray(scene.superpoints, dtype=np.int64).reshape(-1)
+    except (DataError, ValueError, OSError) as e:
+        log.warning("%s: no superpoints for the stage-3 sample (%s)", scene.scene_id, e)
+        return None
+    return sp if len(sp) == len(scene.vertices) and (not len(sp) or sp.min() >= 0) else None
 
 
 def scanned_part(sample: Sample) -> tuple[Sample, np.ndarray | None]:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tracklift.models.superpoints import check_superpoints
+
 MIN_POINTS = 2
 
 
@@ -56,12 +58,17 @@ class PointBatch:
         color: (N, 3) float32 RGB in [0, 1].
         offset: (B,) int64 cumulative point counts; scene b is rows ``offset[b-1]:offset[b]``.
         instance: optional (N,) int64 target instance id per point, 0 = unlabelled (ignored by losses).
+        superpoints: optional (N,) int64 scene-local superpoint id per point (any non-negative ids; the
+            superpoint decoder renumbers them); a scene whose ids are all -1 has none and gets them from
+            the model's segmentator, as does every scene when this is None. Augmentations that crop or
+            subsample a cloud must carry these along with the points.
     """
 
     coord: torch.Tensor
     color: torch.Tensor
     offset: torch.Tensor
     instance: torch.Tensor | None = None
+    superpoints: torch.Tensor | None = None
 
     def __post_init__(self):
         n = self.coord.shape[0]
@@ -74,10 +81,17 @@ class PointBatch:
         starts = torch.cat([self.offset.new_zeros(1), self.offset[:-1]])
         for b, (s, e) in enumerate(zip(starts.tolist(), self.offset.tolist())):
             check_points(self.coord[s:e], f"scene {b} of the batch")
+            if self.superpoints is not None:
+                check_superpoints(self.superpoints[s:e], e - s, f"superpoints of scene {b} of the batch")
+        if self.superpoints is not None and self.superpoints.shape != (n,):
+            raise ValueError(f"superpoints must be ({n},), got {tuple(self.superpoints.shape)}")
 
     @classmethod
-    def from_arrays(cls, points: Any, colors: Any, instance: Any = None) -> PointBatch:
-        """One cloud: points (N, 3) metres, colors (N, 3) uint8 or [0, 1] floats, optional (N,) int ids."""
+    def from_arrays(
+        cls, points: Any, colors: Any, instance: Any = None, superpoints: Any = None
+    ) -> PointBatch:
+        """One cloud: points (N, 3) metres, colors (N, 3) uint8 or [0, 1] floats, optional (N,) int ids,
+        optional (N,) int superpoint ids (non-negative)."""
         coord = (
             torch.as_tensor(np.asarray(points, dtype=np.float32))
             if not isinstance(points, torch.Tensor)
@@ -89,28 +103,43 @@ class PointBatch:
         if color.shape[0] != coord.shape[0]:
             raise ValueError(f"{coord.shape[0]} points but {color.shape[0]} colors")
         inst = None if instance is None else torch.as_tensor(np.asarray(instance, dtype=np.int64))
-        return cls(coord, color, torch.tensor([coord.shape[0]], dtype=torch.int64), inst)
+        sp = None if superpoints is None else check_superpoints(superpoints, coord.shape[0])
+        return cls(coord, color, torch.tensor([coord.shape[0]], dtype=torch.int64), inst, sp)
 
     @classmethod
     def collate(cls, samples: Sequence[Any]) -> PointBatch:
-        """Concatenate clouds: each item has ``points``, ``colors`` and optionally ``instance`` (attributes
-        or dict keys, e.g. :class:`tracklift.lifting.samples.Sample`). All or none must carry ``instance``."""
+        """Concatenate clouds: each item has ``points``, ``colors`` and optionally ``instance`` and
+        ``superpoints`` (attributes or dict keys, e.g. :class:`tracklift.lifting.samples.Sample`). All or
+        none must carry ``instance``; a cloud without ``superpoints`` among clouds with them gets -1 ids
+        (the model computes its superpoints)."""
         if not samples:
             raise ValueError("cannot collate an empty list of samples")
 
         def get(s, name):
             return s.get(name) if isinstance(s, dict) else getattr(s, name, None)
 
-        parts = [cls.from_arrays(get(s, "points"), get(s, "colors"), get(s, "instance")) for s in samples]
+        parts = [
+            cls.from_arrays(get(s, "points"), get(s, "colors"), get(s, "instance"), get(s, "superpoints"))
+            for s in samples
+        ]
         has = [p.instance is not None for p in parts]
         if any(has) and not all(has):
             raise ValueError("some samples have instance targets and some do not")
         counts = torch.tensor([p.coord.shape[0] for p in parts], dtype=torch.int64)
+        sps = None
+        if any(p.superpoints is not None for p in parts):
+            sps = torch.cat(
+                [
+                    p.superpoints if p.superpoints is not None else torch.full((len(p.coord),), -1)
+                    for p in parts
+                ]
+            )
         return cls(
             torch.cat([p.coord for p in parts]),
             torch.cat([p.color for p in parts]),
             torch.cumsum(counts, 0),
             torch.cat([p.instance for p in parts]) if all(has) else None,
+            sps,
         )
 
     @property
@@ -124,4 +153,6 @@ class PointBatch:
 
     def to(self, device: torch.device | str) -> PointBatch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return PointBatch(move(self.coord), move(self.color), move(self.offset), move(self.instance))
+        return PointBatch(
+            move(self.coord), move(self.color), move(self.offset), move(self.instance), move(self.superpoints)
+        )

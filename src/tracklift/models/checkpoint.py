@@ -1,10 +1,16 @@
 """Segmenter checkpoints: one ``torch.save`` dict at a storage URL (file://, s3://, memory://, paths).
 
-Layout (version 1)::
+Layout (version 2)::
 
-    {"format": "tracklift.segmenter", "version": 1,
+    {"format": "tracklift.segmenter", "version": 2,
      "config": dataclasses.asdict(ModelConfig), "backend": "torch",
      "state_dict": {...}, "extra": {...}}      # extra: anything the caller adds (trainer state)
+
+Version 1 is the format of before superpoint decoding: the same layout, every model point-level and its
+config without ``decoder_level`` (nor ``superpoints``). It is still read: the missing fields take their
+defaults, ``decoder_level="point"``, which is what those models are, so they load and predict as before.
+A version-1 file claiming another decoder level is refused. Loading a point-level checkpoint into a
+superpoint-level model (or the reverse) is refused naming ``decoder_level``.
 
 Weights do not depend on the sparse backend (see :mod:`tracklift.models.sparse`), so a checkpoint
 written with one backend loads into another.
@@ -32,7 +38,8 @@ from tracklift.errors import ConfigError, DataError
 from tracklift.models.config import ModelConfig, architecture_differences
 
 FORMAT = "tracklift.segmenter"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: point-level models only (before decoder_level existed)
 
 
 def checkpoint_dict(model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,13 +88,17 @@ def read_checkpoint(url: str) -> tuple[dict[str, Any], ModelConfig]:
         raise DataError(url, f"not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(url, f"not a tracklift segmenter checkpoint (no format={FORMAT!r} entry)")
-    if ckpt.get("version") != VERSION:
+    if ckpt.get("version") not in READABLE_VERSIONS:
         raise DataError(
-            url, f"checkpoint version {ckpt.get('version')!r}, this tracklift reads version {VERSION}"
+            url,
+            f"checkpoint version {ckpt.get('version')!r}, this tracklift reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
         )
     for key in ("config", "state_dict"):
         if not isinstance(ckpt.get(key), dict):
             raise DataError(url, f"checkpoint has no {key!r} dict")
+    if ckpt["version"] == 1 and ckpt["config"].get("decoder_level", "point") != "point":
+        raise DataError(url, "a version-1 checkpoint is point-level; its config says otherwise")
     try:
         cfg = from_dict(ModelConfig, ckpt["config"], where="checkpoint config").validate()
     except (ConfigError, ValueError) as e:

@@ -1,7 +1,8 @@
 """Typed configuration of the 3D segmenter: backbone, decoder, losses, inference.
 
 Loadable from YAML / CLI through :mod:`tracklift.config` (``from_dict(ModelConfig, ...)``) and stored in
-checkpoints. Presets: :func:`ModelConfig.preset` (``"tiny"`` for tests, ``"small"``, ``"base"``).
+checkpoints. Presets: :func:`ModelConfig.preset` (``"default"``: superpoint decoding, sized for real-time
+CPU inference; ``"tiny"`` for tests; ``"small"`` and ``"base"``: the point-level decoders of before).
 
 Loss and matching weights default to Mask3D's: ``conf/matcher/hungarian_matcher.yaml`` sets
 ``cost_class: 2, cost_mask: 5, cost_dice: 2, num_points: -1`` (all points), ``trainer/trainer.py`` uses
@@ -18,6 +19,7 @@ from typing import Literal
 # Fields that decide parameter shapes or how weights are used: checkpoints must agree on them.
 ARCHITECTURE_FIELDS = {
     "use_xyz": None,
+    "decoder_level": None,
     "unet": ("widths", "depth", "norm"),
     "decoder": (
         "hidden_dim",
@@ -80,6 +82,28 @@ class DecoderConfig:
 
 
 @dataclass
+class SuperpointConfig:
+    """How the superpoint decoder gets superpoints for a cloud that comes without them.
+
+    The point-cloud segmentator (:func:`tracklift.datasets.superpoints.segment_points`, the kNN variant of
+    ScanNet's Segmentator) runs on the cloud's centroids in voxels of ``voxel_size`` and every point takes
+    its voxel's superpoint. Coarser voxels make it faster (it runs inside the timed inference path) and
+    superpoints can be no finer than a voxel.
+
+    Args:
+        voxel_size: voxel side of the segmented centroids, metres.
+        knn: neighbours per centroid in the graph.
+        k_thresh: Felzenszwalb-Huttenlocher's ``k`` (ScanNet's ``kThresh``).
+        min_verts: segments of fewer centroids are merged into a neighbour (ScanNet's ``segMinVerts``).
+    """
+
+    voxel_size: float = 0.08
+    knn: int = 8
+    k_thresh: float = 0.01
+    min_verts: int = 5
+
+
+@dataclass
 class LossConfig:
     """Hungarian matching costs and loss weights (Mask3D defaults, see the module doc).
 
@@ -132,12 +156,20 @@ class ModelConfig:
         backend: sparse-convolution backend name (``"torch"``; others when installed).
         voxel_size: voxel side, metres.
         use_xyz: add the scene-centred coordinates (metres) to the RGB input features.
+        decoder_level: ``"point"``: the queries attend to backbone voxels and masks are predicted per
+            finest-level voxel (Mask3D); ``"superpoint"``: backbone features are pooled per superpoint, the
+            queries (initialised from sampled superpoints) attend to them and masks are predicted per
+            superpoint (SPFormer, OneFormer3D, Mask3D's segment mode). Checkpoints written before this
+            field existed are point-level.
+        superpoints: the segmentator for clouds without superpoints (superpoint level only).
         unet, decoder, loss, inference: the parts.
     """
 
     backend: str = "torch"
     voxel_size: float = 0.02
     use_xyz: bool = True
+    decoder_level: Literal["point", "superpoint"] = "point"
+    superpoints: SuperpointConfig = field(default_factory=SuperpointConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -163,13 +195,42 @@ class ModelConfig:
             raise ValueError("decoder.num_layers and decoder.num_queries must be >= 1")
         if not self.voxel_size > 0:
             raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
+        if self.decoder_level not in ("point", "superpoint"):
+            raise ValueError(f"decoder_level must be 'point' or 'superpoint', got {self.decoder_level!r}")
+        sp = self.superpoints
+        if not sp.voxel_size > 0 or sp.knn < 1:
+            raise ValueError(f"superpoints.voxel_size must be > 0 and knn >= 1, got {sp}")
         return self
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ModelConfig:
-        """A named configuration: ``tiny`` (tests: 3 levels 16-32-64, 8 queries), ``small``, ``base``
-        (Mask3D-sized: 5 levels, 100 queries, 128-d decoder)."""
-        if name == "tiny":
+        """A named configuration.
+
+        ``default``: superpoint decoding on a narrow 4-level UNet over 8 cm voxels (the voxel of the
+        superpoint segmentator, so the backbone is no coarser than the masks it feeds), 3 decoder layers,
+        50 queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
+        backbone's cost follows the voxel count, not the widths (gathers, scatters and kernel maps
+        dominate at these widths), and 8 cm voxels hold a 50k-point room in under a third of the voxels
+        of 2 cm ones; the decoder over ~200 superpoints costs a few milliseconds.
+
+        ``tiny`` (tests: 3 levels 16-32-64, 8 queries, point level); ``small`` (the point-level model of
+        before, 2 cm voxels); ``base`` (Mask3D-sized: 5 levels, 100 queries, 128-d decoder, point level).
+        """
+        if name == "default":
+            cfg = cls(
+                voxel_size=0.08,
+                decoder_level="superpoint",
+                unet=UNetConfig(widths=[16, 32, 64, 96], depth=1),
+                decoder=DecoderConfig(
+                    hidden_dim=64,
+                    num_queries=50,
+                    num_heads=4,
+                    ffn_dim=128,
+                    num_layers=3,
+                    attn_levels=[0],
+                ),
+            )
+        elif name == "tiny":
             cfg = cls(
                 voxel_size=0.05,
                 unet=UNetConfig(widths=[16, 32, 64], depth=1),
@@ -193,8 +254,11 @@ class ModelConfig:
         elif name == "base":
             cfg = cls()
         else:
-            raise ValueError(f"unknown model preset {name!r}; known: tiny, small, base")
+            raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
         return dataclasses.replace(cfg, **overrides).validate()
+
+
+PRESETS = ("default", "tiny", "small", "base")
 
 
 def architecture_differences(a: ModelConfig, b: ModelConfig) -> list[str]:

@@ -28,8 +28,9 @@ class DecoderOutput:
     """Predictions of every decoder stage (index 0 = before the first layer, -1 = final).
 
     Attributes:
-        mask_logits: ``mask_logits[i][b]`` is (Q, V0_b): stage i's mask logits of scene b over its
-            finest-level voxels (in the order of the finest backbone level).
+        mask_logits: ``mask_logits[i][b]`` is (Q, U_b): stage i's mask logits of scene b over its mask
+            units: finest-level voxels in the order of the finest backbone level (:class:`QueryDecoder`),
+            or superpoints in scene-local id order (the superpoint decoder).
         objectness: ``objectness[i]`` is (B, Q) logits.
     """
 
@@ -55,7 +56,9 @@ class FourierPositions(nn.Module):
         return self.proj(torch.cat([a.sin(), a.cos()], dim=-1))
 
 
-class _CrossAttention(nn.Module):
+class CrossAttentionLayer(nn.Module):
+    """Post-norm cross-attention of (Q, D) queries to (M, D) memory with an optional (Q, M) block mask."""
+
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
@@ -69,7 +72,9 @@ class _CrossAttention(nn.Module):
         return self.norm(tgt + self.drop(out[0]))
 
 
-class _SelfAttention(nn.Module):
+class SelfAttentionLayer(nn.Module):
+    """Post-norm self-attention of (B, Q, D) queries (positions added to queries and keys)."""
+
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
@@ -81,7 +86,9 @@ class _SelfAttention(nn.Module):
         return self.norm(tgt + self.drop(self.attn(q, q, tgt, need_weights=False)[0]))
 
 
-class _FFN(nn.Module):
+class FFNLayer(nn.Module):
+    """Post-norm feed-forward block."""
+
     def __init__(self, dim: int, hidden: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
@@ -130,9 +137,9 @@ class QueryDecoder(nn.Module):
         )
         self.mask_features = nn.Linear(level_channels[0], d)
         self.pos_enc = FourierPositions(pos_freqs or d // 2, d)
-        self.cross = nn.ModuleList([_CrossAttention(d, num_heads, dropout) for _ in range(num_layers)])
-        self.self_attn = nn.ModuleList([_SelfAttention(d, num_heads, dropout) for _ in range(num_layers)])
-        self.ffn = nn.ModuleList([_FFN(d, ffn_dim, dropout) for _ in range(num_layers)])
+        self.cross = nn.ModuleList([CrossAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
+        self.self_attn = nn.ModuleList([SelfAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
+        self.ffn = nn.ModuleList([FFNLayer(d, ffn_dim, dropout) for _ in range(num_layers)])
         self.out_norm = nn.LayerNorm(d)
         self.objectness_head = nn.Linear(d, 1)
         self.mask_embed = nn.Sequential(

@@ -1,9 +1,13 @@
-"""Mask losses on per-point targets, computed exactly at voxel resolution.
+"""Mask losses on per-point targets, computed exactly at the resolution of the mask units.
 
-Every point of a voxel shares the voxel's mask logit, so a sum over points of a per-point loss is a sum
-over voxels weighted by how many (labelled) points of each target fall in each voxel. Targets are
-therefore kept as a (T, U) count matrix over the U voxels holding labelled points, and BCE / Dice over
-points become small matrix products (for matching costs, all query × target pairs at once).
+Every point of a unit (a finest-level voxel for the point-level decoder, a superpoint for the superpoint
+decoder) shares the unit's mask logit, so a sum over points of a per-point loss is a sum over units
+weighted by how many (labelled) points of each target fall in each unit. Targets are therefore kept as a
+(T, U) count matrix over the U units holding labelled points, and BCE / Dice over points become small
+matrix products (for matching costs, all query × target pairs at once). For superpoints this is the "soft
+share" target: ``counts[t, u] / totals[u]`` is the share of superpoint u's labelled points that belong to
+instance t, and each superpoint weighs as many points as it holds (no majority vote throws away the
+minority points of an impure superpoint).
 
 Points with instance id 0 are unlabelled: they are left out of every mask term.
 """

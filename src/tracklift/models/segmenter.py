@@ -1,4 +1,13 @@
-"""The task wrapper: voxelize → sparse UNet → query decoder; losses in training, instances at inference."""
+"""The task wrapper: voxelize → sparse UNet → query decoder; losses in training, instances at inference.
+
+Two decoder levels (``ModelConfig.decoder_level``): ``"point"`` decodes masks over the finest voxels
+(:class:`~tracklift.models.decoder.QueryDecoder`); ``"superpoint"`` pools the finest backbone features per
+superpoint and decodes masks over superpoints
+(:class:`~tracklift.models.superpoint_decoder.SuperpointDecoder`). Everything after the decoder works on
+"mask units" (voxels or superpoints): each point takes its unit's logit, so the losses (per-point BCE and
+Dice, computed exactly as unit-level sums weighted by point counts), the matching and the post-processing
+are the same code for both.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +20,14 @@ from torch import nn
 from tracklift.models.backends.registry import get_backend
 from tracklift.models.batch import PointBatch
 from tracklift.models.checkpoint import apply_weights, read_checkpoint
-from tracklift.models.config import InferenceConfig, ModelConfig
+from tracklift.models.config import InferenceConfig, ModelConfig, SuperpointConfig
 from tracklift.models.criterion import InstanceCriterion
 from tracklift.models.decoder import DecoderOutput, QueryDecoder
 from tracklift.models.inference import scene_instances
 from tracklift.models.losses import scene_targets
 from tracklift.models.sparse import Voxelization
+from tracklift.models.superpoint_decoder import SuperpointDecoder
+from tracklift.models.superpoints import BatchSuperpoints, batch_superpoints, pool_superpoints
 from tracklift.models.unet import SparseUNet
 from tracklift.structures import Instances
 
@@ -31,8 +42,10 @@ class SegmenterOutput:
     """Raw predictions for a batch.
 
     Attributes:
-        decoder: every decoder stage's mask logits (over each scene's voxels) and objectness logits.
-        voxels: the voxelization (point ↔ voxel maps, voxel offsets per scene).
+        decoder: every decoder stage's mask logits (over each scene's mask units: voxels or superpoints)
+            and objectness logits.
+        voxels: the voxelization (point ↔ voxel maps, voxel offsets per scene; the batch's superpoints when
+            the model decodes per superpoint).
     """
 
     decoder: DecoderOutput
@@ -43,13 +56,22 @@ class SegmenterOutput:
         start = int(self.voxels.tensor.batch_offsets()[b])
         return self.voxels.point2voxel[batch.slices()[b]] - start
 
+    def scene_point2unit(self, b: int, batch: PointBatch) -> torch.Tensor:
+        """(N_b,) int64 scene-local mask unit of each point of scene b: its superpoint when the masks are
+        per superpoint, else its voxel (the column of ``decoder.mask_logits[i][b]`` it takes)."""
+        sp: BatchSuperpoints | None = self.voxels.superpoints
+        if sp is None:
+            return self.scene_point2voxel(b, batch)
+        return sp.scene_ids(b, batch.slices()[b])
+
 
 class Segmenter(nn.Module):
     """Class-agnostic 3D instance segmenter.
 
     Args:
         backbone: the sparse UNet (input channels 3 for RGB, 6 with xyz).
-        decoder: the query decoder.
+        decoder: the query decoder: a :class:`QueryDecoder` (masks per voxel) or a
+            :class:`SuperpointDecoder` (masks per superpoint).
         criterion: matching and losses.
         voxel_size: voxel side, metres.
         use_xyz: append scene-centred xyz (metres) to the RGB features.
@@ -60,7 +82,7 @@ class Segmenter(nn.Module):
     def __init__(
         self,
         backbone: SparseUNet,
-        decoder: QueryDecoder,
+        decoder: QueryDecoder | SuperpointDecoder,
         criterion: InstanceCriterion,
         voxel_size: float,
         use_xyz: bool = True,
@@ -77,6 +99,8 @@ class Segmenter(nn.Module):
         self.config = config
         self.num_points = config.loss.num_points if config is not None else None
         self.backend = backbone.stem.conv.backend
+        self.superpoint_level = isinstance(decoder, SuperpointDecoder)
+        self.superpoint_cfg = config.superpoints if config is not None else SuperpointConfig()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, backend: str | None = None) -> Segmenter:
@@ -86,7 +110,10 @@ class Segmenter(nn.Module):
         cfg.validate()
         be = get_backend(cfg.backend)
         backbone = SparseUNet.from_config(cfg.unet, cfg.in_channels, be)
-        decoder = QueryDecoder.from_config(cfg.decoder, backbone.widths)
+        if cfg.decoder_level == "superpoint":
+            decoder = SuperpointDecoder.from_config(cfg.decoder, backbone.widths[0])
+        else:
+            decoder = QueryDecoder.from_config(cfg.decoder, backbone.widths)
         return cls(
             backbone,
             decoder,
@@ -115,22 +142,47 @@ class Segmenter(nn.Module):
 
     def voxelize(self, batch: PointBatch) -> Voxelization:
         """Phase 1: quantize the batch to voxels (``batch`` on the model's device); features per
-        :meth:`input_features`."""
+        :meth:`input_features`. A superpoint-level model also attaches the batch's superpoints
+        (:meth:`superpoints`: the given ones, or the segmentator's for clouds without)."""
+        vox = self.voxelize_points(batch)
+        if self.superpoint_level:
+            vox.superpoints = self.superpoints(batch)
+        return vox
+
+    def voxelize_points(self, batch: PointBatch) -> Voxelization:
+        """The voxelization alone (phase 1 without superpoints)."""
         return self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
 
+    def superpoints(self, batch: PointBatch) -> BatchSuperpoints:
+        """The batch's superpoints numbered batch-wide; scenes without any get
+        :func:`~tracklift.models.superpoints.cloud_superpoints` (``config.superpoints``)."""
+        return batch_superpoints(batch.coord, batch.slices(), batch.superpoints, self.superpoint_cfg)
+
     def forward_voxels(self, vox: Voxelization, all_stages: bool = True) -> DecoderOutput:
-        """Phase 2: backbone and query decoder over the voxels; ``all_stages=False`` keeps only the
-        final decoder predictions."""
-        return self.decoder(self.backbone(vox.tensor), all_stages)
+        """Phase 2: backbone and query decoder over the voxels (:meth:`decode`); ``all_stages=False`` keeps
+        only the final decoder predictions."""
+        return self.decode(self.backbone(vox.tensor), vox, all_stages)
+
+    def pool(self, levels: list, vox: Voxelization) -> torch.Tensor:
+        """(S, 2 * C0) mean and max of the finest backbone features over each superpoint's points."""
+        if vox.superpoints is None:
+            raise ValueError("superpoint decoding needs vox.superpoints: voxelize with Segmenter.voxelize")
+        return pool_superpoints(levels[0].feats[vox.point2voxel], vox.superpoints)
+
+    def decode(self, levels: list, vox: Voxelization, all_stages: bool = True) -> DecoderOutput:
+        """The decoder on the backbone's levels: over voxels, or over superpoints after :meth:`pool`."""
+        if self.superpoint_level:
+            return self.decoder(self.pool(levels, vox), vox.superpoints, all_stages)
+        return self.decoder(levels, all_stages)
 
     def postprocess(self, out: SegmenterOutput, batch: PointBatch) -> list[Instances]:
         """Phase 3: each scene's final-stage logits → :class:`Instances` over its points (thresholds of
-        ``self.inference``)."""
+        ``self.inference``; scoring and duplicate removal on the mask units, voxels or superpoints)."""
         return [
             scene_instances(
                 out.decoder.mask_logits[-1][b],
                 out.decoder.objectness[-1][b],
-                out.scene_point2voxel(b, batch),
+                out.scene_point2unit(b, batch),
                 self.inference,
             )
             for b in range(batch.num_scenes)
@@ -148,7 +200,7 @@ class Segmenter(nn.Module):
             raise ValueError("the batch has no instance targets")
         targets = [
             scene_targets(
-                out.scene_point2voxel(b, batch),
+                out.scene_point2unit(b, batch),
                 batch.instance[sl],
                 self.num_points,
                 dtype=out.decoder.objectness[0].dtype,
@@ -166,7 +218,7 @@ class Segmenter(nn.Module):
             return self.losses(out, batch)
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_batch(self, batch: PointBatch) -> list[Instances]:
         """Instances of every scene of a batch (runs in eval mode, restores the previous mode)."""
         self.check_size(batch)
@@ -218,17 +270,21 @@ class Segmenter(nn.Module):
         apply_weights(model, url, ckpt, cfg, own_config=True)
         return model.to(device).eval()
 
-    def predict(self, points, colors) -> Instances:
+    def predict(self, points, colors, superpoints=None) -> Instances:
         """Segment one point cloud.
 
         Args:
             points: (N, 3) float coordinates, metres (N >= 2, all finite).
             colors: (N, 3) uint8 RGB, or floats in [0, 1].
+            superpoints: optional (N,) non-negative int superpoint ids (e.g. ``Scene.superpoints``); a
+                superpoint-level model computes them with its segmentator when absent (inside this call);
+                a point-level model ignores them.
 
         Returns:
             :class:`~tracklift.structures.Instances` with (K, N) bool masks and (K,) scores.
 
         Raises:
-            ValueError: empty or single-point cloud, NaN / infinite coordinates, bad colours.
+            ValueError: empty or single-point cloud, NaN / infinite coordinates, bad colours, superpoint
+                ids of the wrong length or negative.
         """
-        return self.predict_batch(PointBatch.from_arrays(points, colors))[0]
+        return self.predict_batch(PointBatch.from_arrays(points, colors, superpoints=superpoints))[0]

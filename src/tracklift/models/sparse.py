@@ -195,6 +195,8 @@ class Voxelization:
         voxel_ptr: (V + 1,) int64 CSR pointers into ``voxel2point``.
         origin: (B, 3) int64 base-grid coordinate subtracted from each scene (``floor(p / voxel_size)``).
         voxel_size: voxel side, metres.
+        superpoints: the batch's superpoints when the model decodes per superpoint
+            (:class:`tracklift.models.superpoints.BatchSuperpoints`, attached by the segmenter), else None.
     """
 
     tensor: SparseTensor
@@ -203,6 +205,7 @@ class Voxelization:
     voxel_ptr: torch.Tensor
     origin: torch.Tensor
     voxel_size: float
+    superpoints: Any = None
 
     @property
     def counts(self) -> torch.Tensor:

@@ -1,5 +1,11 @@
 """Training data: where a stage's shards are, reading them, and the per-step subsample of a sample.
 
+Superpoints: a sample without them (stage 1 and 2 partial clouds; stage-3 samples read back from shards,
+which do not store them) gets the superpoint decoder's own point-cloud segmentator
+(:func:`tracklift.models.superpoints.cloud_superpoints`, default settings) the first time
+:func:`subsample` sees it, computed on the whole sample and kept on it: once per sample per training run,
+never per step, and the per-step subsets carry the ids along.
+
 A stage reads its shards from ``<labels>/shards/stage{N}/`` (written by ``tracklift label``; ``.npz`` and
 ``.parquet`` shards are both read), in name order.
 """
@@ -16,6 +22,8 @@ from tracklift.errors import DataError
 from tracklift.labeling.layout import OutputLayout
 from tracklift.lifting import Sample, read_samples, scanned_part
 from tracklift.lifting.shards import SHARD_SUFFIXES
+from tracklift.models.config import SuperpointConfig
+from tracklift.models.superpoints import cloud_superpoints
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +71,17 @@ def load_stage_samples(labels: str, stage: int) -> list[Sample]:
     return usable(samples, stage, stage_dir(labels, stage))
 
 
+def with_superpoints(sample: Sample, cfg: SuperpointConfig | None = None) -> Sample:
+    """``sample`` with superpoints: its own, or the point-cloud segmentator's, stored on it (in place)."""
+    if sample.superpoints is None and len(sample):
+        sample.superpoints = cloud_superpoints(sample.points, cfg)
+    return sample
+
+
 def subsample(sample: Sample, max_points: int | None, rng: np.random.Generator) -> Sample:
     """The part of ``sample`` inside the scan (:func:`scanned_part`), or a uniform random subset of
-    ``max_points`` of it."""
-    sample, _ = scanned_part(sample)
+    ``max_points`` of it; superpoint ids follow (:func:`with_superpoints` gives them on first use)."""
+    sample, _ = scanned_part(with_superpoints(sample))
     if max_points is None or len(sample) <= max_points:
         return sample
     return sample.subset(np.sort(rng.choice(len(sample), max_points, replace=False)))

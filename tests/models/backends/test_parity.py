@@ -191,9 +191,10 @@ def test_transposed_onto_unrelated_voxels_is_an_error(other):
 # -- the whole model -----------------------------------------------------------------------------------
 
 
-def tiny_model(backend: str) -> Segmenter:
+def tiny_model(backend: str, level: str = "point") -> Segmenter:
     torch.manual_seed(0)
-    return Segmenter.from_config(ModelConfig.preset("tiny", voxel_size=0.1), backend=backend)
+    cfg = ModelConfig.preset("tiny", voxel_size=0.1, decoder_level=level)
+    return Segmenter.from_config(cfg, backend=backend)
 
 
 def two_scenes(instance=True) -> PointBatch:
@@ -207,9 +208,10 @@ def two_scenes(instance=True) -> PointBatch:
     )
 
 
-def test_segmenter_forward_matches_torch(other):
-    ref = tiny_model("torch").eval()
-    model = tiny_model(other.name).eval()
+@pytest.mark.parametrize("level", ["point", "superpoint"])
+def test_segmenter_forward_matches_torch(other, level):
+    ref = tiny_model("torch", level).eval()
+    model = tiny_model(other.name, level).eval()
     assert model.backend.name == other.name
     model.load_state_dict(ref.state_dict())  # same state dict keys and shapes on every backend
     batch = two_scenes(instance=False)
@@ -222,9 +224,10 @@ def test_segmenter_forward_matches_torch(other):
             torch.testing.assert_close(q, p, atol=1e-4, rtol=1e-4)
 
 
-def test_segmenter_training_step_matches_torch(trainable):
-    ref = tiny_model("torch").train()
-    model = tiny_model(trainable.name).train()
+@pytest.mark.parametrize("level", ["point", "superpoint"])
+def test_segmenter_training_step_matches_torch(trainable, level):
+    ref = tiny_model("torch", level).train()
+    model = tiny_model(trainable.name, level).train()
     model.load_state_dict(ref.state_dict())
     batch = two_scenes()
     # The losses subsample points and queries' attention voxels at random: same seed, same draws.
