@@ -120,6 +120,7 @@ def run(args) -> dict:
                     write_shards=False,
                 )
                 cfg.consistency.keyframe_interval = args.keyframe_interval
+                cfg.consistency.learn_between_keyframes = args.learn_between_keyframes
                 t0 = time.perf_counter()
                 res = label_scene(scene, cfg, generator, GeometricTracker() if method == "tracked" else None)
                 dt = time.perf_counter() - t0
@@ -164,6 +165,12 @@ def main():
     ap.add_argument("--frames", type=int, default=None, help="kept frames (default: whole room; classic 40)")
     ap.add_argument("--style-seed", type=int, default=90000, help="fused: first appearance seed")
     ap.add_argument("--keyframe-interval", type=int, default=ConsistencyConfig().keyframe_interval)
+    ap.add_argument(
+        "--learn-between-keyframes",
+        action="store_true",
+        default=ConsistencyConfig().learn_between_keyframes,
+        help="predictions between keyframes extend the tracks' 3D memory",
+    )
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
@@ -201,6 +208,7 @@ def main():
         if args.scans == "fused"
         else "classic single style",
         "keyframe_interval": args.keyframe_interval,
+        "learn_between_keyframes": args.learn_between_keyframes,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",
