@@ -10,6 +10,11 @@ Method (all on one frame; never any ground truth):
   3. An 8-connected cell graph whose edge weight combines colour difference (ΔE), a depth
      discontinuity measure (how much the inverse depth departs from the planar prediction of either
      side: zero on any plane, even a grazing floor; large at occlusion boundaries) and the normal angle.
+     Masks follow geometry, not texture: on planar surfaces (no depth or normal edge nearby) colour is
+     read with thin lines removed (tile grout, grain lines) and colour steps between two textured cells
+     are discounted, so a tiled or wooden floor stays whole while a rug or poster of another colour
+     lying flush on it keeps its boundary; near geometric edges (objects and their parts) colour counts
+     as it is.
   4. Felzenszwalb-Huttenlocher merging on the graph's minimum spanning tree (the only edges the
      algorithm ever merges along), once per scale ``k`` in increasing order, each scale starting from
      the previous one: a nested hierarchy of segments from parts to wholes. The bulk of the merges runs
@@ -74,7 +79,7 @@ class WeightlessConfig:
         texture_window: window (cells) of the texture measure
             (:func:`~tracklift.tracking.rgbd.texture_energy`); on planar surfaces, colour edges between
             two textured cells are divided by ``1 + texture / texture_scale``. Below 2 turns this off.
-        texture_scale: median ΔE per cell step at which colour edges weigh half.
+        texture_scale: texture energy (mean ΔE per cell step) at which colour edges weigh half.
         min_valid_share: share of a cell's pixels that must have depth for the cell to be used.
         invalid_boundary_weight: edge weight credited to a segment's border with depth-less cells (sensor
             shadows often mark occlusion boundaries).
@@ -105,7 +110,7 @@ class WeightlessConfig:
     ridge_reach: int = field(default=2, metadata={"help": "thin lines up to 2x this wide ignored, cells"})
     texture_window: int = field(default=5, metadata={"help": "texture measure window, cells (<2 = off)"})
     texture_scale: float = field(
-        default=3.0, metadata={"help": "median ΔE per cell at which colour edges count half"}
+        default=3.0, metadata={"help": "texture (ΔE per cell) at which colour edges count half"}
     )
     normal_radius: int = field(default=1, metadata={"help": "normal smoothing half-width, cells"})
     min_valid_share: float = field(default=0.5, metadata={"help": "share of a cell's pixels with depth"})
@@ -314,9 +319,10 @@ def _edge_weights(lab, z, normals, valid, cfg: WeightlessConfig):
     inverse depth, is the discontinuity (near zero on planes and folds' sides, large at occlusions).
 
     Colour term: on planar surfaces (no depth or normal edge within ``planar_reach`` cells) colour is
-    read from :func:`~tracklift.tracking.rgbd.without_thin_lines` (tile grout and grain lines gone), and
-    colour steps between two textured cells are discounted by :func:`~tracklift.tracking.rgbd.
-    texture_energy`; elsewhere (objects, their parts, their surroundings) colour counts as it is.
+    read from :func:`~tracklift.tracking.rgbd.without_thin_lines` (tile grout and grain lines gone),
+    and colour steps between two textured cells are discounted by the texture energy
+    (:func:`~tracklift.tracking.rgbd.texture_energy`); elsewhere (objects, their parts, their
+    surroundings) colour counts as it is.
     """
     h, w = valid.shape
     idx = np.arange(h * w).reshape(h, w)
