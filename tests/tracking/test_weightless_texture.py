@@ -15,6 +15,7 @@ from tracklift.datasets.synthetic import appearance
 from tracklift.datasets.synthetic.config import SynthConfig
 from tracklift.datasets.synthetic.meshing import PartTable
 from tracklift.datasets.synthetic.sensor import simulate_depth
+from tracklift.tracking.rgbd import texture_energy, without_thin_lines
 from tracklift.tracking.weightless import WeightlessMaskGenerator, select_granularity
 
 W, H, FOCAL = 320, 240, 288.0
@@ -134,3 +135,21 @@ def test_a_rug_flush_with_a_wooden_floor_is_still_its_own_mask():
         )
         > 0.8
     )
+
+
+def test_texture_energy_sees_texture_but_not_a_single_boundary():
+    lab = np.full((30, 30, 3), 50.0, np.float32)
+    lab[:, 15:, 1] = 30.0  # a strong step (a poster's edge)
+    assert texture_energy(lab, 5).max() == 0.0
+    noisy = lab + np.random.default_rng(0).normal(0, 4, lab.shape).astype(np.float32)
+    assert texture_energy(noisy, 5)[5:-5, 5:-5].min() > 2.0
+
+
+def test_without_thin_lines_removes_lines_and_keeps_steps():
+    lab = np.full((30, 30, 3), 60.0, np.float32)
+    lab[:, 20:, 0] = 20.0  # a step
+    lab[8:10, :, 0] = 30.0  # a dark 2-cell line (grout)
+    lab[:, 4:6, 0] = 90.0  # a bright 2-cell line
+    clean = without_thin_lines(lab, 5)
+    assert np.allclose(clean[:, :20, 0][:, 1:18], 60.0)  # both lines gone left of the step
+    assert np.allclose(clean[:, 20:, 0], 20.0) and (clean[:, 19, 0] == 60.0).all()  # step in place

@@ -103,9 +103,9 @@ def without_thin_lines(lab: np.ndarray, size: int = 3) -> np.ndarray:
     """The image with dark and bright lines thinner than ``size`` removed; steps stay where they are.
 
     A grey-level closing (fills dark lines: tile grout, dark grain lines) then an opening (removes
-    bright ones), per channel. Morphology moves no step edge, so a boundary between two regions of
-    different colour (a poster on a wall) is kept exactly, while a line that differs from the colour
-    on both of its sides disappears.
+    bright ones), per channel. Morphology moves no straight step edge (corners round off by up to
+    ``size // 2``), so a boundary between two regions of different colour (a poster on a wall) stays
+    closed and in place, while a line that differs from the colour on both of its sides disappears.
 
     Args:
         lab: (H, W, 3) float Lab image (or a grid of cell means).
