@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from tracklift.tracking.sam2_backend import (  # noqa: E402
 )
 from tracklift.tracking.sam2_generator import clean_masks  # noqa: E402
 from tracklift.tracking.sam2_loading import local_checkpoint_path  # noqa: E402
+from tracklift.tracking.sam2_tracker import state_footprint  # noqa: E402
 
 pytestmark = pytest.mark.sam2
 
@@ -293,6 +295,85 @@ def test_trimmed_memory_gives_the_same_masks(model, frames):
     assert kept == [n - 1, tracker.memory_reach + 1]  # frames 1..9, then only 2..9
     for t in range(n):
         np.testing.assert_array_equal(results[0][t][3], results[1][t][3], err_msg=f"frame {t}")
+
+
+# ---------------------------------------------------------------- windowing and offloading
+
+SMALL = 128  # the long-window test runs the network 60 times: the smallest input keeps it to seconds
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.slow
+def test_a_long_window_keeps_the_state_bounded(frames):
+    """60 frames: the state's outputs, cached features and tensors stop growing once the memory reach is
+    full (without trimming they grow with every frame, as the 10-frame test above shows)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "SAM2 .* RANDOM weights", UserWarning)
+        small = get_sam2_model(Sam2Config(image_size=SMALL))
+    tracker = Sam2Tracker(Sam2Config(image_size=SMALL, trim_memory=True), small)
+    reach = tracker.memory_reach
+    n = 60
+    window = [frames[i % len(frames)] for i in range(n)]
+    h, w = window[0].color.shape[:2]
+    state = tracker.start(window, None)
+    try:
+        tracker.add_masks(state, 0, {3: _seeds(h, w)[7]})
+        seen = {}
+        for pos, masks in tracker.propagate(state, start=0):
+            assert set(masks) == {3}
+            seen[pos] = state_footprint(state)
+    finally:
+        end = state_footprint(state)
+        tracker.close(state)
+    assert sorted(seen) == list(range(n))
+    assert all(f.non_cond_outputs <= reach + 1 and f.cond_outputs == 1 for f in seen.values())
+    assert all(f.cached_frames <= 1 and f.preloaded_frames == 0 for f in seen.values())
+    # full from frame reach + 1 on: nothing grows any more, neither the count nor the bytes
+    plateau = seen[reach + 2]
+    assert plateau.non_cond_outputs == end.non_cond_outputs == reach + 1
+    assert plateau.tensors == end.tensors
+    assert plateau.bytes_by_device == end.bytes_by_device
+    assert state.inference == {}  # closed: everything released
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("offload", [True, False])
+def test_offload_options_place_frames_and_memory(model, frames, device, offload):
+    """``offload_state_to_cpu`` keeps SAM2's per-frame memory on the CPU, ``offload_video_to_cpu`` the
+    preloaded frames; otherwise both live on the model's device (only distinguishable with a GPU)."""
+    cfg = Sam2Config(
+        image_size=SIZE,
+        device=device,
+        preload_frames=True,
+        offload_state_to_cpu=offload,
+        offload_video_to_cpu=offload,
+    )
+    net = model if device == "cpu" else get_sam2_model(cfg)
+    tracker = Sam2Tracker(cfg, net)
+    h, w = frames[0].color.shape[:2]
+    state = tracker.start(frames, None)
+    try:
+        tracker.add_masks(state, 0, _seeds(h, w))
+        list(tracker.propagate(state, start=0))
+        footprint = state_footprint(state)
+        inference = state.inference
+        want = torch.device("cpu") if offload else net.device
+        assert inference["storage_device"] == want
+        assert inference["images"]._ready.device.type == want.type
+        assert footprint.preloaded_frames == len(frames)
+        assert footprint.non_cond_outputs == 2 * (len(frames) - 1) and footprint.cond_outputs == 2
+        for per_obj in inference["output_dict_per_obj"].values():
+            for outputs in per_obj.values():
+                for out in outputs.values():
+                    assert out["maskmem_features"].device.type == want.type
+                    assert out["pred_masks"].device.type == want.type
+        assert set(footprint.bytes_by_device) <= {str(want), "cpu"} | {str(net.device)}
+        if offload:
+            # only the (small) object pointers and the last frame's cached features stay on the device
+            on_cpu = footprint.bytes_by_device.get("cpu", 0)
+            assert on_cpu > 0.5 * sum(footprint.bytes_by_device.values())
+    finally:
+        tracker.close(state)
 
 
 def test_tracker_rejects_bad_input(model, frames):

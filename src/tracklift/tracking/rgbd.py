@@ -5,10 +5,11 @@ tracker (camera geometry and normals are in :mod:`tracklift.geometry`).
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from tracklift.errors import DataError
 
-__all__ = ["check_rgbd", "rgb_to_lab"]
+__all__ = ["check_rgbd", "rgb_to_lab", "texture_energy", "without_thin_lines"]
 
 
 def check_rgbd(
@@ -72,3 +73,56 @@ def rgb_to_lab(color: np.ndarray) -> np.ndarray:
     a = 500.0 * (f[..., 0] - f[..., 1])
     b = 200.0 * (f[..., 1] - f[..., 2])
     return np.stack([L, a, b], axis=-1).astype(np.float32)
+
+
+def texture_energy(lab: np.ndarray, window: int = 5) -> np.ndarray:
+    """How textured the image is around each pixel, blind to single colour boundaries.
+
+    The colour gradient is averaged over four square windows diagonally beside the pixel (up-left,
+    up-right, down-left, down-right, not touching its row or column, as in Kuwahara's filter) and the
+    least of the four is kept: a colour boundary passing by or through the pixel (a poster's edge)
+    leaves at least one of them clean, while tiles, wood grain or patterned fabric fill all four.
+
+    Args:
+        lab: (H, W, 3) float Lab image (or a grid of cell means).
+        window: sets the window size: each is ``2 * max(1, window // 4) + 1`` pixels (or cells) wide,
+            centred one pixel further than that half-width from the pixel.
+
+    Returns:
+        (H, W) float32 ΔE76 per pixel step (central differences): the least of the four window means.
+    """
+    lab = np.asarray(lab, dtype=np.float32)
+    gx = np.zeros(lab.shape[:2], np.float32)
+    gy = np.zeros(lab.shape[:2], np.float32)
+    gx[:, 1:-1] = np.linalg.norm(lab[:, 2:] - lab[:, :-2], axis=-1) / 2
+    gy[1:-1, :] = np.linalg.norm(lab[2:] - lab[:-2], axis=-1) / 2
+    m = max(1, window // 4)  # each window is 2m+1 wide, centred m+1 away from the pixel in x and y
+    mean = ndimage.uniform_filter(np.sqrt(gx**2 + gy**2), size=2 * m + 1, mode="nearest")
+    h, w = mean.shape
+    pad = np.pad(mean, m + 1, mode="edge")
+    far = 2 * m + 2
+    out = pad[:h, :w]
+    for dy, dx in ((0, far), (far, 0), (far, far)):
+        out = np.minimum(out, pad[dy : dy + h, dx : dx + w])
+    return out
+
+
+def without_thin_lines(lab: np.ndarray, size: int = 3) -> np.ndarray:
+    """The image with dark and bright lines thinner than ``size`` removed; steps stay where they are.
+
+    A grey-level closing (fills dark lines: tile grout, dark grain lines) then an opening (removes
+    bright ones), per channel. Morphology moves no straight step edge (corners round off by up to
+    ``size // 2``), so a boundary between two regions of different colour (a poster on a wall) stays
+    closed and in place, while a line that differs from the colour on both of its sides disappears.
+
+    Args:
+        lab: (H, W, 3) float Lab image (or a grid of cell means).
+        size: side of the square structuring element, pixels (or cells); lines up to ``size - 1`` wide
+            go.
+
+    Returns:
+        (H, W, 3) float32.
+    """
+    lab = np.asarray(lab, dtype=np.float32)
+    closed = ndimage.grey_closing(lab, size=(size, size, 1), mode="nearest")
+    return ndimage.grey_opening(closed, size=(size, size, 1), mode="nearest")

@@ -20,11 +20,12 @@ from tracklift.tracking.sam2_loading import (
     load_checkpoint,
     read_checkpoint,
 )
-from tracklift.tracking.sam2_tracker import Sam2Tracker, Sam2TrackState
+from tracklift.tracking.sam2_tracker import Sam2StateFootprint, Sam2Tracker, Sam2TrackState, state_footprint
 
 __all__ = [
     "Sam2Config",
     "Sam2MaskGenerator",
+    "Sam2StateFootprint",
     "Sam2TrackState",
     "Sam2Tracker",
     "build_sam2_backends",
@@ -32,6 +33,7 @@ __all__ = [
     "get_sam2_model",
     "load_checkpoint",
     "read_checkpoint",
+    "state_footprint",
 ]
 
 

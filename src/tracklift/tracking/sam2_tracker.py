@@ -5,6 +5,11 @@ from the window's ``Frame.color`` arrays: each frame is resized to the network s
 with the ImageNet mean/std exactly as SAM2's JPEG loader does, on demand (so a window costs only its
 uint8 frames) or up front (``preload_frames``). The state layout is that of ``sam2==1.1.0``.
 
+Memory of a window stays bounded: frames are prepared on demand (or preloaded, on the CPU with
+``offload_video_to_cpu``), SAM2 caches the features of the latest frame only, per-frame outputs beyond
+the memory reach are dropped as tracking passes them (``trim_memory``), and ``offload_state_to_cpu``
+keeps the per-frame memory on the CPU. :func:`state_footprint` counts what a window holds.
+
 SAM2 draws a tqdm progress bar for every propagation; ``TQDM_DISABLE=1`` in the environment hides it.
 """
 
@@ -88,6 +93,70 @@ class Sam2TrackState:
     width: int
     n_frames: int
     closed: bool = False
+
+
+@dataclass
+class Sam2StateFootprint:
+    """What a window's inference state holds (see :func:`state_footprint`).
+
+    Attributes:
+        cond_outputs: per-frame outputs of seeded (conditioning) frames, summed over objects.
+        non_cond_outputs: per-frame outputs of tracked frames, summed over objects (bounded by the
+            memory reach when ``trim_memory`` is on).
+        cached_frames: frames whose image features are cached (SAM2 keeps the latest one).
+        preloaded_frames: network inputs prepared up front (``preload_frames``), 0 when lazy.
+        tensors: tensors held by the state, counted once each.
+        bytes_by_device: their bytes per device (``"cpu"``, ``"cuda:0"``…).
+    """
+
+    cond_outputs: int
+    non_cond_outputs: int
+    cached_frames: int
+    preloaded_frames: int
+    tensors: int
+    bytes_by_device: dict[str, int]
+
+
+def state_footprint(state: Sam2TrackState) -> Sam2StateFootprint:
+    """Count the outputs, cached features and tensors a window holds, and where their bytes live.
+
+    For tests and memory reports: walks the inference state (dicts, lists, tuples) once, counting each
+    tensor once by identity; preloaded frames count as one tensor.
+
+    Args:
+        state: an open window from :meth:`Sam2Tracker.start`.
+    """
+    inference = state.inference
+    seen: set[int] = set()
+    by_device: dict[str, int] = {}
+
+    def walk(item: Any) -> None:
+        if isinstance(item, torch.Tensor):
+            if id(item) not in seen:
+                seen.add(id(item))
+                key = str(item.device)
+                by_device[key] = by_device.get(key, 0) + item.numel() * item.element_size()
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                walk(value)
+        elif isinstance(item, FrameImages) and item._ready is not None:
+            walk(item._ready)
+
+    walk(inference)
+    per_obj = inference.get("output_dict_per_obj", {}).values()
+    images = inference.get("images")
+    preloaded = len(images) if isinstance(images, FrameImages) and images._ready is not None else 0
+    return Sam2StateFootprint(
+        cond_outputs=sum(len(out["cond_frame_outputs"]) for out in per_obj),
+        non_cond_outputs=sum(len(out["non_cond_frame_outputs"]) for out in per_obj),
+        cached_frames=len(inference.get("cached_features", {})),
+        preloaded_frames=preloaded,
+        tensors=len(seen),
+        bytes_by_device=by_device,
+    )
 
 
 class Sam2Tracker:

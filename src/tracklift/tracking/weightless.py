@@ -10,6 +10,11 @@ Method (all on one frame; never any ground truth):
   3. An 8-connected cell graph whose edge weight combines colour difference (ΔE), a depth
      discontinuity measure (how much the inverse depth departs from the planar prediction of either
      side: zero on any plane, even a grazing floor; large at occlusion boundaries) and the normal angle.
+     Masks follow geometry, not texture: on planar surfaces (no depth or normal edge nearby) colour is
+     read with thin lines removed (tile grout, grain lines) and colour steps between two textured cells
+     are discounted, so a tiled or wooden floor stays whole while a rug or poster of another colour
+     lying flush on it keeps its boundary; near geometric edges (objects and their parts) colour counts
+     as it is.
   4. Felzenszwalb-Huttenlocher merging on the graph's minimum spanning tree (the only edges the
      algorithm ever merges along), once per scale ``k`` in increasing order, each scale starting from
      the previous one: a nested hierarchy of segments from parts to wholes. The bulk of the merges runs
@@ -38,7 +43,7 @@ from tracklift.errors import ConfigError
 from tracklift.geometry.camera import backproject_depth, centred_intrinsics
 from tracklift.geometry.normals import normals_from_points, shifted
 from tracklift.tracking.base import Mask2D
-from tracklift.tracking.rgbd import check_rgbd, rgb_to_lab
+from tracklift.tracking.rgbd import check_rgbd, rgb_to_lab, texture_energy, without_thin_lines
 
 __all__ = ["WeightlessConfig", "WeightlessMaskGenerator", "select_granularity"]
 
@@ -64,6 +69,17 @@ class WeightlessConfig:
             counts as edge weight 1.
         normal_scale_deg: normal angle (degrees) that counts as edge weight 1.
         normal_radius: smoothing half-width and difference baseline of the normals, in cells.
+        planar_reach: a cell is on a planar surface when no edge within this many cells has a geometric
+            weight (depth and normal terms) of ``planar_max_weight`` or more; on planar surfaces colour
+            edges are read without thin lines and discounted by texture. 0 turns both off.
+        planar_max_weight: see ``planar_reach``.
+        ridge_reach: on planar surfaces, dark or bright lines up to ``2 * ridge_reach`` cells wide (tile
+            grout, wood-grain lines) are removed before colour differences are taken
+            (:func:`~tracklift.tracking.rgbd.without_thin_lines`); 0 turns this off.
+        texture_window: window (cells) of the texture measure
+            (:func:`~tracklift.tracking.rgbd.texture_energy`); on planar surfaces, colour edges between
+            two textured cells are divided by ``1 + texture / texture_scale``. Below 2 turns this off.
+        texture_scale: texture energy (mean ΔE per cell step) at which colour edges weigh half.
         min_valid_share: share of a cell's pixels that must have depth for the cell to be used.
         invalid_boundary_weight: edge weight credited to a segment's border with depth-less cells (sensor
             shadows often mark occlusion boundaries).
@@ -89,6 +105,13 @@ class WeightlessConfig:
         default=0.02, metadata={"help": "relative depth discontinuity giving weight 1"}
     )
     normal_scale_deg: float = field(default=30.0, metadata={"help": "normal angle (deg) giving weight 1"})
+    planar_reach: int = field(default=3, metadata={"help": "planar = no geometric edge this near, cells"})
+    planar_max_weight: float = field(default=1.5, metadata={"help": "geometric weight below which is planar"})
+    ridge_reach: int = field(default=2, metadata={"help": "thin lines up to 2x this wide ignored, cells"})
+    texture_window: int = field(default=5, metadata={"help": "texture measure window, cells (<2 = off)"})
+    texture_scale: float = field(
+        default=3.0, metadata={"help": "texture (ΔE per cell) at which colour edges count half"}
+    )
     normal_radius: int = field(default=1, metadata={"help": "normal smoothing half-width, cells"})
     min_valid_share: float = field(default=0.5, metadata={"help": "share of a cell's pixels with depth"})
     invalid_boundary_weight: float = field(default=1.0, metadata={"help": "weight of borders to no-depth"})
@@ -108,7 +131,16 @@ class WeightlessConfig:
             or self.scales[0] <= 0
         ):
             raise ConfigError("WeightlessConfig.scales must be positive and strictly increasing")
-        for name in ("color_scale", "depth_scale", "normal_scale_deg", "focal"):
+        if self.ridge_reach < 0 or self.planar_reach < 0:
+            raise ConfigError("WeightlessConfig.ridge_reach and planar_reach must be >= 0")
+        for name in (
+            "color_scale",
+            "depth_scale",
+            "normal_scale_deg",
+            "focal",
+            "texture_scale",
+            "planar_max_weight",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"WeightlessConfig.{name} must be > 0")
         if not 0 < self.dedup_iou <= 1:
@@ -285,16 +317,21 @@ def _edge_weights(lab, z, normals, valid, cfg: WeightlessConfig):
     Depth term: inverse depth is affine in the image on any plane, so an edge's inverse-depth step is
     predicted by the step just before it or just after it; the smaller misprediction, relative to the
     inverse depth, is the discontinuity (near zero on planes and folds' sides, large at occlusions).
+
+    Colour term: on planar surfaces (no depth or normal edge within ``planar_reach`` cells) colour is
+    read from :func:`~tracklift.tracking.rgbd.without_thin_lines` (tile grout and grain lines gone),
+    and colour steps between two textured cells are discounted by the texture energy
+    (:func:`~tracklift.tracking.rgbd.texture_energy`); elsewhere (objects, their parts, their
+    surroundings) colour counts as it is.
     """
     h, w = valid.shape
     idx = np.arange(h * w).reshape(h, w)
     iz = np.where(valid, 1.0 / np.maximum(z, 1e-6), 0.0).astype(np.float32)
     cos_scale = np.deg2rad(cfg.normal_scale_deg)
     has_n = np.any(normals != 0, axis=-1)
-    eus, evs, ws = [], [], []
+    geo_terms, geo_max = [], np.zeros((h, w), np.float32)
     for dy, dx in _DIRS:
-        vq = shifted(valid, dy, dx, False)
-        e = valid & vq
+        e = valid & shifted(valid, dy, dx, False)
         izp, izq = iz[e], shifted(iz, dy, dx, 0.0)[e]
         izb, vb = shifted(iz, -dy, -dx, 0.0)[e], shifted(valid, -dy, -dx, False)[e]
         iza, va = shifted(iz, 2 * dy, 2 * dx, 0.0)[e], shifted(valid, 2 * dy, 2 * dx, False)[e]
@@ -303,11 +340,32 @@ def _edge_weights(lab, z, normals, valid, cfg: WeightlessConfig):
         res_a = np.where(va, np.abs(step - (iza - izq)), np.inf)
         res = np.minimum(np.minimum(res_b, res_a), np.abs(step))
         rel = res / (0.5 * (izp + izq))
-        dlab = np.linalg.norm(lab[e] - shifted(lab, dy, dx, 0.0)[e], axis=-1)
         npq, nq = normals[e], shifted(normals, dy, dx, 0.0)[e]
         both_n = has_n[e] & shifted(has_n, dy, dx, False)[e]
         ang = np.where(both_n, np.arccos(np.clip(np.einsum("nc,nc->n", npq, nq), -1.0, 1.0)), 0.0)
-        wt = np.sqrt((dlab / cfg.color_scale) ** 2 + (rel / cfg.depth_scale) ** 2 + (ang / cos_scale) ** 2)
+        geo2 = (rel / cfg.depth_scale) ** 2 + (ang / cos_scale) ** 2
+        geo_terms.append((e, geo2))
+        # the strongest geometric edge at each cell, from either end
+        grid = np.zeros((h, w), np.float32)
+        grid[e] = geo2
+        np.maximum(geo_max, np.maximum(grid, shifted(grid, -dy, -dx, 0.0)), out=geo_max)
+
+    lab_plane, tex = lab, None
+    if cfg.planar_reach > 0 and (cfg.ridge_reach > 0 or cfg.texture_window > 1):
+        size = 2 * cfg.planar_reach + 1
+        planar = ndimage.maximum_filter(geo_max, size=size, mode="nearest") < cfg.planar_max_weight**2
+        if cfg.ridge_reach > 0:
+            lab_plane = np.where(planar[..., None], without_thin_lines(lab, 2 * cfg.ridge_reach + 1), lab)
+        if cfg.texture_window > 1:
+            tex = np.where(planar, texture_energy(lab, cfg.texture_window), 0.0)
+
+    eus, evs, ws = [], [], []
+    for (dy, dx), (e, geo2) in zip(_DIRS, geo_terms):
+        dlab = np.linalg.norm(lab_plane[e] - shifted(lab_plane, dy, dx, 0.0)[e], axis=-1)
+        if tex is not None:
+            # both sides textured: the step may be texture; a plain side next to texture is a boundary
+            dlab = dlab / (1.0 + np.minimum(tex[e], shifted(tex, dy, dx, 0.0)[e]) / cfg.texture_scale)
+        wt = np.sqrt((dlab / cfg.color_scale) ** 2 + geo2)
         eus.append(idx[e])
         evs.append(shifted(idx, dy, dx, -1)[e])
         ws.append(wt.astype(np.float64))
