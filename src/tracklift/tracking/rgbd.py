@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from tracklift.errors import DataError
+from tracklift.geometry.compiled import jit
 
 __all__ = ["check_rgbd", "rgb_to_lab", "texture_energy", "without_thin_lines"]
 
@@ -56,23 +57,29 @@ def rgb_to_lab(color: np.ndarray) -> np.ndarray:
     Returns:
         (..., 3) float32 Lab (L in [0, 100]); Euclidean distances are ΔE76.
     """
-    lin = _SRGB_TO_LINEAR[np.asarray(color, dtype=np.uint8)]
-    m = np.array(
-        [
-            [0.4124564, 0.3575761, 0.1804375],
-            [0.2126729, 0.7151522, 0.0721750],
-            [0.0193339, 0.1191920, 0.9503041],
-        ],
-        dtype=np.float32,
-    )
-    xyz = lin @ m.T
-    xyz /= np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
+    color = np.asarray(color, dtype=np.uint8)
+    flat = np.ascontiguousarray(color.reshape(-1, 3))
+    return _lab_kernel(flat, _SRGB_TO_LINEAR).reshape(color.shape)
+
+
+@jit
+def _lab_kernel(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """The per-pixel loop of :func:`rgb_to_lab`: (N, 3) uint8 → (N, 3) float32 (one pass, no temporaries)."""
+    out = np.empty(rgb.shape, np.float32)
     eps = 216.0 / 24389.0
-    f = np.where(xyz > eps, np.cbrt(xyz), (24389.0 / 27.0 * xyz + 16.0) / 116.0)
-    L = 116.0 * f[..., 1] - 16.0
-    a = 500.0 * (f[..., 0] - f[..., 1])
-    b = 200.0 * (f[..., 1] - f[..., 2])
-    return np.stack([L, a, b], axis=-1).astype(np.float32)
+    kappa = 24389.0 / 27.0
+    for i in range(rgb.shape[0]):
+        r, g, b = lut[rgb[i, 0]], lut[rgb[i, 1]], lut[rgb[i, 2]]
+        x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047
+        y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b
+        z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883
+        fx = np.cbrt(x) if x > eps else (kappa * x + 16.0) / 116.0
+        fy = np.cbrt(y) if y > eps else (kappa * y + 16.0) / 116.0
+        fz = np.cbrt(z) if z > eps else (kappa * z + 16.0) / 116.0
+        out[i, 0] = 116.0 * fy - 16.0
+        out[i, 1] = 500.0 * (fx - fy)
+        out[i, 2] = 200.0 * (fy - fz)
+    return out
 
 
 def texture_energy(lab: np.ndarray, window: int = 5) -> np.ndarray:
