@@ -68,7 +68,7 @@ def test_label_config_from_yaml_with_nested_keys(tmp_path):
                 "method": "independent",
                 "lift": {"min_votes": 4, "merge_iou": 0.4, "visibility": {"depth_rel_tol": 0.03}},
                 "samples": {"voxel_size": 0.05, "stage3_min_seen": 0},
-                "consistency": {"keyframe_interval": 5},
+                "consistency": {"keyframe_interval": 7},
             }
         )
     )
@@ -80,4 +80,4 @@ def test_label_config_from_yaml_with_nested_keys(tmp_path):
     assert cfg.lift.visibility.depth_rel_tol == 0.03
     assert cfg.lift.visibility.depth_abs_tol == VisibilityConfig().depth_abs_tol
     assert (cfg.samples.voxel_size, cfg.samples.stage3_min_seen) == (0.05, 0)
-    assert cfg.consistency.keyframe_interval == 5
+    assert cfg.consistency.keyframe_interval == 7
