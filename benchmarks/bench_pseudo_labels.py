@@ -37,7 +37,7 @@ from tracklift.evaluation import APAccumulator  # noqa: E402
 from tracklift.labeling import LabelConfig, label_scene  # noqa: E402
 from tracklift.lifting import LiftConfig, VisibilityConfig, lift_independent, lift_tracked  # noqa: E402
 from tracklift.tracking.consistent import ConsistencyConfig  # noqa: E402
-from tracklift.tracking.geometric import GeometricTracker  # noqa: E402
+from tracklift.tracking.geometric import GeometricConfig, GeometricTracker  # noqa: E402
 from tracklift.tracking.weightless import WeightlessMaskGenerator  # noqa: E402
 
 HELD_OUT_SEED = 5000
@@ -79,7 +79,10 @@ def make_scene(seed: int, args):
     path = None
     if args.cache:
         Path(args.cache).mkdir(parents=True, exist_ok=True)
-        path = Path(args.cache) / f"{args.scans}_{seed}_{scfg.style_seed}_{args.width}x{args.height}_{args.frames}.pkl"
+        path = (
+            Path(args.cache)
+            / f"{args.scans}_{seed}_{scfg.style_seed}_{args.width}x{args.height}_{args.frames}.pkl"
+        )
         if path.exists():
             return pickle.loads(path.read_bytes())
     data = generate_scene(seed, scfg)
@@ -122,7 +125,8 @@ def run(args) -> dict:
                 cfg.consistency.keyframe_interval = args.keyframe_interval
                 cfg.consistency.learn_between_keyframes = args.learn_between_keyframes
                 t0 = time.perf_counter()
-                res = label_scene(scene, cfg, generator, GeometricTracker() if method == "tracked" else None)
+                tracker = GeometricTracker(GeometricConfig(stride=args.stride))
+                res = label_scene(scene, cfg, generator, tracker if method == "tracked" else None)
                 dt = time.perf_counter() - t0
                 labels = res.labels
                 accs[(prior_name, method)].add(
@@ -171,6 +175,7 @@ def main():
         default=ConsistencyConfig().learn_between_keyframes,
         help="predictions between keyframes extend the tracks' 3D memory",
     )
+    ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
@@ -209,6 +214,7 @@ def main():
         else "classic single style",
         "keyframe_interval": args.keyframe_interval,
         "learn_between_keyframes": args.learn_between_keyframes,
+        "tracker_stride": args.stride,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",

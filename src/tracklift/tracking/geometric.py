@@ -67,6 +67,9 @@ class GeometricConfig:
             following frames. A track that grew over an unknown neighbour then keeps it: the caller cuts
             such drift when a fresh mask says otherwise (see :mod:`tracklift.tracking.consistent`).
         normal_radius: smoothing half-width of the per-pixel normals, pixels.
+        stride: track on every ``stride``-th pixel row and column (a ``stride``² times smaller image, with
+            the intrinsics scaled to match); predictions are filled back to full size by nearest pixel and
+            given masks always win at full size. Radii and pixel counts above stay in full-size pixels.
         cache_frames: frames whose derived arrays (points, normals, Lab, voxel keys) stay in memory.
     """
 
@@ -84,11 +87,16 @@ class GeometricConfig:
         default=True, metadata={"help": "write grown pixels into free voxels of the memory"}
     )
     normal_radius: int = field(default=2, metadata={"help": "normal smoothing half-width, pixels"})
+    stride: int = field(
+        default=1, metadata={"help": "track on every stride-th pixel row and column (id maps stay full size)"}
+    )
     cache_frames: int = field(default=6, metadata={"help": "frames of derived arrays kept in memory"})
 
     def __post_init__(self):
         if self.voxel <= 0:
             raise ConfigError("GeometricConfig: voxel must be > 0")
+        if self.stride < 1:
+            raise ConfigError("GeometricConfig: stride must be >= 1")
         if self.fill_radius < 0 or self.close_radius < 0 or self.min_visible_pixels < 1:
             raise ConfigError("GeometricConfig: radii must be >= 0 and min_visible_pixels >= 1")
 
@@ -183,7 +191,8 @@ class GeometricTracker:
         """
         self._check_open(state)
         fd = self._frame_data(state, pos)
-        h, w = fd.depth.shape
+        h, w = state.intrinsics.height, state.intrinsics.width
+        st = self.cfg.stride
         for obj_id, mask in masks.items():
             if np.shape(mask) != (h, w):
                 raise DataError(
@@ -194,10 +203,10 @@ class GeometricTracker:
         state.seeds.setdefault(pos, {}).update(given)
         if not given:
             return
-        slot_img = np.zeros(h * w, np.int32)
+        slot_img = np.zeros(fd.depth.size, np.int32)
         slots = np.array([state.slot(k) for k in given], np.int32)
         for s, m in zip(slots, given.values()):
-            slot_img[m.ravel()] = s
+            slot_img[m[::st, ::st].ravel()] = s
         # release: voxels of the given objects seen here at a pixel outside their mask
         held = np.zeros(len(state.ids) + 1, bool)
         held[slots] = True
@@ -269,8 +278,9 @@ class GeometricTracker:
     ) -> np.ndarray:
         """(H, W) int32 slot map of frame ``pos``."""
         cfg = self.cfg
+        st = cfg.stride
         fd = self._frame_data(state, pos)
-        h, w = fd.depth.shape
+        h, w = fd.depth.shape  # working size (full size / stride)
         cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
         owner, ok, seen = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
         # growth may enter a pixel whose voxel is the object's own or was never seen; surface already
@@ -286,7 +296,7 @@ class GeometricTracker:
         seeds = _disjoint(state.seeds.get(pos, {}))
         seeded = np.zeros(h * w, bool)
         for m in seeds.values():
-            seeded |= m.ravel()
+            seeded |= m[::st, ::st].ravel()
         label[seeded] = -1
         label = label.reshape(h, w)
         step = grow_labels(
@@ -295,7 +305,7 @@ class GeometricTracker:
             fd.depth,
             fd.lab,
             fd.normals,
-            cfg.fill_radius,
+            max(1, round(cfg.fill_radius / st)) if cfg.fill_radius else 0,
             cfg.grow_depth_rel,
             cfg.grow_color,
             float(np.cos(np.deg2rad(cfg.grow_normal_deg))),
@@ -308,13 +318,16 @@ class GeometricTracker:
             state.memory.observe(fd.keys[0])
         else:
             state.memory.observe(fd.keys[0, label.ravel()[fd.pix] == 0])
-        drop_islands(label, cfg.min_island_pixels)
-        close_gaps(label, cfg.close_radius, 5)
+        drop_islands(label, max(1, cfg.min_island_pixels // (st * st)))
+        close_gaps(label, -(-cfg.close_radius // st), 5)
         label[label < 0] = 0
-        counts = np.bincount(label.ravel(), minlength=len(state.ids) + 1)
+        counts = np.bincount(label.ravel(), minlength=len(state.ids) + 1) * (st * st)
         absent = counts < cfg.min_visible_pixels
         absent[0] = False
         label[absent[label]] = 0
+        if st > 1:  # back to full size, nearest pixel
+            full = state.intrinsics
+            label = np.repeat(np.repeat(label, st, axis=0), st, axis=1)[: full.height, : full.width]
         for obj_id, m in seeds.items():
             label[m] = state.slot(obj_id)
         return label
@@ -346,14 +359,15 @@ class GeometricTracker:
             state.cache.move_to_end(pos)
             return state.cache[pos]
         f = self._check_frame(state, pos)
-        depth = np.asarray(f.depth, dtype=np.float32)
+        st = self.cfg.stride
+        depth = np.ascontiguousarray(f.depth[::st, ::st], dtype=np.float32)
         valid = depth > 0
-        cam = backproject_depth(depth, state.intrinsics)
+        cam = backproject_depth(depth, _strided(state.intrinsics, st))
         normals_cam = normals_from_points(cam, valid, self.cfg.normal_radius)
         pose = np.asarray(f.pose, dtype=np.float64)
         pix = np.flatnonzero(valid.ravel())
         normals, keys = _world_normals_and_keys(cam, normals_cam, pix, pose, self.cfg.voxel, KEY_AXIS_BITS)
-        lab = rgb_to_lab(f.color)
+        lab = rgb_to_lab(f.color[::st, ::st])
         fd = _FrameData(depth, lab, normals, pix, lab.reshape(-1, 3)[pix], normals.reshape(-1, 3)[pix], keys)
         state.cache[pos] = fd
         while len(state.cache) > max(1, self.cfg.cache_frames):
@@ -395,6 +409,21 @@ def _world_normals_and_keys(
             qz = min(max(int(np.floor((pz + s * nz) / voxel)) + bias, 0), top)
             keys[j, i] = (qx << (2 * bits)) | (qy << bits) | qz
     return normals, keys
+
+
+def _strided(intr: Intrinsics, stride: int) -> Intrinsics:
+    """Intrinsics of the image made of every ``stride``-th pixel row and column (pixel ``i`` of it is
+    pixel ``stride * i`` of the full image)."""
+    if stride == 1:
+        return intr
+    return Intrinsics(
+        intr.fx / stride,
+        intr.fy / stride,
+        intr.cx / stride,
+        intr.cy / stride,
+        -(-intr.width // stride),
+        -(-intr.height // stride),
+    )
 
 
 def _disjoint(masks: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
