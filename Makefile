@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) Makefile
 	  else echo "MinkowskiEngine needs libopenblas-dev: sudo apt-get install -y libopenblas-dev"; exit 1; fi; \
 	fi
 	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=2 $(PIP) install --quiet -c $(CONSTRAINTS) --no-build-isolation MinkowskiEngine
-	# spconv's CPU wheel (forward only on CPU); CUDA 12 machines install spconv-cu120 instead (same module)
+	# spconv's CPU wheel (forward only on CPU); CUDA 12 machines install spconv-cu126 instead (same module)
 	$(PIP) install --quiet -c $(CONSTRAINTS) spconv
 	touch $(STAMP)
 
