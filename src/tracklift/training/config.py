@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracklift.config import from_dict
+from tracklift.errors import ConfigError
 from tracklift.models import ModelConfig
 from tracklift.training.augment import AugmentConfig
 
@@ -109,10 +110,22 @@ class ModelOverrides:
         default=None, metadata={"help": "sparse-conv backend: torch | minkowski (spconv: no CPU training)"}
     )
     use_xyz: bool | None = field(default=None, metadata={"help": "scene-centred xyz as input features"})
+    decoder_level: str | None = field(
+        default=None, metadata={"help": "superpoint | point decoding (models that offer both)"}
+    )
 
     def apply(self, cfg: ModelConfig) -> ModelConfig:
-        """``cfg`` with the fields that are set here replaced."""
+        """``cfg`` with the fields that are set here replaced.
+
+        Raises:
+            ConfigError: a field is set that this model config does not have (e.g. ``decoder_level`` on a
+                point-only model).
+        """
         changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"model_overrides: the model config has no field(s) {', '.join(unknown)}")
         return dataclasses.replace(cfg, **changes)
 
 
