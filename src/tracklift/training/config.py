@@ -139,6 +139,8 @@ class TrainConfig(StageSettings):
         model: :meth:`ModelConfig.preset` name (``tiny``, ``small``, ``base``).
         model_overrides: preset fields to replace (a :class:`ModelOverrides`, or a mapping of its fields).
         epochs: epochs of stages 1, 2, 3 (Segment3D trains 20 + 50 epochs on GPU; 4 each is CPU-sized).
+        stage_lrs: the (start) learning rate of stages 1, 2, 3 when they should differ (e.g. a lower rate
+            for a stage that fine-tunes the previous one); empty = ``lr`` for every stage.
         device: torch device (``"cpu"``, ``"cuda"``) of the one-process trainer.
         log_every: log the running loss every this many steps.
         self_train: before stage 3, add confident stage-2 predictions on unlabelled points
@@ -161,6 +163,9 @@ class TrainConfig(StageSettings):
         default_factory=ModelOverrides, metadata={"help": "preset fields to replace"}
     )
     epochs: list[int] = field(default_factory=lambda: [4, 4, 4], metadata={"help": "epochs of stages 1,2,3"})
+    stage_lrs: list[float] = field(
+        default_factory=list, metadata={"help": "learning rates of stages 1,2,3 (empty = lr for all)"}
+    )
     device: str = field(default="cpu", metadata={"help": "torch device (one-process runner)"})
     log_every: int = field(default=10, metadata={"help": "log the running loss every N steps (0 = never)"})
     self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
@@ -182,6 +187,9 @@ class TrainConfig(StageSettings):
             raise ValueError(
                 f"epochs takes three numbers, one per stage, each >= 0 (e.g. 4,4,4), got {self.epochs}"
             )
+        self.stage_lrs = [float(v) for v in self.stage_lrs]
+        if self.stage_lrs and (len(self.stage_lrs) != len(STAGES) or min(self.stage_lrs) <= 0):
+            raise ValueError(f"stage_lrs takes three positive numbers or none, got {self.stage_lrs}")
         if self.self_train_mode not in ("fill", "replace"):
             raise ValueError(f"self_train_mode must be fill or replace, got {self.self_train_mode!r}")
         self.stages  # noqa: B018 (runs the per-stage checks now rather than when a stage starts)
@@ -194,7 +202,11 @@ class TrainConfig(StageSettings):
     def stages(self) -> list[StageConfig]:
         """One :class:`StageConfig` per stage, in order: the stage's epochs and the shared settings."""
         shared = dataclasses.asdict(self.settings())
-        return [StageConfig(stage=s, epochs=e, **shared) for s, e in zip(STAGES, self.epochs)]
+        lrs = self.stage_lrs or [self.lr] * len(STAGES)
+        return [
+            StageConfig(stage=s, epochs=e, **{**shared, "lr": lr})
+            for s, e, lr in zip(STAGES, self.epochs, lrs)
+        ]
 
 
 def stage_model_config(cfg: TrainConfig, stage_cfg: StageConfig) -> ModelConfig:
