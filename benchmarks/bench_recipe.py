@@ -61,10 +61,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, str]:
-    """The curriculum with variant ``v``; returns ``{stage name: checkpoint URL}``."""
-    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
-    self_train = v.get("self_train", "off")
+def _configs(labels: str, out: str, args, seed: int, v: dict, stage: int, epochs: int, self_train: str):
     cfg = TrainConfig(
         labels=labels,
         out=out,
@@ -75,20 +72,42 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
         self_train_mode="fill" if self_train == "off" else self_train,
         self_train_threshold=args.self_train_threshold,
     )
+    st = StageConfig(
+        stage=stage,
+        epochs=epochs,
+        lr=args.lr,
+        batch_size=args.batch,
+        max_points=args.max_points,
+        seed=seed,
+        lr_schedule=v.get("lr_schedule", "constant"),
+        warmup=v.get("warmup", 0.0),
+        augment=AugmentConfig(enabled=v.get("augment", False)),
+        handoff=v.get("handoff", "all"),
+    )
+    return cfg, st
+
+
+def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, str]:
+    """Variant ``v`` trained; returns ``{stage name: checkpoint URL}``.
+
+    ``--stage3-only``: stage 3 (full scenes) alone for ``epochs3`` epochs; with self-training, the first
+    half trains on the lifted labels and the second half starts from it with its confident predictions
+    as labels (Segment3D's second phase; equal epoch budget). Otherwise the curriculum 1 → 2 → 3, where
+    self-training uses the stage-2 model as teacher."""
+    self_train = v.get("self_train", "off")
+    if args.stage3_only:
+        if self_train == "off":
+            cfg, st = _configs(labels, out, args, seed, v, 3, args.epochs3, "off")
+            return {"stage3": train_stage(cfg, st, None)}
+        half = args.epochs3 // 2
+        cfg, st = _configs(labels, os.path.join(out, "a"), args, seed, v, 3, half, "off")
+        first = train_stage(cfg, st, None)
+        cfg, st = _configs(labels, os.path.join(out, "b"), args, seed, v, 3, args.epochs3 - half, self_train)
+        return {"stage3": train_stage(cfg, st, first)}
+    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
     urls, previous = {}, None
     for s in (1, 2, 3):
-        st = StageConfig(
-            stage=s,
-            epochs=epochs[s],
-            lr=args.lr,
-            batch_size=args.batch,
-            max_points=args.max_points,
-            seed=seed,
-            lr_schedule=v.get("lr_schedule", "constant"),
-            warmup=v.get("warmup", 0.0),
-            augment=AugmentConfig(enabled=v.get("augment", False)),
-            handoff=v.get("handoff", "all"),
-        )
+        cfg, st = _configs(labels, out, args, seed, v, s, epochs[s], self_train)
         previous = train_stage(cfg, st, previous)
         urls[f"stage{s}"] = previous
     return urls
@@ -154,6 +173,7 @@ def run(args) -> dict:
                 "batch",
                 "max_points",
                 "self_train_threshold",
+                "stage3_only",
             )
         },
     }
@@ -194,6 +214,7 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--max-points", type=int, default=12_000)
     ap.add_argument("--self-train-threshold", type=float, default=0.6)
+    ap.add_argument("--stage3-only", action="store_true", help="train stage 3 alone (see train_variant)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "recipe.json"))
     args = ap.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
