@@ -31,8 +31,9 @@ note in the meta).
 
 Writes benchmarks/results/curriculum.json: ``{prior: {row: {AP, AP50, AP25 (means), AP_std, AP50_std,
 AP25_std, per_seed: [{seed, AP, AP50, AP25}], all_vertices: {...}}}, "meta": {...}}``. The recipe
-defaults (augmentations, cosine schedule, self-training) were chosen on training-side seeds with
-bench_recipe.py (docs/recipe.md); nothing here was tuned on the held-out seeds.
+defaults (augmentations on, cosine schedule with 10 % warm-up, self-training off) were chosen on
+training-side seeds with bench_recipe.py (docs/recipe.md); nothing here was tuned on the held-out seeds.
+The issue asks for >= 40 training scenes (``--train-scenes 40``); the default 8 keeps a run affordable.
 """
 
 from __future__ import annotations
@@ -402,9 +403,11 @@ def parse_args(argv=None):
     ap.add_argument("--epochs3", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--lr-schedule", choices=("constant", "cosine", "onecycle"), default="constant")
-    ap.add_argument("--warmup", type=float, default=0.0)
-    ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    # recipe defaults chosen with bench_recipe.py on training-side seeds (docs/recipe.md): augmentations and
+    # a cosine schedule with 10 % warm-up; self-training (fill) lowered validation AP50 there, so it is off
+    ap.add_argument("--lr-schedule", choices=("constant", "cosine", "onecycle"), default="cosine")
+    ap.add_argument("--warmup", type=float, default=0.1)
+    ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--handoff", choices=("all", "backbone"), default="all")
     ap.add_argument("--self-train", choices=("off", "fill", "replace"), default="off")
     ap.add_argument("--self-train-threshold", type=float, default=0.6)
