@@ -9,6 +9,7 @@ import pytest
 
 from tracklift.cli import TrainCommandConfig, build_parser
 from tracklift.config import from_args
+from tracklift.errors import ConfigError
 from tracklift.models import ModelConfig
 from tracklift.training import ModelOverrides, RayTrainOptions, StageConfig, StageSettings, TrainConfig
 from tracklift.training.config import stage_model_config
@@ -26,6 +27,34 @@ def test_stages_take_their_epochs_and_the_shared_settings():
         TrainConfig(max_points=1)
     with pytest.raises(ValueError, match="must be 1, 2 or 3"):
         StageConfig(stage=4, epochs=1)
+
+
+def test_stage_lrs_and_the_recipe_sections_reach_every_stage():
+    cfg = TrainConfig(
+        stage_lrs=[1e-3, 5e-4, 2e-4],
+        lr_schedule="cosine",
+        warmup=0.1,
+        handoff="backbone",
+        augment={"enabled": True, "crop": True},
+    )
+    assert [s.lr for s in cfg.stages] == [1e-3, 5e-4, 2e-4]
+    assert all(s.lr_schedule == "cosine" and s.warmup == 0.1 and s.handoff == "backbone" for s in cfg.stages)
+    assert all(s.augment.enabled and s.augment.crop for s in cfg.stages)
+    assert [s.lr for s in TrainConfig(lr=3e-4).stages] == [3e-4] * 3
+    with pytest.raises(ValueError, match="stage_lrs"):
+        TrainConfig(stage_lrs=[1e-3])
+    with pytest.raises(ValueError, match="self_train_mode"):
+        TrainConfig(self_train_mode="merge")
+
+
+def test_decoder_level_override_needs_a_model_that_has_it():
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    cfg = TrainConfig(model="tiny", model_overrides={"decoder_level": "point"})
+    if "decoder_level" in fields:
+        assert stage_model_config(cfg, cfg.stages[0]).decoder_level == "point"
+    else:
+        with pytest.raises(ConfigError, match="decoder_level"):
+            stage_model_config(cfg, cfg.stages[0])
 
 
 def test_model_overrides_replace_only_what_they_set():
@@ -68,4 +97,4 @@ def test_every_field_is_a_flag():
     flags = {opt for action in sub._actions for opt in action.option_strings}
     wanted = _leaves(TrainConfig, "train.") + _leaves(RayTrainOptions, "ray.") + ["stage", "runner"]
     missing = [w for w in wanted if "--" + w.replace("_", "-") not in flags]
-    assert not missing and len(wanted) == 30
+    assert not missing and len(wanted) == 54

@@ -11,6 +11,7 @@ from tracklift.lifting import Sample, write_samples
 from tracklift.models import load_checkpoint, read_checkpoint
 from tracklift.structures import Instances
 from tracklift.training import StageConfig, add_pseudo_instances, train_curriculum
+from tracklift.training.self_training import replace_with_predictions
 
 torch.set_num_threads(1)
 
@@ -57,3 +58,21 @@ def test_self_training_stage_uses_the_stage_2_teacher(tmp_path):
     _, expected = add_pseudo_instances(teacher, [unlabelled], 0.0, 150, cfg.self_train_unlabelled)
     assert expected > 0 and history[0]["pseudo_instances"] == expected
     assert np.isfinite(history[0]["loss"])
+
+
+def test_replace_mode_makes_confident_predictions_the_labels():
+    ids = np.array([1, 1, 1, 0, 0, 0, -1, -1])
+    s = Sample(np.random.default_rng(0).random((8, 3)), np.zeros((8, 3)), ids, "a", 3)
+    masks = [  # over the 6 scanned points (the model never sees the points outside the scan)
+        [0, 0, 0, 1, 1, 0],
+        [1, 1, 1, 1, 0, 0],  # overlaps the best one on point 3: that point stays with the best
+        [0, 0, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0],  # empty: no id
+        [1, 1, 0, 0, 0, 0],  # below the threshold
+    ]
+    model = FixedPredictor(masks, [0.9, 0.8, 0.7, 0.65, 0.5])
+    (out,), kept = replace_with_predictions(model, [s], threshold=0.6, max_pseudo=150)
+    assert kept == 3
+    assert out.instance.tolist() == [2, 2, 2, 1, 1, 3, -1, -1]
+    (capped,), kept = replace_with_predictions(model, [s], threshold=0.6, max_pseudo=1)
+    assert kept == 1 and capped.instance.tolist() == [0, 0, 0, 1, 1, 0, -1, -1]

@@ -49,3 +49,25 @@ def test_a_checkpoint_is_read_once_per_load(tmp_path, monkeypatch):
     reads.clear()
     init_from(Segmenter.from_config(ModelConfig.preset("tiny")), url)
     assert reads == [url]
+
+
+def test_backbone_handoff_keeps_a_fresh_decoder(tmp_path):
+    torch.manual_seed(0)
+    old = Segmenter.from_config(ModelConfig.preset("tiny"))
+    url = str(tmp_path / "old.pt")
+    save_checkpoint(old, url)
+    cfg = ModelConfig.preset("tiny")
+    torch.manual_seed(1)
+    new = Segmenter.from_config(
+        dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, num_queries=7))
+    )
+    fresh = {k: v.clone() for k, v in new.state_dict().items()}
+    init_from(new, url, handoff="backbone")
+    for name, value in new.state_dict().items():
+        if name.startswith("decoder."):
+            assert torch.equal(value, fresh[name]), name
+        else:
+            assert torch.equal(value, old.state_dict()[name]), name
+    wider = Segmenter.from_config(ModelConfig.preset("small"))
+    with pytest.raises(DataError, match="another backbone"):
+        init_from(wider, url, handoff="backbone")

@@ -26,6 +26,7 @@ from tracklift.lifting.smooth import smooth_labels
 from tracklift.lifting.vote import PseudoLabels, VoteAccumulator
 
 MAX_TRACKED_ID = (1 << 32) - 1
+VOTE_UNITS = ("vertex", "superpoint")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class LiftConfig:
             of an instance when computing overlaps.
         min_overlap_vertices: independent lifting: smallest segment/instance intersection that can merge.
         frame_step: use every ``frame_step``-th frame that has a map.
+        vote_unit: ``vertex`` resolves each vertex's votes on its own; ``superpoint`` pools the votes of
+            each superpoint (``Scene.superpoints``: the scan's segments file, or computed by the
+            segmentator) and gives all its vertices the winner (Open3DIS / SAI3D practice; see
+            :meth:`~tracklift.lifting.vote.VoteAccumulator.resolve_groups`).
     """
 
     visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
@@ -61,6 +66,13 @@ class LiftConfig:
     member_ratio: float = 0.5
     min_overlap_vertices: int = 10
     frame_step: int = 1
+    vote_unit: str = "vertex"
+
+    def __post_init__(self):
+        if self.vote_unit not in VOTE_UNITS:
+            raise ValueError(
+                f"LiftConfig.vote_unit must be one of {', '.join(VOTE_UNITS)}, got {self.vote_unit!r}"
+            )
 
 
 @dataclass
@@ -81,7 +93,10 @@ def _every(id_maps: IdMaps, scene: Scene, step: int):
 
 
 def _finish(scene: Scene, acc: VoteAccumulator, cfg: LiftConfig) -> PseudoLabels:
-    labels = acc.resolve(cfg.min_votes, cfg.min_ratio)
+    if cfg.vote_unit == "superpoint":
+        labels = acc.resolve_groups(scene.superpoints, cfg.min_votes, cfg.min_ratio)
+    else:
+        labels = acc.resolve(cfg.min_votes, cfg.min_ratio)
     faces = scene.mesh.faces
     if cfg.smooth and faces is not None and len(faces):
         labels = smooth_labels(

@@ -8,6 +8,12 @@ kept sparse as sorted ``vertex << 32 | id`` keys with counts, so memory grows wi
 Resolution: a vertex's winner is its most-voted id (ties: the smallest id). It is kept when it has at least
 ``min_votes`` votes and ``votes / seen >= min_ratio``; otherwise the vertex is unlabelled (0). Its
 ``confidence`` is that share (also reported for vertices that fail the test, 0 for vertices without votes).
+
+Per-superpoint resolution (:meth:`VoteAccumulator.resolve_groups`, Open3DIS / SAI3D / Any3DIS practice):
+the votes and ``seen`` counts of all vertices of a superpoint are pooled, the superpoint's winner is its
+most-voted id, kept under the same two tests on the pooled counts, and every vertex of the superpoint
+takes it. A superpoint follows object boundaries, so one noisy view cannot split it and its unsure
+vertices inherit their neighbours' label.
 """
 
 from __future__ import annotations
@@ -212,3 +218,32 @@ class VoteAccumulator:
         conf = votes / np.maximum(self.seen, 1)
         ok = (votes >= max(1, min_votes)) & (conf >= min_ratio)
         return PseudoLabels(np.where(ok, ids, 0), conf, votes, self.seen)
+
+    def resolve_groups(self, groups: np.ndarray, min_votes: int = 2, min_ratio: float = 0.5) -> PseudoLabels:
+        """Winners per group of vertices (superpoints), broadcast to the vertices (module docstring).
+
+        Args:
+            groups: (N,) int group id per vertex, in ``[0, G)`` (e.g. ``Scene.superpoints``).
+            min_votes: the group's winner needs at least this many votes (summed over its vertices).
+            min_ratio: ... and at least this share of its vertices' summed ``seen`` counts.
+
+        Returns:
+            :class:`PseudoLabels` whose ``ids``, ``confidence`` and ``votes`` are the group's (the same on
+            every vertex of a group) and whose ``seen`` stays per vertex.
+        """
+        groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+        if groups.shape != (self.n_vertices,):
+            raise ValueError(f"groups has {len(groups)} entries for {self.n_vertices} vertices")
+        if len(groups) and groups.min() < 0:
+            raise ValueError("group ids must be >= 0")
+        self.compact()
+        n_groups = int(groups.max(initial=-1)) + 1
+        g, lab, cnt = group_winners(groups[self._keys >> _SHIFT], self._keys & _LOW, self._counts)
+        g_ids = np.zeros(n_groups, np.int64)
+        g_votes = np.zeros(n_groups, np.int64)
+        g_ids[g], g_votes[g] = lab, cnt
+        g_seen = np.bincount(groups, weights=self.seen, minlength=n_groups)
+        g_conf = g_votes / np.maximum(g_seen, 1)
+        ok = (g_votes >= max(1, min_votes)) & (g_conf >= min_ratio)
+        g_ids = np.where(ok, g_ids, 0)
+        return PseudoLabels(g_ids[groups], g_conf[groups], g_votes[groups], self.seen)

@@ -14,9 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tracklift.config import from_dict
+from tracklift.errors import ConfigError
 from tracklift.models import ModelConfig
+from tracklift.training.augment import AugmentConfig
 
 STAGES = (1, 2, 3)
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
+HANDOFFS = ("all", "backbone")
 
 
 @dataclass
@@ -31,8 +35,19 @@ class StageSettings:
             ones keep their fresh initialisation.
         max_points: a sample with more points is randomly subsampled to this many (a fresh subset every
             epoch) to bound memory and step time; None = never.
-        weight_decay: AdamW weight decay (0.01 is PyTorch's AdamW default).
+        weight_decay: AdamW weight decay (0.01 is PyTorch's AdamW default; SPFormer uses 0.05).
         seed: seeds initialisation, shuffling, subsampling and the model's own random subsets.
+        lr_schedule: learning rate over the stage's optimisation steps: ``constant`` (``lr`` throughout),
+            ``cosine`` (linear warm-up from 0 over the first ``warmup`` share of the steps, then cosine
+            decay to ``lr * final_lr_ratio``) or ``onecycle`` (PyTorch's OneCycleLR shape: warm-up from
+            ``lr / 25`` over the first ``warmup`` share, 0.3 when ``warmup`` is 0, then cosine decay to
+            ``lr / 25e4``). The rate is a function of the step, so a resumed stage continues the schedule.
+        warmup: share of the stage's steps spent warming up (``cosine``, ``onecycle``).
+        final_lr_ratio: ``cosine``: last learning rate as a share of ``lr``.
+        augment: training augmentations (:class:`~tracklift.training.augment.AugmentConfig`, off by
+            default).
+        handoff: what a stage takes from the previous stage's checkpoint: ``all`` weights, or the
+            ``backbone`` only (the query decoder and its queries start fresh).
     """
 
     lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (Segment3D: 2e-4)"})
@@ -43,6 +58,25 @@ class StageSettings:
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "seed of initialisation, shuffling and subsampling"})
+    lr_schedule: str = field(default="constant", metadata={"help": "constant | cosine | onecycle"})
+    warmup: float = field(default=0.0, metadata={"help": "share of a stage's steps spent warming up"})
+    final_lr_ratio: float = field(default=0.01, metadata={"help": "cosine: last lr as a share of lr"})
+    augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentations"})
+    handoff: str = field(
+        default="all", metadata={"help": "from the previous stage take: all | backbone (fresh decoder)"}
+    )
+
+    def __post_init__(self):
+        if isinstance(self.augment, Mapping):
+            self.augment = from_dict(AugmentConfig, dict(self.augment), "augment")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.handoff not in HANDOFFS:
+            raise ValueError(f"handoff must be one of {', '.join(HANDOFFS)}, got {self.handoff!r}")
+        if not (0 <= self.warmup < 1 and 0 <= self.final_lr_ratio <= 1):
+            raise ValueError("need 0 <= warmup < 1 and 0 <= final_lr_ratio <= 1")
 
 
 @dataclass(kw_only=True)
@@ -58,6 +92,7 @@ class StageConfig(StageSettings):
     epochs: int
 
     def __post_init__(self):
+        super().__post_init__()
         if self.stage not in STAGES:
             raise ValueError(f"StageConfig.stage must be 1, 2 or 3, got {self.stage}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
@@ -75,10 +110,22 @@ class ModelOverrides:
         default=None, metadata={"help": "sparse-conv backend: torch | minkowski (spconv: no CPU training)"}
     )
     use_xyz: bool | None = field(default=None, metadata={"help": "scene-centred xyz as input features"})
+    decoder_level: str | None = field(
+        default=None, metadata={"help": "superpoint | point decoding (models that offer both)"}
+    )
 
     def apply(self, cfg: ModelConfig) -> ModelConfig:
-        """``cfg`` with the fields that are set here replaced."""
+        """``cfg`` with the fields that are set here replaced.
+
+        Raises:
+            ConfigError: a field is set that this model config does not have (e.g. ``decoder_level`` on a
+                point-only model).
+        """
         changes = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"model_overrides: the model config has no field(s) {', '.join(unknown)}")
         return dataclasses.replace(cfg, **changes)
 
 
@@ -92,6 +139,8 @@ class TrainConfig(StageSettings):
         model: :meth:`ModelConfig.preset` name (``tiny``, ``small``, ``base``).
         model_overrides: preset fields to replace (a :class:`ModelOverrides`, or a mapping of its fields).
         epochs: epochs of stages 1, 2, 3 (Segment3D trains 20 + 50 epochs on GPU; 4 each is CPU-sized).
+        stage_lrs: the (start) learning rate of stages 1, 2, 3 when they should differ (e.g. a lower rate
+            for a stage that fine-tunes the previous one); empty = ``lr`` for every stage.
         device: torch device (``"cpu"``, ``"cuda"``) of the one-process trainer.
         log_every: log the running loss every this many steps.
         self_train: before stage 3, add confident stage-2 predictions on unlabelled points
@@ -100,6 +149,9 @@ class TrainConfig(StageSettings):
         max_pseudo: at most this many predictions added per scene.
         self_train_unlabelled: a prediction is added only when at least this fraction of its points is
             unlabelled (otherwise it mostly re-describes an existing pseudo-label).
+        self_train_mode: ``fill`` adds confident predictions on unlabelled points only (lifted labels
+            stay); ``replace`` makes the confident predictions the stage-3 labels (Segment3D's
+            self-training: the network's own confident masks replace the lifted ones).
     """
 
     labels: str = field(default="runs/labels", metadata={"help": "labeling output URL (shards/stage{1,2,3})"})
@@ -111,6 +163,9 @@ class TrainConfig(StageSettings):
         default_factory=ModelOverrides, metadata={"help": "preset fields to replace"}
     )
     epochs: list[int] = field(default_factory=lambda: [4, 4, 4], metadata={"help": "epochs of stages 1,2,3"})
+    stage_lrs: list[float] = field(
+        default_factory=list, metadata={"help": "learning rates of stages 1,2,3 (empty = lr for all)"}
+    )
     device: str = field(default="cpu", metadata={"help": "torch device (one-process runner)"})
     log_every: int = field(default=10, metadata={"help": "log the running loss every N steps (0 = never)"})
     self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
@@ -119,8 +174,12 @@ class TrainConfig(StageSettings):
     self_train_unlabelled: float = field(
         default=0.5, metadata={"help": "self-training: minimum unlabelled fraction of a prediction"}
     )
+    self_train_mode: str = field(
+        default="fill", metadata={"help": "self-training: fill (unlabelled points) | replace (Segment3D)"}
+    )
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.model_overrides, Mapping):
             self.model_overrides = from_dict(ModelOverrides, dict(self.model_overrides), "model_overrides")
         self.epochs = [int(e) for e in self.epochs]
@@ -128,6 +187,11 @@ class TrainConfig(StageSettings):
             raise ValueError(
                 f"epochs takes three numbers, one per stage, each >= 0 (e.g. 4,4,4), got {self.epochs}"
             )
+        self.stage_lrs = [float(v) for v in self.stage_lrs]
+        if self.stage_lrs and (len(self.stage_lrs) != len(STAGES) or min(self.stage_lrs) <= 0):
+            raise ValueError(f"stage_lrs takes three positive numbers or none, got {self.stage_lrs}")
+        if self.self_train_mode not in ("fill", "replace"):
+            raise ValueError(f"self_train_mode must be fill or replace, got {self.self_train_mode!r}")
         self.stages  # noqa: B018 (runs the per-stage checks now rather than when a stage starts)
 
     def settings(self) -> StageSettings:
@@ -138,7 +202,11 @@ class TrainConfig(StageSettings):
     def stages(self) -> list[StageConfig]:
         """One :class:`StageConfig` per stage, in order: the stage's epochs and the shared settings."""
         shared = dataclasses.asdict(self.settings())
-        return [StageConfig(stage=s, epochs=e, **shared) for s, e in zip(STAGES, self.epochs)]
+        lrs = self.stage_lrs or [self.lr] * len(STAGES)
+        return [
+            StageConfig(stage=s, epochs=e, **{**shared, "lr": lr})
+            for s, e, lr in zip(STAGES, self.epochs, lrs)
+        ]
 
 
 def stage_model_config(cfg: TrainConfig, stage_cfg: StageConfig) -> ModelConfig:

@@ -8,7 +8,9 @@ torch with ``seed * 100003 + e``, so a resumed run sees the same epochs as an un
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +19,8 @@ import torch
 
 from tracklift.lifting import Sample
 from tracklift.models import PointBatch
-from tracklift.training.config import StageConfig
+from tracklift.training.augment import augment
+from tracklift.training.config import StageConfig, StageSettings
 from tracklift.training.data import subsample
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,38 @@ def epoch_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, epoch] if rank == 0 else [seed, epoch, rank])
 
 
+def learning_rate(settings: StageSettings, step: int, total_steps: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) of a stage of ``total_steps`` steps, by
+    ``settings.lr_schedule`` (see :class:`~tracklift.training.config.StageSettings`)."""
+    lr = settings.lr
+    if settings.lr_schedule == "constant" or total_steps <= 0:
+        return lr
+    if settings.lr_schedule == "onecycle":
+        warm, start, end = settings.warmup or 0.3, lr / 25.0, lr / 25e4
+    else:
+        warm, start, end = settings.warmup, 0.0, lr * settings.final_lr_ratio
+    warm_steps = warm * total_steps
+    if step < warm_steps:
+        return start + (lr - start) * (step + 1) / warm_steps
+    t = min(1.0, (step - warm_steps) / max(total_steps - warm_steps, 1.0))
+    return end + (lr - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def augmented(sample: Sample, stage_cfg: StageSettings, rng: np.random.Generator) -> Sample:
+    """``sample`` with the stage's augmentations applied (itself when they are off); per-point superpoint
+    ids, when the sample carries them, are cropped with the points."""
+    if not stage_cfg.augment.enabled:
+        return sample
+    superpoints = getattr(sample, "superpoints", None)
+    points, colors, labels, superpoints = augment(
+        sample.points, sample.colors, sample.instance, rng, stage_cfg.augment, superpoints
+    )
+    changes = {"points": points, "colors": colors, "instance": labels}
+    if superpoints is not None:
+        changes["superpoints"] = superpoints
+    return dataclasses.replace(sample, **changes)
+
+
 def run_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -43,7 +78,8 @@ def run_epoch(
     batch_size: int | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int]:
-    """One pass over ``samples`` shuffled by :func:`epoch_rng`.
+    """One pass over ``samples`` shuffled by :func:`epoch_rng`, each subsampled, then augmented
+    (``stage_cfg.augment``), at the learning rate of ``stage_cfg.lr_schedule`` (:func:`learning_rate`).
 
     Args:
         model: a :class:`Segmenter`, or one wrapped for data parallelism (its forward returns the loss dict).
@@ -62,10 +98,18 @@ def run_epoch(
     rng = epoch_rng(stage_cfg.seed, epoch, rank)
     order = rng.permutation(len(samples))
     size = batch_size or stage_cfg.batch_size
+    per_epoch = math.ceil(len(order) / size)
     model.train()
     total, steps = 0.0, 0
     for start in range(0, len(order), size):
-        chunk = [subsample(samples[i], stage_cfg.max_points, rng) for i in order[start : start + size]]
+        chunk = [
+            augmented(subsample(samples[i], stage_cfg.max_points, rng), stage_cfg, rng)
+            for i in order[start : start + size]
+        ]
+        if stage_cfg.lr_schedule != "constant":
+            lr = learning_rate(stage_cfg, epoch * per_epoch + steps, stage_cfg.epochs * per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         losses = model(PointBatch.collate(chunk))
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)

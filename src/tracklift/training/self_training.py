@@ -3,11 +3,14 @@
 Before stage 3 the stage-2 model predicts on every stage-3 sample; predictions scoring at least
 ``self_train_threshold`` (0.6), at most ``max_pseudo`` (150) per scene, highest first, whose points are
 mostly unlabelled (instance 0) become new instances on those unlabelled points. Points already carrying a
-lifted pseudo-label keep it.
+lifted pseudo-label keep it (``self_train_mode="fill"``). With ``self_train_mode="replace"`` (Segment3D's
+self-training) the confident predictions become the stage-3 labels on their own: every scanned point gets
+the highest-scoring confident prediction covering it, or 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -57,8 +60,40 @@ def add_pseudo_instances(
             next_id += 1
             n_added += 1
         added += n_added
-        out.append(Sample(s.points, s.colors, ids, s.scene_id, s.stage, s.frames))
+        out.append(dataclasses.replace(s, instance=ids))
     return out, added
+
+
+def replace_with_predictions(
+    model: Segmenter, samples: Sequence[Sample], threshold: float, max_pseudo: int
+) -> tuple[list[Sample], int]:
+    """Segment3D's self-training labels: the confident predictions of ``model`` replace the labels.
+
+    Args:
+        model: the teacher (the previous stage's model).
+        samples: stage-3 samples.
+        threshold: minimum prediction score.
+        max_pseudo: at most this many predictions per sample (highest scores first).
+
+    Returns:
+        ``(new samples, instances kept in total)``; ids 1..K in descending score, a point covered by several
+        predictions takes the highest-scoring one; points outside the scan (-1) stay -1, the rest are 0.
+    """
+    out, kept = [], 0
+    for s in samples:
+        pred = predict_sample(model, s)
+        order = np.argsort(-pred.scores, kind="stable")
+        order = order[pred.scores[order] >= threshold][:max_pseudo]
+        ids = np.where(s.instance < 0, -1, 0).astype(np.int64)
+        next_id = 1
+        for k in order:
+            free = pred.masks[k] & (ids == 0)
+            if free.any():
+                ids[free] = next_id
+                next_id += 1
+        kept += next_id - 1
+        out.append(dataclasses.replace(s, instance=ids))
+    return out, kept
 
 
 def load_teacher(
@@ -72,7 +107,10 @@ def load_teacher(
 
 
 def relabel(cfg: TrainConfig, teacher: Segmenter, samples: Sequence[Sample]) -> tuple[list[Sample], int]:
-    """:func:`add_pseudo_instances` with the thresholds of ``cfg``."""
+    """:func:`add_pseudo_instances` (``self_train_mode="fill"``) or :func:`replace_with_predictions`
+    (``"replace"``) with the thresholds of ``cfg``."""
+    if cfg.self_train_mode == "replace":
+        return replace_with_predictions(teacher, samples, cfg.self_train_threshold, cfg.max_pseudo)
     return add_pseudo_instances(
         teacher, samples, cfg.self_train_threshold, cfg.max_pseudo, cfg.self_train_unlabelled
     )

@@ -44,11 +44,29 @@ def build_stage_model(cfg: TrainConfig, stage_cfg: StageConfig, device: str | to
     return model, optimizer
 
 
-def init_from(model: Segmenter, url: str) -> None:
+def init_from(model: Segmenter, url: str, handoff: str = "all") -> None:
     """Initialise ``model`` from another stage's checkpoint; a different query count is allowed (the
-    first ``min`` queries are copied), any other architecture difference is a :class:`DataError`."""
+    first ``min`` queries are copied), any other architecture difference is a :class:`DataError`.
+
+    Args:
+        model: the freshly initialised model of the stage.
+        url: the previous stage's checkpoint.
+        handoff: ``all`` copies every weight; ``backbone`` copies all but the query decoder's
+            (``decoder.*``), which keeps its fresh initialisation (its query count may then differ freely).
+    """
     ckpt, ccfg = read_checkpoint(url)
     diffs = architecture_differences(ccfg, model.config)
+    if handoff == "backbone":
+        if any(not d.startswith("decoder.") for d in diffs):
+            raise DataError(url, "checkpoint of another backbone (checkpoint vs model): " + "; ".join(diffs))
+        own = model.state_dict()
+        state = {k: (own[k] if k.startswith("decoder.") else v) for k, v in ckpt["state_dict"].items()}
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise DataError(url, f"checkpoint lacks {len(missing)} backbone weights, e.g. {missing[0]}")
+        model.load_state_dict(state)
+        log.info("%s: backbone copied, decoder freshly initialised", url)
+        return
     if not diffs:
         apply_weights(model, url, ckpt, ccfg)
         return
@@ -107,10 +125,10 @@ def restore_progress(
     return StageProgress(int(extra.get("epoch", 0)), list(extra.get("history", [])), extra.get("init"), rest)
 
 
-def initial_progress(model: Segmenter, init_checkpoint: str | None) -> StageProgress:
+def initial_progress(model: Segmenter, init_checkpoint: str | None, handoff: str = "all") -> StageProgress:
     """Start a stage: from ``init_checkpoint`` (the previous stage, see :func:`init_from`) or fresh."""
     if init_checkpoint is not None:
-        init_from(model, init_checkpoint)
+        init_from(model, init_checkpoint, handoff)
         log.info("initialised from %s", init_checkpoint)
     return StageProgress(init=init_checkpoint)
 

@@ -61,7 +61,7 @@ def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str |
             return url
         log.info("stage %d: resuming from %s after epoch %d", n, url, progress.done)
     else:
-        progress = initial_progress(model, init_checkpoint)
+        progress = initial_progress(model, init_checkpoint, stage_cfg.handoff)
 
     samples = load_stage_samples(cfg.labels, n)
     pseudo = 0

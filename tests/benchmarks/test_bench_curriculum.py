@@ -1,0 +1,63 @@
+"""benchmarks/bench_curriculum.py: the curriculum.json layout of issue 13 (mean ± std, per_seed rows)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_curriculum.py"
+
+
+def load_bench():
+    sys.path.insert(0, str(BENCH.parent))  # the bench imports controlled_prior from its own folder
+    spec = importlib.util.spec_from_file_location("bench_curriculum", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_hold_means_stds_and_per_seed_figures():
+    bench = load_bench()
+    per_seed = [
+        {
+            "seed": 0,
+            "AP": 0.1,
+            "AP50": 0.2,
+            "AP25": 0.4,
+            "all_vertices": {"AP": 0.0, "AP50": 0.1, "AP25": 0.2},
+        },
+        {
+            "seed": 1,
+            "AP": 0.3,
+            "AP50": 0.4,
+            "AP25": 0.6,
+            "all_vertices": {"AP": 0.2, "AP50": 0.3, "AP25": 0.4},
+        },
+    ]
+    row = bench.mean_std(per_seed)
+    assert row["AP"] == pytest.approx(0.2) and row["AP_std"] == pytest.approx(0.1)
+    assert row["AP50"] == pytest.approx(0.3) and row["AP50_std"] == pytest.approx(0.1)
+    assert row["AP25"] == pytest.approx(0.5)
+    assert row["per_seed"] == [
+        {"seed": 0, "AP": 0.1, "AP50": 0.2, "AP25": 0.4},
+        {"seed": 1, "AP": 0.3, "AP50": 0.4, "AP25": 0.6},
+    ]
+    assert row["all_vertices"]["AP50"] == pytest.approx(0.2)
+
+
+def test_arguments_and_rows():
+    bench = load_bench()
+    args = bench.parse_args(["--priors", "weightless,controlled-high", "--seeds", "3,4", "--scans", "fused"])
+    assert args.priors == ["weightless", "controlled-high"] and args.seeds == [3, 4] and args.scans == "fused"
+    assert bench.ROWS == (
+        "pseudo_labels",
+        "stage1",
+        "stage2",
+        "stage3",
+        "no_curriculum",
+        "independent_single_stage",
+        "point_decoder",
+    )
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--priors", "sam3"])
