@@ -277,7 +277,7 @@ def train_loop(config: dict[str, Any]) -> None:
     elif config["resume_url"] is not None:
         progress = restore_progress(model, optimizer, config["resume_url"], n)
     else:
-        progress = initial_progress(model, config["init"])
+        progress = initial_progress(model, config["init"], stage_cfg.handoff)
     progress, skip_steps, preempted_file = resume_after_preemption(model, optimizer, progress, cfg.out, n)
     progress.extra["attempt_starts"] = [*progress.extra.get("attempt_starts", []), progress.done]
     progress.extra["world_size"] = world
