@@ -124,6 +124,7 @@ def run(args) -> dict:
                 )
                 cfg.consistency.keyframe_interval = args.keyframe_interval
                 cfg.consistency.learn_between_keyframes = args.learn_between_keyframes
+                cfg.consistency.learned_surface_grows = args.learned_surface_grows
                 t0 = time.perf_counter()
                 tracker = GeometricTracker(GeometricConfig(stride=args.stride))
                 res = label_scene(scene, cfg, generator, tracker if method == "tracked" else None)
@@ -175,6 +176,12 @@ def main():
         default=ConsistencyConfig().learn_between_keyframes,
         help="predictions between keyframes extend the tracks' 3D memory",
     )
+    ap.add_argument(
+        "--learned-surface-grows",
+        action="store_true",
+        default=ConsistencyConfig().learned_surface_grows,
+        help="growth may start from surface learned between keyframes",
+    )
     ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
@@ -215,6 +222,7 @@ def main():
         "keyframe_interval": args.keyframe_interval,
         "learn_between_keyframes": args.learn_between_keyframes,
         "tracker_stride": args.stride,
+        "learned_surface_grows": args.learned_surface_grows,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",

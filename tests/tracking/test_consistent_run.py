@@ -48,7 +48,8 @@ def test_ids_are_stable_across_the_scan(scene):
             on = inst[ids == i]
             purity.append(Counter(on.tolist()).most_common(1)[0][1] / len(on))
     assert np.mean(purity) > 0.9
-    assert tracked.stats["keyframes"] == 6  # frames 0, 3, ..., 15 (the last frame is always one)
+    ki = ConsistencyConfig().keyframe_interval
+    assert tracked.stats["keyframes"] == len(range(0, 15, ki)) + 1  # every ki-th frame and the last one
 
 
 def test_small_objects_next_to_larger_ones_keep_their_own_id(scene):

@@ -107,10 +107,21 @@ class ConsistencyConfig:
         },
     )
     learn_between_keyframes: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "scan-wide trackers: let predictions between keyframes extend an object's 3D memory "
-            "(off: only fresh keyframe masks do, so a track cannot drift between them)"
+            "help": "scan-wide trackers: predictions between keyframes add the surface they grew over to the "
+            "object's 3D memory as learned (growth never starts from learned surface, so an unconfirmed "
+            "track extends at most the growth radius beyond what fresh masks confirmed)"
+        },
+    )
+    learned_surface_grows: bool = field(
+        default=True,
+        metadata={
+            "help": "scan-wide trackers: growth may start from surface learned between keyframes (more of "
+            "an object's new surface is kept; an unconfirmed track can then creep along surface no frame "
+            "showed before, never over surface seen as something else). Off bounds an unconfirmed track to "
+            "the growth radius around what fresh masks confirmed; on was better on training scans "
+            "(AP50 13.3 vs 4.9 weightless, 29.8 vs 25.3 controlled-high)"
         },
     )
     reid_voxel: float = field(
@@ -613,7 +624,13 @@ class GranularityConsistentTracker:
         (inclusive); returns the masks on ``kj``."""
         ids = None
         for i in range(ki + 1, kj + 1):
-            ids = self._drop_small(self.tracker.predict_ids(scan, i, learn=self.cfg.learn_between_keyframes))
+            ids = self.tracker.predict_ids(
+                scan,
+                i,
+                learn=self.cfg.learn_between_keyframes,
+                grow_from_learned=self.cfg.learned_surface_grows,
+            )
+            ids = self._drop_small(ids)
             id_maps[positions[i]] = ids
         last = {int(t): ids == t for t in np.unique(ids) if t} if ids is not None else {}
         for tid in last:
@@ -625,7 +642,13 @@ class GranularityConsistentTracker:
         """Scan-wide tracker: predict the objects born on ``ki`` back to ``ki_prev``, filling only
         unassigned pixels."""
         for i in range(ki - 1, ki_prev - 1, -1):
-            ids = self.tracker.predict_ids(scan, i, only=list(born), learn=self.cfg.learn_between_keyframes)
+            ids = self.tracker.predict_ids(
+                scan,
+                i,
+                only=list(born),
+                learn=self.cfg.learn_between_keyframes,
+                grow_from_learned=self.cfg.learned_surface_grows,
+            )
             ids = self._drop_small(ids)
             target = id_maps[positions[i]]
             fill = (target == 0) & (ids > 0)

@@ -247,13 +247,17 @@ class GeometricTracker:
         pos: int,
         only: Iterable[int] | None = None,
         learn: bool | None = None,
+        grow_from_learned: bool = True,
     ) -> np.ndarray:
         """(H, W) int32 map of object ids on frame ``pos`` (0: none); what :meth:`propagate` yields as
         masks. ``only``: predict just these ids. ``learn``: write grown pixels into the memory (default
         ``cfg.accumulate``; the granularity-consistent tracker turns it off and confirms new surface
-        with fresh keyframe masks instead)."""
+        with fresh keyframe masks instead). ``grow_from_learned``: growth may start from learned surface
+        (False: only from surface given masks confirmed, which bounds how far an unconfirmed track can
+        extend)."""
         self._check_open(state)
-        slots = self._predict(state, pos, only, self.cfg.accumulate if learn is None else learn)
+        learn = self.cfg.accumulate if learn is None else learn
+        slots = self._predict(state, pos, only, learn, grow_from_learned)
         lut = np.array([0, *state.ids], np.int32)
         return lut[slots]
 
@@ -274,7 +278,12 @@ class GeometricTracker:
     # -- prediction ----------------------------------------------------------------------------------
 
     def _predict(
-        self, state: GeometricTrackState, pos: int, only: Iterable[int] | None, learn: bool
+        self,
+        state: GeometricTrackState,
+        pos: int,
+        only: Iterable[int] | None,
+        learn: bool,
+        grow_from_learned: bool = True,
     ) -> np.ndarray:
         """(H, W) int32 slot map of frame ``pos``."""
         cfg = self.cfg
@@ -282,13 +291,18 @@ class GeometricTracker:
         fd = self._frame_data(state, pos)
         h, w = fd.depth.shape  # working size (full size / stride)
         cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
-        owner, ok, seen = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
+        owner, ok, seen, conf = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
         # growth may enter a pixel whose voxel is the object's own or was never seen; surface already
         # seen as nobody's (-1) or as another object's is a known neighbour
         owner_img = np.zeros(h * w, np.int32)
         owner_img[fd.pix] = np.where(owner > 0, owner, np.where(seen, -1, 0))
         label = np.zeros(h * w, np.int32)
         label[fd.pix[ok]] = owner[ok]
+        # without grow_from_learned, growth starts only from voxels a given mask confirmed: surface learned
+        # from earlier predictions is kept but does not grow further, so an unconfirmed track extends at
+        # most fill_radius beyond what its masks showed, however long it goes unconfirmed
+        seedable = np.zeros(h * w, bool)
+        seedable[fd.pix[ok if grow_from_learned else ok & conf]] = True
         if only is not None:
             wanted = np.zeros(len(state.ids) + 1, bool)
             wanted[[state.ids.index(int(i)) + 1 for i in only if int(i) in state.ids]] = True
@@ -301,6 +315,7 @@ class GeometricTracker:
         label = label.reshape(h, w)
         step = grow_labels(
             label,
+            seedable.reshape(h, w),
             owner_img.reshape(h, w),
             fd.depth,
             fd.lab,

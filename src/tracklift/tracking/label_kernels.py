@@ -55,6 +55,7 @@ def _same_surface(
 @jit
 def grow_labels(
     label: np.ndarray,
+    seedable: np.ndarray,
     owner: np.ndarray,
     depth: np.ndarray,
     lab: np.ndarray,
@@ -72,6 +73,7 @@ def grow_labels(
 
     Args:
         label: (H, W) int32, modified in place: 0 free, > 0 object slot, -1 never taken.
+        seedable: (H, W) bool: labelled pixels growth starts from (the others are kept but do not grow).
         owner: (H, W) int32 object slot whose 3D memory holds the pixel's point, 0 none.
         depth: (H, W) float32 metres (0 invalid); lab: (H, W, 3) float32; normals: (H, W, 3) float32.
         steps: growth radius in pixels.
@@ -85,7 +87,7 @@ def grow_labels(
     frontier = np.empty(h * w, np.int64)
     n = 0
     for i in range(h * w):
-        if label.flat[i] > 0:
+        if label.flat[i] > 0 and seedable.flat[i]:
             frontier[n] = i
             n += 1
     nxt = np.empty(h * w, np.int64)

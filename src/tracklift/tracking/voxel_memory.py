@@ -54,7 +54,20 @@ def _find_or_add(keys: np.ndarray, key: int, shift: np.uint64) -> int:
 
 @jit
 def _write(
-    keys, owner, stamp, count, lab_sum, normal_sum, shift, now, new_keys, slots, lab, normals, only_free
+    keys,
+    owner,
+    stamp,
+    count,
+    lab_sum,
+    normal_sum,
+    confirmed,
+    shift,
+    now,
+    new_keys,
+    slots,
+    lab,
+    normals,
+    only_free,
 ) -> int:
     """Write pixels into the table: each pixel's voxel goes to its slot (the last pixel wins); a voxel's
     appearance is reset the first time this call (``now``) writes it, then accumulates. With
@@ -76,6 +89,7 @@ def _write(
                 lab_sum[h, c] = 0.0
                 normal_sum[h, c] = 0.0
         owner[h] = slots[i]
+        confirmed[h] = not only_free
         count[h] += 1
         for c in range(3):
             lab_sum[h, c] += lab[i, c]
@@ -96,9 +110,11 @@ def _lookup(
     normals,
     color_tol,
     cos_tol,
+    confirmed,
     out_owner,
     out_ok,
     out_seen,
+    out_confirmed,
 ) -> None:
     """Per query pixel: the owner of the first of its ``queries[:, i]`` keys held by an object (0: none),
     whether the pixel's colour and normal agree with that voxel's means, and whether its own voxel
@@ -115,8 +131,10 @@ def _lookup(
         if h < 0:
             out_owner[i] = 0
             out_ok[i] = False
+            out_confirmed[i] = False
             continue
         out_owner[i] = owner[h]
+        out_confirmed[i] = confirmed[h]
         ok = True
         if color_tol > 0:
             d2 = 0.0
@@ -179,6 +197,7 @@ class VoxelMemory:
         self.count = np.zeros(cap, np.int32)
         self.lab_sum = np.zeros((cap, 3), np.float32)
         self.normal_sum = np.zeros((cap, 3), np.float32)
+        self.confirmed = np.zeros(cap, np.bool_)
         self._shift = np.uint64(64 - int(np.log2(cap)))
 
     def _reserve(self, extra: int) -> None:
@@ -189,7 +208,7 @@ class VoxelMemory:
         cap = len(self.keys)
         while 2 * need > cap:
             cap *= 2
-        old = (self.keys, self.owner, self.stamp, self.count, self.lab_sum, self.normal_sum)
+        old = (self.keys, self.owner, self.stamp, self.count, self.lab_sum, self.normal_sum, self.confirmed)
         self._alloc(cap)
         live = old[0] != _EMPTY
         slots = _insert_all(self.keys, old[0][live], self._shift)
@@ -198,6 +217,7 @@ class VoxelMemory:
         self.count[slots] = old[3][live]
         self.lab_sum[slots] = old[4][live]
         self.normal_sum[slots] = old[5][live]
+        self.confirmed[slots] = old[6][live]
 
     def __len__(self) -> int:
         """Voxels held by an object."""
@@ -214,7 +234,7 @@ class VoxelMemory:
         """Give voxels to objects: ``keys`` (P,) int64 voxel keys of pixels, ``slots`` (P,) their object
         slots, ``lab`` / ``normals`` (P, 3) float32 their appearance. A voxel written by several pixels
         goes to the last of them and takes the mean of their appearance. ``only_free``: do not take
-        voxels another object holds."""
+        voxels another object holds, and mark the voxels written as learned (not confirmed)."""
         if len(keys) == 0:
             return
         self._reserve(len(keys))
@@ -226,6 +246,7 @@ class VoxelMemory:
             self.count,
             self.lab_sum,
             self.normal_sum,
+            self.confirmed,
             self._shift,
             self._now,
             np.ascontiguousarray(keys, np.int64),
@@ -246,7 +267,7 @@ class VoxelMemory:
 
     def lookup(
         self, queries: np.ndarray, lab: np.ndarray, normals: np.ndarray, color_tol: float, cos_tol: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per pixel: the owner of its voxel and whether it looks like it.
 
         Args:
@@ -257,13 +278,15 @@ class VoxelMemory:
             cos_tol: smallest cosine to the voxel's mean normal (≤ -1: not compared).
 
         Returns:
-            ``(owner, ok, seen)``: (P,) int32 slots (0: no object), (P,) bool colour and normal agree,
-            (P,) bool the pixel's own voxel was observed before (held or not).
+            ``(owner, ok, seen, confirmed)``: (P,) int32 slots (0: no object), (P,) bool colour and
+            normal agree, (P,) bool the pixel's own voxel was observed before (held or not), (P,) bool the
+            holding voxel was written by a given mask (not learned from a prediction).
         """
         p = queries.shape[1]
         owner = np.zeros(p, np.int32)
         ok = np.zeros(p, bool)
         seen = np.zeros(p, bool)
+        conf = np.zeros(p, bool)
         _lookup(
             self.keys,
             self.owner,
@@ -276,11 +299,13 @@ class VoxelMemory:
             np.ascontiguousarray(normals, np.float32),
             float(color_tol),
             float(cos_tol),
+            self.confirmed,
             owner,
             ok,
             seen,
+            conf,
         )
-        return owner, ok, seen
+        return owner, ok, seen, conf
 
     def release(self, queries: np.ndarray, held: np.ndarray, pixel_slot: np.ndarray) -> None:
         """Free the voxels at ``queries`` (P,) whose owner is a slot marked in ``held`` (bool by slot) and
