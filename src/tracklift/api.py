@@ -60,7 +60,11 @@ def load_segmenter(checkpoint: str, device: str = "cpu", backend: str | None = N
 
 
 def takes_superpoints(model: Any) -> bool:
-    """True when ``model.predict`` accepts a ``superpoints=`` argument (superpoint mask decoding)."""
+    """True when the model decodes masks per superpoint (a :class:`~tracklift.models.Segmenter` says so in
+    ``superpoint_level``; another model when its ``predict`` accepts a ``superpoints=`` argument)."""
+    level = getattr(model, "superpoint_level", None)
+    if isinstance(level, bool):
+        return level
     try:
         return "superpoints" in inspect.signature(model.predict).parameters
     except (TypeError, ValueError):

@@ -30,8 +30,8 @@ def labelled_corpus(tmp_path_factory):
     """Two synthetic scans labelled in one process (weightless generator, geometric tracker).
 
     Returns:
-        ``(labels URL, {scene id: per-vertex GT ids})``; shards: stage 1 has 8 single-view samples, stage 2
-        4 five-frame windows, stage 3 the 2 full scenes.
+        ``(labels URL, {scene id: per-vertex GT ids})``; shards: stage 1 has 6 single-view samples
+        (keyframes 0, 5 and 9 of each scan), stage 2 4 five-frame windows, stage 3 the 2 full scenes.
     """
     root = str(tmp_path_factory.mktemp("corpus"))
     labels = str(tmp_path_factory.mktemp("labels"))
