@@ -50,10 +50,11 @@ class RunConfig:
     height: int = field(default=240, metadata={"help": "synthetic image height"})
     frames: int = field(default=40, metadata={"help": "frames per synthetic scan"})
     scans: Literal["classic", "fused"] = field(
-        default="classic",
+        default="fused",
         metadata={
-            "help": "classic: the wandering 40-frame scans with piecewise meshes the figures in the README "
-            "were made on; fused: whole-room captures with TSDF-fused meshes (slower to make)"
+            "help": "fused: scans made as real ones are (TSDF-fused meshes with voted GT, styles), cut to "
+            "--frames; classic: the older wandering scans with piecewise meshes (every part a separate "
+            "mesh piece)"
         },
     )
     preset: str = field(default="all_annotated", metadata={"help": "evaluation preset"})
