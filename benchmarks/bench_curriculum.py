@@ -101,6 +101,15 @@ def synth_config(args, style_seed: int | None = None) -> SynthConfig:
     return SynthConfig(width=args.width, height=args.height, n_frames=args.frames, style_seed=style_seed)
 
 
+def vote_unit(args, prior: str) -> str:
+    """The lifting's vote unit for ``prior``: ``--vote-unit``, or with ``auto`` per superpoint for the
+    weightless prior and per vertex for the controlled ones (what bench_vote_unit.py measured best on
+    training-side seeds, docs/recipe.md)."""
+    if args.vote_unit != "auto":
+        return args.vote_unit
+    return "superpoint" if prior == "weightless" else "vertex"
+
+
 def prepare(work: str, split: str, seed: int, n: int, args, prior: str, style_seed: int | None = None) -> str:
     """Synthesize one corpus (shared by the priors) and label it with ``prior``; returns the labels URL.
 
@@ -114,7 +123,7 @@ def prepare(work: str, split: str, seed: int, n: int, args, prior: str, style_se
         out=labels,
         lift=LiftConfig(
             visibility=VisibilityConfig(depth_abs_tol=args.depth_abs_tol, depth_rel_tol=args.depth_rel_tol),
-            vote_unit=args.vote_unit,
+            vote_unit=vote_unit(args, prior),
         ),
         pictures=False,
         runner="local",
@@ -348,7 +357,7 @@ def run(args) -> dict:
             "size": f"{args.width}x{args.height}",
             "frames": args.frames,
             "labeling": "prior + geometric tracker",
-            "vote_unit": args.vote_unit,
+            "vote_unit": {p: vote_unit(args, p) for p in args.priors},
             "depth_abs_tol": args.depth_abs_tol,
             "depth_rel_tol": args.depth_rel_tol,
             "model": args.model,
@@ -395,7 +404,12 @@ def parse_args(argv=None):
     # synthetic depth is clean; same tolerances as bench_pseudo_labels (chosen on training seeds 10-11)
     ap.add_argument("--depth-abs-tol", type=float, default=0.02)
     ap.add_argument("--depth-rel-tol", type=float, default=0.01)
-    ap.add_argument("--vote-unit", choices=("vertex", "superpoint"), default="vertex")
+    ap.add_argument(
+        "--vote-unit",
+        choices=("vertex", "superpoint", "auto"),
+        default="vertex",
+        help="lifting vote unit; auto: superpoint for weightless, vertex for the controlled priors",
+    )
     ap.add_argument("--model", default="small")
     ap.add_argument("--voxel-size", type=float, default=0.04)
     ap.add_argument("--epochs1", type=int, default=4)

@@ -91,6 +91,14 @@ def make_scene(seed: int, args):
     return data
 
 
+def vote_unit(args, prior: str) -> str:
+    """The lifting's vote unit for ``prior`` (both methods use the same): ``--vote-unit``, or with
+    ``auto`` per superpoint for the weightless prior and per vertex for the controlled ones."""
+    if args.vote_unit != "auto":
+        return args.vote_unit
+    return "superpoint" if prior == "weightless" else "vertex"
+
+
 def run(args) -> dict:
     priors = {"weightless": None, **{k: v for k, v in LEVELS.items()}}
     if args.quick:
@@ -108,6 +116,7 @@ def run(args) -> dict:
         gt_maps = {k: f.instance for k, f in enumerate(data.frames)}
         evaluated = lift_tracked(scene, gt_maps, LiftConfig(visibility=vis)).seen >= 2
         for prior_name, prior_cfg in priors.items():
+            lift = LiftConfig(visibility=vis, vote_unit=vote_unit(args, prior_name))
             if prior_cfg is None:
                 generator = WeightlessMaskGenerator(intrinsics=scene.intrinsics)
             else:
@@ -118,7 +127,7 @@ def run(args) -> dict:
                 cfg = LabelConfig(
                     method=method,
                     independent_step=args.independent_step,
-                    lift=LiftConfig(visibility=vis),
+                    lift=lift,
                     pictures=False,
                     write_shards=False,
                 )
@@ -137,7 +146,7 @@ def run(args) -> dict:
                     maps = res.tracked_maps
                 else:
                     assign: dict = {}
-                    lift_independent(scene, res.single_maps, LiftConfig(visibility=vis), assignments=assign)
+                    lift_independent(scene, res.single_maps, lift, assignments=assign)
                     maps = {}
                     for pos, m in res.single_maps.items():
                         table = assign.get(pos, {})
@@ -182,6 +191,12 @@ def main():
         default=ConsistencyConfig().learned_surface_grows,
         help="growth may start from surface learned between keyframes",
     )
+    ap.add_argument(
+        "--vote-unit",
+        choices=("vertex", "superpoint", "auto"),
+        default="auto",
+        help="lifting vote unit for both methods; auto: superpoint for weightless, vertex for controlled",
+    )
     ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
@@ -222,6 +237,7 @@ def main():
         "keyframe_interval": args.keyframe_interval,
         "learn_between_keyframes": args.learn_between_keyframes,
         "tracker_stride": args.stride,
+        "vote_unit": {p: vote_unit(args, p) for p in results},
         "learned_surface_grows": args.learned_surface_grows,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],

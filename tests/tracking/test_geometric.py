@@ -169,6 +169,43 @@ def test_seeds_win_and_are_made_disjoint():
     assert not (out[0][1] & out[0][2]).any()
 
 
+def test_free_restricts_the_prediction_to_the_free_pixels():
+    """``free`` (the backward pass fills only gaps): nothing outside it is labelled, and inside it the
+    prediction agrees with the unrestricted one."""
+    scene = _scene()
+    seeds = _gt_masks(scene.frames[0])
+    tracker = GeometricTracker(GeometricConfig(accumulate=False))
+    state = tracker.start(scene.frames, scene.intrinsics)
+    tracker.add_masks(state, 0, seeds)
+    full = tracker.predict_ids(state, 3)
+    free = np.zeros(full.shape, bool)
+    free[:, : full.shape[1] // 2] = True
+    part = tracker.predict_ids(state, 3, free=free)
+    tracker.close(state)
+    assert (full[free] > 0).mean() > 0.5  # the free half holds objects to predict
+    assert not part[~free].any()
+    inside = free & (full > 0)
+    assert (part[inside] == full[inside]).mean() > 0.9
+
+
+def test_revisited_frames_stay_cached():
+    """``start(revisit=n)`` keeps the derived arrays of the last ``n`` frames: the consistent tracker's
+    backward pass over a keyframe segment computes no frame twice; the earliest frames go first."""
+    scene = _scene()
+    tracker = GeometricTracker(GeometricConfig(cache_frames=2))
+    state = tracker.start(scene.frames, scene.intrinsics, revisit=4)
+    tracker.add_masks(state, 0, _gt_masks(scene.frames[0]))
+    for pos in range(1, 8):
+        tracker.predict_ids(state, pos)
+    assert sorted(state.cache) == [4, 5, 6, 7]
+    kept = {p: state.cache[p] for p in state.cache}
+    for pos in (6, 5, 4):  # back over the segment: no recomputation
+        tracker.predict_ids(state, pos)
+    assert all(state.cache[p] is kept[p] for p in kept)
+    assert tracker.start(scene.frames, scene.intrinsics).cache_frames == 2
+    tracker.close(state)
+
+
 def test_errors():
     scene = _scene()
     tracker = GeometricTracker()

@@ -334,9 +334,14 @@ def _pcd_ascii(data: bytes, start: int, row: np.dtype, n: int, url: str) -> np.n
 # ------------------------------------------------------------------------------------------- NPY / NPZ
 
 
-def _npy_header(f, source: str, held: int, max_points: int) -> tuple[tuple[int, ...], np.dtype]:
+class TooManyPoints(DataError):
+    """A cloud with more points than the reader accepts."""
+
+
+def check_npy_header(f, source: str, held: int, max_points: int) -> tuple[tuple[int, ...], np.dtype]:
     """Read and check an ``.npy`` header from ``f``: no objects (pickles), a shape whose bytes are exactly
-    the ``held`` bytes after the header, at most ``max_points`` rows. Nothing is allocated before."""
+    the ``held`` bytes after the header, at most ``max_points`` rows (else :class:`TooManyPoints`).
+    Nothing is allocated before. Returns the declared shape and dtype."""
     try:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -357,14 +362,14 @@ def _npy_header(f, source: str, held: int, max_points: int) -> tuple[tuple[int, 
             f"header declares shape {tuple(shape)} ({declared} bytes) but holds {held - header_bytes} bytes",
         )
     if shape and shape[0] > max_points:
-        raise DataError(source, f"{shape[0]} points, the limit is {max_points}")
+        raise TooManyPoints(source, f"{shape[0]} points, the limit is {max_points}")
     return tuple(shape), dtype
 
 
 def decode_npy_cloud(data: bytes, url: str, max_points: int = DEFAULT_MAX_POINTS) -> Mesh:
     """An ``.npy`` file: (N, 3) coordinates or (N, 6) coordinates + colours → :class:`Mesh`."""
     f = io.BytesIO(data)
-    shape, _ = _npy_header(f, url, len(data), max_points)
+    shape, _ = check_npy_header(f, url, len(data), max_points)
     if len(shape) != 2 or shape[1] not in (3, 6):
         raise DataError(url, f"expected an (N, 3) or (N, 6) array (xyz [+ rgb]), got shape {shape}")
     f.seek(0)
@@ -409,7 +414,7 @@ def decode_npz_cloud(data: bytes, url: str, max_points: int = DEFAULT_MAX_POINTS
             raise DataError(source, f"unpacks to {info.file_size} bytes, more than {max_points} points need")
         try:
             with archive.open(info) as f:
-                _npy_header(f, source, info.file_size, max_points)
+                check_npy_header(f, source, info.file_size, max_points)
             with archive.open(info) as f:
                 arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
         except DataError:

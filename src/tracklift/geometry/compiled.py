@@ -11,6 +11,7 @@ about 100x slower, with a warning.
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,40 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps a br
     numba = None
     log.warning("numba is not installed: compiled loops run as plain Python (slow)")
 
-__all__ = ["jit"]
+__all__ = ["jit", "prange"]
+
+if numba is not None:
+    prange = numba.prange
+else:  # pragma: no cover
+    prange = range
 
 
-def jit(fn):
+def _thread_budget() -> None:
+    """Parallel loops use as many threads as the process is meant to: ``NUMBA_NUM_THREADS`` when set,
+    else ``OMP_NUM_THREADS`` (Ray sets it to a worker's CPUs), else every core."""
+    if numba is None or "NUMBA_NUM_THREADS" in os.environ:
+        return
+    try:
+        omp = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        return
+    if omp > 0:
+        numba.set_num_threads(max(1, min(omp, numba.config.NUMBA_NUM_THREADS)))
+
+
+_thread_budget()
+
+
+def jit(fn=None, *, parallel: bool = False):
     """numba-compile ``fn`` (nopython, no GIL), caching the machine code on disk where a cache folder is
-    writable; plain Python when numba is missing."""
+    writable; plain Python when numba is missing. ``parallel=True`` runs its ``prange`` loops on the
+    process's threads (per-pixel kernels whose iterations are independent). Use as ``@jit`` or
+    ``@jit(parallel=True)``."""
+    if fn is None:
+        return lambda f: jit(f, parallel=parallel)
     if numba is None:  # pragma: no cover
         return fn
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, parallel=parallel)(fn)
     except RuntimeError:  # no writable cache location (read-only install and home): compile per process
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, parallel=parallel)(fn)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracklift.geometry.compiled import jit
+from tracklift.geometry.compiled import jit, prange
 
 __all__ = ["face_normals", "normals_from_points", "shifted", "vertex_normals"]
 
@@ -69,14 +69,14 @@ def normals_from_points(
     return _normals_kernel(pts, np.ascontiguousarray(valid, dtype=np.bool_), r, float(continuity))
 
 
-@jit
+@jit(parallel=True)
 def _normals_kernel(pts: np.ndarray, valid: np.ndarray, r: int, continuity: float) -> np.ndarray:
     """The loop of :func:`normals_from_points` (compiled: one pass per step instead of (2r+1)² shifted
-    copies of the image)."""
+    copies of the image; rows in parallel)."""
     h, w = valid.shape
     sm = np.zeros((h, w, 3), np.float64)
     sval = np.zeros((h, w), np.bool_)
-    for y in range(h):
+    for y in prange(h):
         for x in range(w):
             if not valid[y, x]:
                 continue
@@ -100,8 +100,8 @@ def _normals_kernel(pts: np.ndarray, valid: np.ndarray, r: int, continuity: floa
                 sm[y, x, 0], sm[y, x, 1], sm[y, x, 2] = sx / cnt, sy / cnt, sz / cnt
                 sval[y, x] = True
     out = np.zeros((h, w, 3), np.float32)
-    t = np.zeros((2, 3), np.float64)
-    for y in range(h):
+    for y in prange(h):
+        t = np.zeros((2, 3), np.float64)
         for x in range(w):
             if not sval[y, x]:
                 continue

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tracklift.datasets.ply import decode_ply, encode_ply, read_ply_header
+from tracklift.datasets.pointclouds import TooManyPoints, check_npy_header
 from tracklift.datasets.scene import Mesh
 from tracklift.errors import DataError
 from tracklift.structures import Instances
@@ -212,32 +213,19 @@ def _npy_member(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
 
 
 def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, max_rows: int) -> None:
-    """Read one member's ``.npy`` header (a few hundred bytes) and check it before numpy allocates anything:
-    no object dtype (pickles), a shape whose bytes equal what the member really holds, at most ``max_rows``
-    rows (413)."""
-    name = info.filename
+    """Read one member's ``.npy`` header (a few hundred bytes) and check it before numpy allocates anything
+    (:func:`tracklift.datasets.pointclouds.check_npy_header`): 400 for a malformed or pickled array, 413
+    for more than ``max_rows`` rows."""
+    name = f"{info.filename!r}"
     try:
         with archive.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-            header_bytes = f.tell()
+            check_npy_header(f, name, info.file_size, max_rows)
+    except TooManyPoints as e:
+        raise RequestError(source, e.problem, 413) from None
+    except DataError as e:
+        raise RequestError(source, f"{name} {e.problem}") from None
     except _ZIP_ERRORS as e:
-        raise RequestError(source, f"{name!r} is not a readable .npy array ({e})") from None
-    if dtype.hasobject:
-        raise RequestError(source, f"{name!r} holds Python objects: pickled arrays are refused")
-    declared = math.prod(shape) * dtype.itemsize
-    held = info.file_size - header_bytes
-    if declared != held:
-        raise RequestError(
-            source, f"{name!r} header declares shape {tuple(shape)} ({declared} bytes) but holds {held} bytes"
-        )
-    if shape and shape[0] > max_rows:
-        raise RequestError(source, f"{shape[0]} points, the limit is {max_rows}", 413)
+        raise RequestError(source, f"{name} is not a readable .npy array ({e})") from None
 
 
 def decode_npz_cloud(body: bytes, max_points: int) -> Cloud:

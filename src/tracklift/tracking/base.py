@@ -63,8 +63,10 @@ class MaskTracker(Protocol):
         tracker.close(state)
 
     A tracker whose state may span a whole scan (its memory bounded by the scene, not by the frames it
-    has seen) says so with a class attribute ``scan_wide = True`` and adds ``predict_ids(state, pos,
-    only=None) -> (H, W) int32 id map`` and ``forget_before(state, pos)``; the granularity-consistent
+    has seen) says so with a class attribute ``scan_wide = True``, takes ``start(frames, intrinsics,
+    revisit=n)`` (how many recent frames the caller comes back to) and adds ``predict_ids(state, pos,
+    only=None, learn=None, grow_from_learned=True, free=None) -> (H, W) int32 id map`` and
+    ``forget_before(state, pos)``; the granularity-consistent
     tracker then opens one state per scan instead of one window per keyframe segment (the geometric
     tracker does; SAM2's memory bank is windowed).
     """

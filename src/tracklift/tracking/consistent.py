@@ -190,15 +190,24 @@ def _seen_as_other(
     if len(vs) == 0:
         return out
     world = backproject_pixels(vs, us, frame.depth[vs, us].astype(np.float64), intr, frame.pose)
-    u, v, zp = project(world, intr, prev.pose)
-    ok = (zp > 1e-3) & in_image(u, v, intr)
-    d = np.zeros(len(world))
-    d[ok] = prev.depth[v[ok], u[ok]]
-    ok &= (d > 0) & (np.abs(d - zp) < 0.05 + 0.02 * zp)
+    ok, u, v = _seen_on(world, prev, intr, 0.05, 0.02)
     other = np.zeros(len(world), bool)
     other[ok] = prev_map[v[ok], u[ok]] != tid
     out[vs[other], us[other]] = True
     return out
+
+
+def _seen_on(
+    world: np.ndarray, prev: Frame, intr: Intrinsics, abs_tol: float, rel_tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which world points ``prev`` saw: in its image, in front of the camera, depth agreeing within
+    ``abs_tol + rel_tol * z`` metres. Returns ``(ok, u, v)``: (N,) bool and their pixel columns and rows."""
+    u, v, zp = project(world, intr, prev.pose)
+    ok = (zp > 1e-3) & in_image(u, v, intr)
+    d = np.zeros(len(world))
+    d[ok] = prev.depth[v[ok], u[ok]]
+    ok &= (d > 0) & (np.abs(d - zp) < abs_tol + rel_tol * zp)
+    return ok, u, v
 
 
 class _LazyFrames(Sequence):
@@ -244,12 +253,7 @@ def visible_share(
     world = _mask_points(frame, intr, pixels, max_points)
     if len(world) == 0:
         return 1.0  # nothing measurable: do not let it grow a track
-    u, v, zp = project(world, intr, prev.pose)
-    ok = (zp > 1e-3) & in_image(u, v, intr)
-    d = np.zeros(len(world))
-    d[ok] = prev.depth[v[ok], u[ok]]
-    ok &= (d > 0) & (np.abs(d - zp) < abs_tol + rel_tol * zp)
-    return float(ok.mean())
+    return float(_seen_on(world, prev, intr, abs_tol, rel_tol)[0].mean())
 
 
 class GranularityConsistentTracker:
@@ -421,7 +425,10 @@ class GranularityConsistentTracker:
         # a tracker whose state may span the scan (the geometric one) keeps one 3D memory for all of it
         scan = None
         if getattr(self.tracker, "scan_wide", False):
-            scan = self.tracker.start(_LazyFrames(frame, len(positions)), intr)
+            # the backward pass revisits a keyframe segment: both keyframes and the frames between
+            scan = self.tracker.start(
+                _LazyFrames(frame, len(positions)), intr, revisit=max(1, cfg.keyframe_interval) + 1
+            )
         try:
             for n, ki in enumerate(key_idx):
                 kf = frame(ki)
@@ -642,15 +649,16 @@ class GranularityConsistentTracker:
         """Scan-wide tracker: predict the objects born on ``ki`` back to ``ki_prev``, filling only
         unassigned pixels."""
         for i in range(ki - 1, ki_prev - 1, -1):
+            target = id_maps[positions[i]]
             ids = self.tracker.predict_ids(
                 scan,
                 i,
                 only=list(born),
                 learn=self.cfg.learn_between_keyframes,
                 grow_from_learned=self.cfg.learned_surface_grows,
+                free=target == 0,
             )
             ids = self._drop_small(ids)
-            target = id_maps[positions[i]]
             fill = (target == 0) & (ids > 0)
             target[fill] = ids[fill]
 

@@ -23,7 +23,6 @@ predicted on every frame, in either direction, wherever it was given.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ import numpy as np
 from tracklift.datasets.scene import Frame, Intrinsics
 from tracklift.errors import ConfigError, DataError
 from tracklift.geometry.camera import backproject_depth
-from tracklift.geometry.compiled import jit
+from tracklift.geometry.compiled import jit, prange
 from tracklift.geometry.normals import normals_from_points
 from tracklift.geometry.voxels import KEY_AXIS_BITS
 from tracklift.tracking.label_kernels import close_gaps, drop_islands, grow_labels
@@ -70,7 +69,8 @@ class GeometricConfig:
         stride: track on every ``stride``-th pixel row and column (a ``stride``² times smaller image, with
             the intrinsics scaled to match); predictions are filled back to full size by nearest pixel and
             given masks always win at full size. Radii and pixel counts above stay in full-size pixels.
-        cache_frames: frames whose derived arrays (points, normals, Lab, voxel keys) stay in memory.
+        cache_frames: frames whose derived arrays (points, normals, Lab, voxel keys) stay in memory, at
+            least (a caller that revisits frames asks for more with ``start(..., revisit=n)``).
     """
 
     voxel: float = field(default=0.02, metadata={"help": "3D memory cell, metres (membership tolerance)"})
@@ -90,7 +90,7 @@ class GeometricConfig:
     stride: int = field(
         default=1, metadata={"help": "track on every stride-th pixel row and column (id maps stay full size)"}
     )
-    cache_frames: int = field(default=6, metadata={"help": "frames of derived arrays kept in memory"})
+    cache_frames: int = field(default=2, metadata={"help": "least frames of derived arrays kept in memory"})
 
     def __post_init__(self):
         if self.voxel <= 0:
@@ -111,6 +111,18 @@ class _FrameData:
     normals_px: np.ndarray  # (P, 3) their world normals
     keys: np.ndarray  # (3, P) voxel keys of their points: at the point, and ± half a voxel along its normal
 
+    def subset(self, sel: np.ndarray) -> _FrameData:
+        """The same images with only the pixels ``sel`` (indices into ``pix``) as its pixels with depth."""
+        return _FrameData(
+            self.depth,
+            self.lab,
+            self.normals,
+            self.pix[sel],
+            self.lab_px[sel],
+            self.normals_px[sel],
+            self.keys[:, sel],
+        )
+
 
 @dataclass
 class GeometricTrackState:
@@ -130,7 +142,8 @@ class GeometricTrackState:
     ids: list[int] = field(default_factory=list)
     memory: VoxelMemory = field(default_factory=VoxelMemory)
     seeds: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
-    cache: OrderedDict = field(default_factory=OrderedDict)
+    cache: dict = field(default_factory=dict)
+    cache_frames: int = 1
     checked: set = field(default_factory=set)
     closed: bool = False
 
@@ -167,10 +180,14 @@ class GeometricTracker:
 
     # -- MaskTracker ---------------------------------------------------------------------------------
 
-    def start(self, frames: Sequence[Frame], intrinsics: Intrinsics) -> GeometricTrackState:
+    def start(self, frames: Sequence[Frame], intrinsics: Intrinsics, revisit: int = 0) -> GeometricTrackState:
         """Open a window. Raises :class:`DataError` for a frame whose images do not match the intrinsics
-        (frames given as a list or tuple are checked now, others when first used)."""
-        state = GeometricTrackState(frames, intrinsics)
+        (frames given as a list or tuple are checked now, others when first used).
+
+        ``revisit``: how many recent frames the caller comes back to (a keyframe segment and its two
+        ends, for the granularity-consistent tracker's backward pass); their derived arrays stay cached
+        (at least ``cfg.cache_frames``), so none is computed twice."""
+        state = GeometricTrackState(frames, intrinsics, cache_frames=max(1, self.cfg.cache_frames, revisit))
         if isinstance(frames, (list, tuple)):
             for pos in range(len(frames)):
                 self._check_frame(state, pos)
@@ -248,16 +265,19 @@ class GeometricTracker:
         only: Iterable[int] | None = None,
         learn: bool | None = None,
         grow_from_learned: bool = True,
+        free: np.ndarray | None = None,
     ) -> np.ndarray:
         """(H, W) int32 map of object ids on frame ``pos`` (0: none); what :meth:`propagate` yields as
         masks. ``only``: predict just these ids. ``learn``: write grown pixels into the memory (default
         ``cfg.accumulate``; the granularity-consistent tracker turns it off and confirms new surface
         with fresh keyframe masks instead). ``grow_from_learned``: growth may start from learned surface
         (False: only from surface given masks confirmed, which bounds how far an unconfirmed track can
-        extend)."""
+        extend). ``free``: (H, W) bool, the only pixels the prediction may label; the others belong to
+        objects predicted already (growth does not enter them) and their voxels are not looked up, which
+        makes filling the gaps of a predicted frame (the backward pass) cost what the gaps cover."""
         self._check_open(state)
         learn = self.cfg.accumulate if learn is None else learn
-        slots = self._predict(state, pos, only, learn, grow_from_learned)
+        slots = self._predict(state, pos, only, learn, grow_from_learned, free)
         lut = np.array([0, *state.ids], np.int32)
         return lut[slots]
 
@@ -284,17 +304,22 @@ class GeometricTracker:
         only: Iterable[int] | None,
         learn: bool,
         grow_from_learned: bool = True,
+        free: np.ndarray | None = None,
     ) -> np.ndarray:
         """(H, W) int32 slot map of frame ``pos``."""
         cfg = self.cfg
         st = cfg.stride
         fd = self._frame_data(state, pos)
         h, w = fd.depth.shape  # working size (full size / stride)
-        cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
-        owner, ok, seen, conf = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
         # growth may enter a pixel whose voxel is the object's own or was never seen; surface already
         # seen as nobody's (-1) or as another object's is a known neighbour
         owner_img = np.zeros(h * w, np.int32)
+        if free is not None:  # pixels outside ``free`` are taken: neighbours, not looked up
+            free_w = np.ascontiguousarray(free[::st, ::st]).ravel()
+            owner_img[~free_w] = -1
+            fd = fd.subset(np.flatnonzero(free_w[fd.pix]))
+        cos_tol = np.cos(np.deg2rad(cfg.normal_tol_deg)) if cfg.normal_tol_deg < 180 else -2.0
+        owner, ok, seen, conf = state.memory.lookup(fd.keys, fd.lab_px, fd.normals_px, cfg.color_tol, cos_tol)
         owner_img[fd.pix] = np.where(owner > 0, owner, np.where(seen, -1, 0))
         label = np.zeros(h * w, np.int32)
         label[fd.pix[ok]] = owner[ok]
@@ -371,7 +396,6 @@ class GeometricTracker:
 
     def _frame_data(self, state: GeometricTrackState, pos: int) -> _FrameData:
         if pos in state.cache:
-            state.cache.move_to_end(pos)
             return state.cache[pos]
         f = self._check_frame(state, pos)
         st = self.cfg.stride
@@ -385,8 +409,8 @@ class GeometricTracker:
         lab = rgb_to_lab(f.color[::st, ::st])
         fd = _FrameData(depth, lab, normals, pix, lab.reshape(-1, 3)[pix], normals.reshape(-1, 3)[pix], keys)
         state.cache[pos] = fd
-        while len(state.cache) > max(1, self.cfg.cache_frames):
-            state.cache.popitem(last=False)
+        while len(state.cache) > state.cache_frames:  # scans move forward: drop the earliest frame
+            del state.cache[min(state.cache)]
         return fd
 
     @staticmethod
@@ -395,7 +419,7 @@ class GeometricTracker:
             raise RuntimeError("this tracking state was closed")
 
 
-@jit
+@jit(parallel=True)
 def _world_normals_and_keys(
     cam: np.ndarray, normals_cam: np.ndarray, pix: np.ndarray, pose: np.ndarray, voxel: float, bits: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -406,7 +430,7 @@ def _world_normals_and_keys(
     keys = np.empty((3, len(pix)), np.int64)
     bias = 1 << (bits - 1)
     top = (1 << bits) - 1
-    for i in range(len(pix)):
+    for i in prange(len(pix)):
         y, x = pix[i] // w, pix[i] % w
         cx, cy, cz = cam[y, x, 0], cam[y, x, 1], cam[y, x, 2]
         mx, my, mz = normals_cam[y, x, 0], normals_cam[y, x, 1], normals_cam[y, x, 2]

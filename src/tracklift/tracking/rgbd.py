@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from tracklift.errors import DataError
-from tracklift.geometry.compiled import jit
+from tracklift.geometry.compiled import jit, prange
 
 __all__ = ["check_rgbd", "rgb_to_lab", "texture_energy", "without_thin_lines"]
 
@@ -62,13 +62,13 @@ def rgb_to_lab(color: np.ndarray) -> np.ndarray:
     return _lab_kernel(flat, _SRGB_TO_LINEAR).reshape(color.shape)
 
 
-@jit
+@jit(parallel=True)
 def _lab_kernel(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """The per-pixel loop of :func:`rgb_to_lab`: (N, 3) uint8 → (N, 3) float32 (one pass, no temporaries)."""
     out = np.empty(rgb.shape, np.float32)
     eps = 216.0 / 24389.0
     kappa = 24389.0 / 27.0
-    for i in range(rgb.shape[0]):
+    for i in prange(rgb.shape[0]):
         r, g, b = lut[rgb[i, 0]], lut[rgb[i, 1]], lut[rgb[i, 2]]
         x = (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047
         y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b

@@ -25,8 +25,8 @@ def _home(key: int, shift: np.uint64) -> int:
 
 
 @jit
-def _find(keys: np.ndarray, key: int, shift: np.uint64) -> int:
-    """Slot of ``key``, or -1."""
+def _probe(keys: np.ndarray, key: int, shift: np.uint64, add: bool) -> int:
+    """Slot of ``key``; when absent, -1, or (``add``) the empty slot it now occupies."""
     mask = len(keys) - 1
     h = _home(key, shift)
     while True:
@@ -34,22 +34,23 @@ def _find(keys: np.ndarray, key: int, shift: np.uint64) -> int:
         if k == key:
             return h
         if k == _EMPTY:
+            if add:
+                keys[h] = key
+                return h
             return -1
         h = (h + 1) & mask
 
 
 @jit
+def _find(keys: np.ndarray, key: int, shift: np.uint64) -> int:
+    """Slot of ``key``, or -1."""
+    return _probe(keys, key, shift, False)
+
+
+@jit
 def _find_or_add(keys: np.ndarray, key: int, shift: np.uint64) -> int:
-    mask = len(keys) - 1
-    h = _home(key, shift)
-    while True:
-        k = keys[h]
-        if k == key:
-            return h
-        if k == _EMPTY:
-            keys[h] = key
-            return h
-        h = (h + 1) & mask
+    """Slot of ``key``, added (empty) when absent."""
+    return _probe(keys, key, shift, True)
 
 
 @jit
@@ -119,12 +120,20 @@ def _lookup(
     """Per query pixel: the owner of the first of its ``queries[:, i]`` keys held by an object (0: none),
     whether the pixel's colour and normal agree with that voxel's means, and whether its own voxel
     (``queries[0, i]``) was observed before."""
-    n = queries.shape[1]
+    n, k = queries.shape[1], queries.shape[0]
+    # neighbouring pixels mostly share voxels: remember each row's last key and its slot
+    last_key = np.full(k, _EMPTY, np.int64)
+    last_slot = np.full(k, -1, np.int64)
     for i in range(n):
-        out_seen[i] = _find(keys, queries[0, i], shift) >= 0
         h = -1
-        for j in range(queries.shape[0]):
-            s = _find(keys, queries[j, i], shift)
+        for j in range(k):
+            q = queries[j, i]
+            if q != last_key[j]:
+                last_key[j] = q
+                last_slot[j] = _find(keys, q, shift)
+            if j == 0:
+                out_seen[i] = last_slot[0] >= 0
+            s = last_slot[j]
             if s >= 0 and owner[s] > 0:
                 h = s
                 break
@@ -156,9 +165,13 @@ def _lookup(
 def _observe(keys, owner, stamp, shift, new_keys) -> int:
     """Add the voxels ``new_keys`` not in the table as observed, held by nobody. Returns how many."""
     added = 0
+    last = _EMPTY
     for i in range(len(new_keys)):
-        if _find(keys, new_keys[i], shift) < 0:
-            h = _find_or_add(keys, new_keys[i], shift)
+        if new_keys[i] == last:  # neighbouring pixels mostly share voxels
+            continue
+        last = new_keys[i]
+        if _find(keys, last, shift) < 0:
+            h = _find_or_add(keys, last, shift)
             owner[h] = 0
             stamp[h] = -1
             added += 1
