@@ -15,7 +15,10 @@ one eligible frame to the next. Also times the generator at 320×240 and 640×48
 the machine is shared, CPU seconds are the steadier number). Prints tables, writes
 ``benchmarks/results/granularity.json``.
 
-    .venv/bin/python benchmarks/bench_granularity.py [--seeds 0 1 ... 7] [--frames 30]
+    .venv/bin/python benchmarks/bench_granularity.py [--scans fused|classic] [--seeds 0 1 ... 7] [--frames 30]
+
+Scans: ``fused`` (default; whole-room walks kept at ``--frames`` frames, TSDF-fused meshes with voted GT
+parts, appearance seeds 90000 + layout seed) or ``classic`` (short walks, piecewise meshes, one style).
 """
 
 from __future__ import annotations
@@ -78,10 +81,21 @@ def eligible_objects(frame, multi_part: set[int], min_object: int, min_part: int
     return out
 
 
+STYLE_SEED = 90000  # fused scans: appearance seed = STYLE_SEED + layout seed (disjoint from tuning styles)
+
+
+def scan_config(scans: str, seed: int, width: int, height: int, frames: int) -> SynthConfig:
+    """``fused``: whole-room walk (``frames`` kept frames), TSDF-fused mesh, style ``STYLE_SEED + seed``;
+    ``classic``: the older short wandering walk with piecewise meshes and one style."""
+    if scans == "classic":
+        return SynthConfig.classic(width=width, height=height, n_frames=frames)
+    return SynthConfig(width=width, height=height, n_frames=frames, style_seed=STYLE_SEED + seed)
+
+
 def bench_scene(
     seed: int, args, gen_cfg: WeightlessConfig
 ) -> tuple[dict, list[dict], list[float], list[float]]:
-    data = generate_scene(seed, SynthConfig.classic(width=320, height=240, n_frames=args.frames))
+    data = generate_scene(seed, scan_config(args.scans, seed, 320, 240, args.frames))
     gen = WeightlessMaskGenerator(gen_cfg, intrinsics=data.intrinsics)
     # objects made of ≥ 2 GT parts in the mesh
     pairs = np.unique(np.stack([data.gt_instance, data.parts.astype(np.int64)], 1), axis=0)
@@ -127,10 +141,10 @@ def summarise(per_object: dict[int, list[str]]) -> dict:
     return out
 
 
-def time_generator(seeds: list[int], frames: int, width: int, height: int, gen_cfg) -> dict:
+def time_generator(seeds: list[int], frames: int, width: int, height: int, gen_cfg, scans: str) -> dict:
     wall, cpu, n = [], [], []
     for seed in seeds:
-        data = generate_scene(seed, SynthConfig.classic(width=width, height=height, n_frames=frames))
+        data = generate_scene(seed, scan_config(scans, seed, width, height, frames))
         gen = WeightlessMaskGenerator(gen_cfg, intrinsics=data.intrinsics)
         gen.generate(data.frames[0].color, data.frames[0].depth)  # warm-up
         for f in data.frames:
@@ -165,7 +179,8 @@ def pooled(rows: list[dict], policy: str) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
-    ap.add_argument("--frames", type=int, default=30, help="frames per scene (320x240)")
+    ap.add_argument("--scans", choices=("fused", "classic"), default="fused")
+    ap.add_argument("--frames", type=int, default=30, help="kept frames per scene (320x240)")
     ap.add_argument("--whole", type=float, default=0.8, help="share one id must cover for 'whole'")
     ap.add_argument("--piece", type=float, default=0.1, help="share an id must cover to be a piece")
     ap.add_argument("--min-object", type=int, default=500, help="object pixels (with depth) to count")
@@ -194,8 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(" | ".join(f"{r[c]!s:>12}" for c in cols))
 
     timing = [
-        {**time_generator(args.seeds[:2], args.timing_frames, 320, 240, gen_cfg)},
-        {**time_generator(args.seeds[:2], args.timing_frames, 640, 480, gen_cfg)},
+        {**time_generator(args.seeds[:2], args.timing_frames, 320, 240, gen_cfg, args.scans)},
+        {**time_generator(args.seeds[:2], args.timing_frames, 640, 480, gen_cfg, args.scans)},
     ]
     print("\ngenerator time per frame")
     for t in timing:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tracklift.errors import DataError
+from tracklift.geometry.compiled import jit, prange, thread_budget
 from tracklift.geometry.normals import vertex_normals
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def _knn(points: np.ndarray, k: int) -> np.ndarray:
     k = min(int(k), len(points) - 1)
     if k <= 0:
         return np.zeros((len(points), 0), np.int64)
-    _, idx = cKDTree(points).query(points, k=k + 1)
+    _, idx = cKDTree(points).query(points, k=k + 1, workers=thread_budget())
     idx = np.asarray(idx, dtype=np.int64).reshape(len(points), k + 1)
     # Drop self (usually column 0, but duplicate points can swap places): keep k others per row.
     own = idx == np.arange(len(points))[:, None]
@@ -265,13 +266,71 @@ def estimate_normals(points: np.ndarray, k: int = 16, neighbours: np.ndarray | N
     Returns:
         (N, 3) float64 unit normals (sign arbitrary).
     """
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    p = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
     nb = _knn(p, k) if neighbours is None else neighbours
-    hood = np.concatenate([p[:, None], p[nb]], axis=1)  # (N, k + 1, 3)
-    centred = hood - hood.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", centred, centred)
-    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues: column 0 is the normal
-    return vecs[:, :, 0]
+    return _pca_normals(p, np.ascontiguousarray(nb, dtype=np.int64))
+
+
+@jit(parallel=True)
+def _pca_normals(p: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """The loop of :func:`estimate_normals`: per point, the covariance of it and its neighbours and the
+    eigenvector of its smallest eigenvalue, in closed form (trigonometric eigenvalues of a symmetric 3x3
+    matrix; the eigenvector is the largest cross product of two rows of ``C - lambda I``). One pass, no
+    (N, k, 3) temporaries; points in parallel."""
+    n, k = nb.shape
+    out = np.zeros((n, 3))
+    for i in prange(n):
+        mx, my, mz = p[i, 0], p[i, 1], p[i, 2]
+        for j in range(k):
+            q = nb[i, j]
+            mx += p[q, 0]
+            my += p[q, 1]
+            mz += p[q, 2]
+        mx, my, mz = mx / (k + 1), my / (k + 1), mz / (k + 1)
+        dx, dy, dz = p[i, 0] - mx, p[i, 1] - my, p[i, 2] - mz
+        a00, a01, a02, a11, a12, a22 = dx * dx, dx * dy, dx * dz, dy * dy, dy * dz, dz * dz
+        for j in range(k):
+            q = nb[i, j]
+            dx, dy, dz = p[q, 0] - mx, p[q, 1] - my, p[q, 2] - mz
+            a00 += dx * dx
+            a01 += dx * dy
+            a02 += dx * dz
+            a11 += dy * dy
+            a12 += dy * dz
+            a22 += dz * dz
+        off = a01 * a01 + a02 * a02 + a12 * a12
+        tr = (a00 + a11 + a22) / 3.0
+        b00, b11, b22 = a00 - tr, a11 - tr, a22 - tr
+        scale = np.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2.0 * off) / 6.0)
+        if scale <= 1e-300:  # isotropic (or a single point): every direction is as good
+            out[i, 2] = 1.0
+            continue
+        det = b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02)
+        r = min(1.0, max(-1.0, det / (2.0 * scale**3)))
+        lam = tr + 2.0 * scale * np.cos(np.arccos(r) / 3.0 + 2.0 * np.pi / 3.0)  # the smallest eigenvalue
+        r0x, r0y, r0z = a00 - lam, a01, a02
+        r1x, r1y, r1z = a01, a11 - lam, a12
+        r2x, r2y, r2z = a02, a12, a22 - lam
+        best = -1.0
+        for c in range(3):  # the null vector of C - lam I: the longest cross product of two of its rows
+            if c == 0:
+                vx, vy, vz = r0y * r1z - r0z * r1y, r0z * r1x - r0x * r1z, r0x * r1y - r0y * r1x
+            elif c == 1:
+                vx, vy, vz = r0y * r2z - r0z * r2y, r0z * r2x - r0x * r2z, r0x * r2y - r0y * r2x
+            else:
+                vx, vy, vz = r1y * r2z - r1z * r2y, r1z * r2x - r1x * r2z, r1x * r2y - r1y * r2x
+            nn = vx * vx + vy * vy + vz * vz
+            if nn > best:
+                best = nn
+                out[i, 0], out[i, 1], out[i, 2] = vx, vy, vz
+        if best <= 0.0:  # two equal smallest eigenvalues (points on a line): any perpendicular will do
+            out[i, 0], out[i, 1], out[i, 2] = 0.0, 0.0, 1.0
+            continue
+        norm = np.sqrt(best)
+        out[i, 0] /= norm
+        out[i, 1] /= norm
+        out[i, 2] /= norm
+    return out
 
 
 def segment_points(

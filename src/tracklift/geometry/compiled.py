@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps a br
     numba = None
     log.warning("numba is not installed: compiled loops run as plain Python (slow)")
 
-__all__ = ["jit", "prange"]
+__all__ = ["jit", "prange", "thread_budget"]
 
 if numba is not None:
     prange = numba.prange
@@ -29,19 +29,32 @@ else:  # pragma: no cover
     prange = range
 
 
+def _threading_layer() -> None:
+    """OpenMP first for parallel loops (thread-safe, and on Linux present wherever numba's wheel runs),
+    then TBB, then numba's own workqueue; an old TBB found first would only print a warning."""
+    if numba is not None and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def thread_budget() -> int:
+    """Threads this process's parallel loops should use: ``NUMBA_NUM_THREADS`` when set, else
+    ``OMP_NUM_THREADS`` (Ray sets it to a worker's CPUs), else every core."""
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
+        try:
+            n = int(os.environ.get(var, "0"))
+        except ValueError:
+            n = 0
+        if n > 0:
+            return n
+    return os.cpu_count() or 1
+
+
 def _thread_budget() -> None:
-    """Parallel loops use as many threads as the process is meant to: ``NUMBA_NUM_THREADS`` when set,
-    else ``OMP_NUM_THREADS`` (Ray sets it to a worker's CPUs), else every core."""
-    if numba is None or "NUMBA_NUM_THREADS" in os.environ:
-        return
-    try:
-        omp = int(os.environ.get("OMP_NUM_THREADS", "0"))
-    except ValueError:
-        return
-    if omp > 0:
-        numba.set_num_threads(max(1, min(omp, numba.config.NUMBA_NUM_THREADS)))
+    if numba is not None and "NUMBA_NUM_THREADS" not in os.environ:
+        numba.set_num_threads(max(1, min(thread_budget(), numba.config.NUMBA_NUM_THREADS)))
 
 
+_threading_layer()
 _thread_budget()
 
 
