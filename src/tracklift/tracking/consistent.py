@@ -317,6 +317,7 @@ class GranularityConsistentTracker:
             for k in range(len(ids)):
                 idmap[stack[k].ravel()] = k + 1
         new_masks: list[np.ndarray] = []
+        taken: np.ndarray | None = None  # the union of new_masks
         updates: dict[int, np.ndarray] = {}
         unions: set[tuple[int, ...]] = set()
         matched_ids: set[int] = set()
@@ -347,8 +348,9 @@ class GranularityConsistentTracker:
                     base = updates.get(hid, current[hid])
                     updates[hid] = base & ~mask
                     if new_masks:
-                        mask = mask & ~np.any(new_masks, axis=0)
+                        mask = mask & ~taken
                     new_masks.append(mask)
+                    taken = mask if taken is None else taken | mask
                     counts["new"] += 1
                     continue
                 contained = (inter / np.maximum(areas, 1)) >= cfg.union_ratio
@@ -368,12 +370,14 @@ class GranularityConsistentTracker:
                     continue
             free = mask if covered is None else mask & ~covered
             if new_masks:
-                free = free & ~np.any(new_masks, axis=0)
-            if free.sum() / area < cfg.new_ratio or free.sum() < cfg.min_mask_area:
+                free = free & ~taken
+            n_free = int(free.sum())
+            if n_free / area < cfg.new_ratio or n_free < cfg.min_mask_area:
                 counts["overlap"] += 1
                 continue
             counts["new"] += 1
             new_masks.append(free)
+            taken = free if taken is None else taken | free
         return new_masks, updates, {**counts, "unions": unions, "matched_ids": matched_ids}
 
     # -- the whole scan ------------------------------------------------------------------------------
