@@ -14,6 +14,10 @@ the votes and ``seen`` counts of all vertices of a superpoint are pooled, the su
 most-voted id, kept under the same two tests on the pooled counts, and every vertex of the superpoint
 takes it. A superpoint follows object boundaries, so one noisy view cannot split it and its unsure
 vertices inherit their neighbours' label.
+
+Fragment merging (:meth:`VoteAccumulator.merge_fragments`, before either resolution): an id whose votes lie
+almost all inside one superpoint that another id owns is a piece of that surface cut out by texture, and
+its votes go to the owner (``LiftConfig.fragment_share``).
 """
 
 from __future__ import annotations
