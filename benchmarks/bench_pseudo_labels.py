@@ -116,7 +116,9 @@ def run(args) -> dict:
         gt_maps = {k: f.instance for k, f in enumerate(data.frames)}
         evaluated = lift_tracked(scene, gt_maps, LiftConfig(visibility=vis)).seen >= 2
         for prior_name, prior_cfg in priors.items():
-            lift = LiftConfig(visibility=vis, vote_unit=vote_unit(args, prior_name))
+            lift = LiftConfig(
+                visibility=vis, vote_unit=vote_unit(args, prior_name), fragment_share=args.fragment_share
+            )
             if prior_cfg is None:
                 generator = WeightlessMaskGenerator(intrinsics=scene.intrinsics)
             else:
@@ -197,6 +199,13 @@ def main():
         default="auto",
         help="lifting vote unit for both methods; auto: superpoint for weightless, vertex for controlled",
     )
+    ap.add_argument(
+        "--fragment-share",
+        type=float,
+        default=LiftConfig().fragment_share,
+        help="lifting (both methods): merge ids with this share of their votes inside one superpoint another "
+        "id owns into that id; > 1 off",
+    )
     ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
@@ -239,6 +248,7 @@ def main():
         "tracker_stride": args.stride,
         "vote_unit": {p: vote_unit(args, p) for p in results},
         "learned_surface_grows": args.learned_surface_grows,
+        "fragment_share": args.fragment_share,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",

@@ -56,8 +56,9 @@ def test_superpoint_votes_undo_part_level_errors(room):
     _, sp = np.unique(gt * 2 + half, return_inverse=True)
     scene = dataclasses.replace(room, superpoints=sp.astype(np.int64)).as_scene()
     maps = _corrupted_maps(room)
-    vertex = lift_tracked(scene, maps, LiftConfig(vote_unit="vertex"))
-    superpoint = lift_tracked(scene, maps, LiftConfig(vote_unit="superpoint"))
+    # the vote units alone (the fragment merge would also undo this error: 4001 lies inside 3001's surface)
+    vertex = lift_tracked(scene, maps, LiftConfig(vote_unit="vertex", fragment_share=2.0))
+    superpoint = lift_tracked(scene, maps, LiftConfig(vote_unit="superpoint", fragment_share=2.0))
     box = (gt == 3001) & (vertex.seen >= 2)
     assert box.sum() > 50
     acc_v = (vertex.ids[box] == 3001).mean()
@@ -84,3 +85,57 @@ def test_superpoints_are_computed_when_the_scan_has_none(room):
 def test_unknown_vote_unit_is_refused():
     with pytest.raises(ValueError, match="vote_unit"):
         LiftConfig(vote_unit="voxel")
+
+
+def _textured_wall_maps(room, wall: int = 1001, band: float = 1.0):
+    """GT id maps in which the wall is read as vertical stripes ``band`` metres wide, each with its own
+    id (900 + stripe), the same stripe the same id in every frame: what a tracker keeps when the 2D masks
+    follow a wall's texture instead of its geometry."""
+    from tracklift.geometry.camera import backproject_depth
+
+    maps = []
+    for f in room.frames:
+        m = f.instance.astype(np.int64).copy()
+        pts = backproject_depth(f.depth, room.intrinsics) @ f.pose[:3, :3].T + f.pose[:3, 3]
+        on_wall = m == wall
+        m[on_wall] = 900 + np.floor(pts[..., 0][on_wall] / band).astype(np.int64)
+        maps.append(m)
+    return maps
+
+
+def test_fragments_of_one_superpoint_merge_into_one_instance(room):
+    gt = room.gt_instance
+    _, sp = np.unique(gt, return_inverse=True)  # one superpoint per object: the wall is one surface
+    scene = dataclasses.replace(room, superpoints=sp.astype(np.int64)).as_scene()
+    maps = _textured_wall_maps(room)
+    seen = lift_tracked(scene, [f.instance for f in room.frames]).seen >= 2
+    wall = (gt == 1001) & seen
+    assert wall.sum() > 50
+    for unit in ("superpoint", "vertex"):
+        lab = lift_tracked(scene, maps, LiftConfig(vote_unit=unit))
+        # the stripes lie inside the wall's superpoint without owning it: one instance
+        ids, n = np.unique(lab.ids[wall], return_counts=True)
+        assert ids[np.argmax(n)] >= 900 and n.max() >= 0.95 * wall.sum(), unit
+        # objects that own their superpoints keep their ids
+        for g in (3001, 1002, 2001):
+            assert (lab.ids[(gt == g) & seen] == g).mean() > 0.9, (unit, g)
+    # without the merge, the stripes split the wall (vertex votes) or leave it unlabelled (superpoint votes)
+    off = lift_tracked(scene, maps, LiftConfig(vote_unit="vertex", fragment_share=2.0))
+    assert np.unique(off.ids[wall], return_counts=True)[1].max() < 0.5 * wall.sum()
+
+
+def test_merge_fragments_links_only_ids_inside_one_group():
+    acc = VoteAccumulator(8)
+    # group 0 = vertices 0-3 (a surface read as ids 5 and 6), group 1 = vertices 4-5 (id 7 owns it, and
+    # id 7 also reaches into group 2 = vertices 6-7, which id 8 owns: spread over two groups, so neither
+    # 7 nor the owner 8 is a fragment)
+    for _ in range(2):
+        acc.add(np.arange(8), np.array([5, 5, 6, 6, 7, 7, 7, 8]))
+    acc.add(np.array([0, 1, 2, 7]), np.array([5, 5, 5, 8]))
+    groups = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    assert acc.merge_fragments(groups, 0.8) == 1
+    lab = acc.resolve(1, 0.5)
+    assert lab.ids.tolist() == [5, 5, 5, 5, 7, 7, 7, 8]
+    assert lab.votes.tolist() == [3, 3, 3, 2, 2, 2, 2, 3]
+    with pytest.raises(ValueError, match="entries"):
+        acc.merge_fragments(groups[:5], 0.8)

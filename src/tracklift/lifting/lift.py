@@ -52,6 +52,11 @@ class LiftConfig:
             each superpoint (``Scene.superpoints``: the scan's segments file, or computed by the
             segmentator) and gives all its vertices the winner (Open3DIS / SAI3D practice; see
             :meth:`~tracklift.lifting.vote.VoteAccumulator.resolve_groups`).
+        fragment_share: before resolution, an id with at least this share of its votes inside one
+            superpoint that another id owns is a fragment of that surface (a mask that followed texture, not
+            geometry) and is merged into the owner
+            (:meth:`~tracklift.lifting.vote.VoteAccumulator.merge_fragments`); applies to both methods and
+            both vote units; > 1 turns it off.
     """
 
     visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
@@ -67,6 +72,7 @@ class LiftConfig:
     min_overlap_vertices: int = 10
     frame_step: int = 1
     vote_unit: str = "vertex"
+    fragment_share: float = 0.8
 
     def __post_init__(self):
         if self.vote_unit not in VOTE_UNITS:
@@ -93,6 +99,8 @@ def _every(id_maps: IdMaps, scene: Scene, step: int):
 
 
 def _finish(scene: Scene, acc: VoteAccumulator, cfg: LiftConfig) -> PseudoLabels:
+    if cfg.fragment_share <= 1.0:
+        acc.merge_fragments(scene.superpoints, cfg.fragment_share)
     if cfg.vote_unit == "superpoint":
         labels = acc.resolve_groups(scene.superpoints, cfg.min_votes, cfg.min_ratio)
     else:

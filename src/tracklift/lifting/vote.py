@@ -14,6 +14,10 @@ the votes and ``seen`` counts of all vertices of a superpoint are pooled, the su
 most-voted id, kept under the same two tests on the pooled counts, and every vertex of the superpoint
 takes it. A superpoint follows object boundaries, so one noisy view cannot split it and its unsure
 vertices inherit their neighbours' label.
+
+Fragment merging (:meth:`VoteAccumulator.merge_fragments`, before either resolution): an id whose votes lie
+almost all inside one superpoint that another id owns is a piece of that surface cut out by texture, and
+its votes go to the owner (``LiftConfig.fragment_share``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from tracklift.structures import Instances
 
@@ -206,6 +212,55 @@ class VoteAccumulator:
         offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
         pos = np.repeat(lo, n) + offsets
         return row, self._keys[pos] & _LOW, self._counts[pos]
+
+    def merge_fragments(self, groups: np.ndarray, inside_share: float) -> int:
+        """Merge the ids that are fragments of one group of vertices (a superpoint) into that group's id.
+
+        An id is a *fragment* when at least ``inside_share`` of its votes fall inside one group whose
+        most-voted id is another one: it lies on a single geometric surface without owning it, as a 2D mask
+        that followed texture (tile grout, wood grain, a wall's pattern) rather than geometry does. Under
+        the superpoint assumption (a superpoint belongs to one object) it is part of the object that owns
+        the surface, so its votes go to the group's id. Each fragment links to its group's id; linked ids
+        form one id (the one with the most votes), and every stored vote is relabelled in place.
+
+        Args:
+            groups: (N,) int group id per vertex (e.g. ``Scene.superpoints``).
+            inside_share: share of an id's votes that must lie in one group for it to be a fragment of it.
+
+        Returns:
+            the number of ids merged away.
+        """
+        groups = np.asarray(groups, dtype=np.int64).reshape(-1)
+        if groups.shape != (self.n_vertices,):
+            raise ValueError(f"groups has {len(groups)} entries for {self.n_vertices} vertices")
+        self.compact()
+        if len(self._keys) == 0:
+            return 0
+        vert, lab = self._keys >> _SHIFT, self._keys & _LOW
+        uniq, li = np.unique(lab, return_inverse=True)  # ids as compact indices 0..K-1
+        g = groups[vert]
+        # each id's main group (where most of its votes fall) and the share of its votes there
+        k, main_group, main_votes = group_winners(li, g, self._counts)  # k == arange(K): every id has votes
+        total = np.bincount(li, weights=self._counts, minlength=len(uniq))
+        # each group's owner: its most-voted id
+        grp, owner, _ = group_winners(g, li, self._counts)
+        owner_of = np.full(int(groups.max(initial=0)) + 1, -1, np.int64)
+        owner_of[grp] = owner
+        target = owner_of[main_group]
+        frag = (main_votes >= inside_share * total[k]) & (target != k)
+        if not frag.any():
+            return 0
+        n = len(uniq)
+        link = sparse.coo_matrix((np.ones(int(frag.sum())), (k[frag], target[frag])), shape=(n, n))
+        n_comp, comp = csgraph.connected_components(link, directed=False)
+        # a merged id keeps the id of its member with the most votes (ties: the smallest id)
+        order = np.lexsort((uniq, -total))
+        comps, first = np.unique(comp[order], return_index=True)
+        rep = np.zeros(n_comp, np.int64)
+        rep[comps] = order[first]
+        new_lab = uniq[rep[comp]][li]
+        self._keys, self._counts = _reduce(vert << _SHIFT | new_lab, self._counts)
+        return n - n_comp
 
     def resolve(self, min_votes: int = 2, min_ratio: float = 0.5) -> PseudoLabels:
         """Per-vertex winners (see the module docstring for the rule)."""
