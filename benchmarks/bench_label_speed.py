@@ -48,10 +48,20 @@ def _rss_mb() -> float:
 
 
 def make_scene(width: int, height: int, frames: int, path: Path) -> dict:
-    """Generate the scan once and pickle it for the row subprocesses; returns its description."""
+    """Generate the scan once and pickle it for the row subprocesses (kept when ``path`` exists already:
+    ``--scene-cache``); returns its description."""
     from tracklift.datasets.synthetic import SynthConfig, generate_scene
 
     t0 = time.perf_counter()
+    if path.exists():
+        data = pickle.loads(path.read_bytes())
+        return {
+            "size": f"{width}x{height}",
+            "frames": len(data.frames),
+            "vertices": int(len(data.mesh.vertices)),
+            "build_s": None,
+            "cached": True,
+        }
     cfg = replace(SynthConfig(width=width, height=height, n_frames=frames), style_seed=STYLE_SEED)
     data = generate_scene(SEED, cfg)
     path.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
@@ -169,6 +179,12 @@ def main() -> None:
     ap.add_argument("--sam2-300", action="store_true", help="also run SAM2 at 300 frames (long on CPU)")
     ap.add_argument("--no-640", action="store_true", help="skip the 640x480 long-scan row")
     ap.add_argument("--frames", type=int, nargs="+", default=[100, 300], help="kept frames at 320x240")
+    ap.add_argument(
+        "--scene-cache", help="folder keeping the generated scans between runs (default: a temp dir)"
+    )
+    ap.add_argument(
+        "--scenes-only", action="store_true", help="generate the scans into --scene-cache and stop"
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     if args.row:
@@ -177,7 +193,16 @@ def main() -> None:
     t_start = time.perf_counter()
     load_before = os.getloadavg()
     rows, scenes = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.scenes_only:
+        if not args.scene_cache:
+            raise SystemExit("--scenes-only needs --scene-cache")
+        Path(args.scene_cache).mkdir(parents=True, exist_ok=True)
+        for w, h, n in [(320, 240, n) for n in args.frames] + ([] if args.no_640 else [(640, 480, 300)]):
+            print(make_scene(w, h, n, Path(args.scene_cache) / f"s{w}_{n}.pkl"), flush=True)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.scene_cache or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for n in args.frames:
             path = Path(tmp) / f"s320_{n}.pkl"
             scenes.append(make_scene(320, 240, n, path))
