@@ -172,6 +172,28 @@ def test_estimated_normals_of_a_plane():
     np.testing.assert_allclose(np.abs(n[:, 2]), 1.0, atol=1e-9)
 
 
+def test_estimated_normals_match_the_eigendecomposition():
+    """The compiled closed-form normals are the least-variance eigenvectors (up to sign) of each point's
+    neighbourhood covariance, on noisy curved surfaces, a line and coincident points."""
+    rng = np.random.default_rng(3)
+    xy = rng.random((3000, 2))
+    curved = np.column_stack([xy, 0.3 * np.sin(4 * xy[:, 0]) + 0.002 * rng.standard_normal(3000)])
+    line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50), np.zeros(50)])
+    same = np.zeros((20, 3))
+    for pts in (curved, line, same):
+        nb = S._knn(pts, 8)
+        hood = np.concatenate([pts[:, None], pts[nb]], axis=1)
+        centred = hood - hood.mean(axis=1, keepdims=True)
+        vals, vecs = np.linalg.eigh(np.einsum("nki,nkj->nij", centred, centred))
+        got = S.estimate_normals(pts, k=8, neighbours=nb)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-9)
+        # where the smallest eigenvalue is distinct the normal is determined: compare it
+        distinct = vals[:, 1] - vals[:, 0] > 1e-6 * np.maximum(vals[:, 2], 1e-300)
+        cos = np.abs((got * vecs[:, :, 0]).sum(axis=1))
+        assert (cos[distinct] > 1 - 1e-6).all()
+    assert distinct.sum() == 0  # coincident points: nothing to compare, but unit normals all the same
+
+
 def test_knn_with_fewer_points_than_k():
     sp = S.segment_points(np.array([[0.0, 0, 0], [0.01, 0, 0], [0, 0.01, 0]]))
     assert sp.tolist() == [0, 0, 0]
