@@ -98,7 +98,13 @@ def synth_config(args, style_seed: int | None = None) -> SynthConfig:
     defaults: whole-room walk, TSDF-fused mesh, styles)."""
     if args.scans == "classic":
         return SynthConfig.classic(width=args.width, height=args.height, n_frames=args.frames or 30)
-    return SynthConfig(width=args.width, height=args.height, n_frames=args.frames, style_seed=style_seed)
+    return SynthConfig(
+        width=args.width,
+        height=args.height,
+        n_frames=args.frames,
+        frames_span=args.frames_span,
+        style_seed=style_seed,
+    )
 
 
 def vote_unit(args, prior: str) -> str:
@@ -356,6 +362,7 @@ def run(args) -> dict:
             ),
             "size": f"{args.width}x{args.height}",
             "frames": args.frames,
+            "frames_span": args.frames_span if args.scans == "fused" and args.frames else None,
             "labeling": "prior + geometric tracker",
             "vote_unit": {p: vote_unit(args, p) for p in args.priors},
             "depth_abs_tol": args.depth_abs_tol,
@@ -399,6 +406,12 @@ def parse_args(argv=None):
     ap.add_argument("--train-scenes", type=int, default=8)
     ap.add_argument("--held-out-scenes", type=int, default=8)
     ap.add_argument("--frames", type=int, default=None, help="kept frames (classic: 30; fused: whole room)")
+    ap.add_argument(
+        "--frames-span",
+        choices=("route", "start"),
+        default="route",
+        help="fused with --frames: spread over the whole-room walk, or its start (a corner)",
+    )
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     # synthetic depth is clean; same tolerances as bench_pseudo_labels (chosen on training seeds 10-11)

@@ -89,7 +89,10 @@ def scan_config(scans: str, seed: int, width: int, height: int, frames: int) -> 
     ``classic``: the older short wandering walk with piecewise meshes and one style."""
     if scans == "classic":
         return SynthConfig.classic(width=width, height=height, n_frames=frames)
-    return SynthConfig(width=width, height=height, n_frames=frames, style_seed=STYLE_SEED + seed)
+    # "start": consecutive kept frames at the walking pace (the committed figures' scans)
+    return SynthConfig(
+        width=width, height=height, n_frames=frames, frames_span="start", style_seed=STYLE_SEED + seed
+    )
 
 
 def bench_scene(

@@ -41,6 +41,9 @@ def test_main_job_on_a_tiny_corpus(tmp_path, capsys):
     seen, whole = results["seen_vertices"], results["whole_mesh"]
     assert seen["pseudo_labels_tracked"]["num_gt"] < whole["pseudo_labels_tracked"]["num_gt"]
     assert sorted(summary["checkpoints"]) == [1, 2, 3]
+    # every scan's facts are reported: 8 kept frames spread over a whole-room route
+    assert [(f["split"], f["frames"]) for f in summary["scans"]] == [("train", 8), ("held_out", 8)]
+    assert all(0.0 < f["coverage"] <= 1.0 and f["route_length_m"] > 5.0 for f in summary["scans"])
     # the served model answers over HTTP exactly like the same checkpoint in this process
     served = summary["serve"]
     assert served["matches_in_process_prediction"] is True and served["health"]
@@ -53,6 +56,7 @@ def test_main_job_on_a_tiny_corpus(tmp_path, capsys):
     assert on_disk["results"]["whole_mesh"]["gt_as_prediction"]["AP50"] == 1.0
     report = storage.read_text(storage.join(out, "report.md"))
     assert "tracks.png" in report and "## Serving" in report
+    assert "| kept frames | coverage |" in report and "spread over a whole-room walk" in report
     for name in ("ground_truth", "pseudo-labels", "network_after_stage_3"):
         assert f"pictures/{name}/" in report
         assert storage.listdir(storage.join(out, "pictures", name))

@@ -28,7 +28,7 @@ import numpy as np
 
 from tracklift import storage
 from tracklift.cluster.session import connect, resolve_address
-from tracklift.datasets.corpus import SynthCommandConfig, gt_url, synthesize_corpus
+from tracklift.datasets.corpus import SYNTH_META, SynthCommandConfig, gt_url, synthesize_corpus
 from tracklift.datasets.formats import open_scene
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.labeling.layout import OutputLayout
@@ -48,12 +48,15 @@ class RunConfig:
     held_out_seed: int = field(default=2000, metadata={"help": "seed of the first held-out scene"})
     width: int = field(default=320, metadata={"help": "synthetic image width"})
     height: int = field(default=240, metadata={"help": "synthetic image height"})
-    frames: int = field(default=40, metadata={"help": "frames per synthetic scan"})
+    frames: int = field(
+        default=40,
+        metadata={"help": "kept frames per synthetic scan (fused: spread over the whole-room walk)"},
+    )
     scans: Literal["classic", "fused"] = field(
         default="fused",
         metadata={
-            "help": "fused: scans made as real ones are (TSDF-fused meshes with voted GT, styles), cut to "
-            "--frames; classic: the older wandering scans with piecewise meshes (every part a separate "
+            "help": "fused: scans made as real ones are (whole-room walks subsampled to --frames, "
+            "TSDF-fused meshes with voted GT, styles); classic: the older wandering scans with piecewise meshes (every part a separate "
             "mesh piece)"
         },
     )
@@ -124,6 +127,7 @@ def run(cfg: RunConfig) -> dict:
             scans = SynthConfig.classic(width=cfg.width, height=cfg.height, n_frames=cfg.frames)
         urls[split] = synthesize_corpus(synth, log=_log, synth=scans)
     timings["synthesise"] = time.perf_counter() - t_start
+    scans = _scan_facts(urls)
 
     address = resolve_address(cfg.address)
     # Ray Data's per-operator progress bars would bury the job's own progress lines
@@ -185,6 +189,7 @@ def run(cfg: RunConfig) -> dict:
     timings = {k: round(v, 1) for k, v in timings.items()}
     summary = {
         "config": asdict(cfg),
+        "scans": scans,
         "results": results,
         "serve": serving,
         "seconds": round(elapsed, 1),
@@ -192,9 +197,32 @@ def run(cfg: RunConfig) -> dict:
         "checkpoints": checkpoints,
     }
     storage.write_text(storage.join(cfg.out, "results.json"), json.dumps(summary, indent=2, default=float))
-    _write_report(cfg, urls, table, serving, timings, elapsed)
+    _write_report(cfg, urls, scans, table, serving, timings, elapsed)
     _log(f"done in {elapsed:.0f} s; report: {storage.join(cfg.out, 'report.md')}")
     return summary
+
+
+def _scan_facts(urls: dict[str, list[str]]) -> list[dict]:
+    """Per synthetic scene (both splits): how the scan was made, from the generator's ``synth.json``."""
+    keys = ("frames", "coverage", "vertices", "largest_component_share", "route_length_m")
+    facts = []
+    for split, scene_urls in urls.items():
+        for url in scene_urls:
+            meta_url = storage.join(url, SYNTH_META)
+            meta = json.loads(storage.read_text(meta_url)) if storage.exists(meta_url) else {}
+            facts.append({"scene": storage.basename(url), "split": split, **{k: meta.get(k) for k in keys}})
+    return facts
+
+
+def _scans_table(scans: list[dict]) -> list[str]:
+    """Markdown rows of :func:`_scan_facts` (coverage: GT surface seen by at least two kept frames)."""
+    rows = ["| scene | split | kept frames | coverage | vertices | route (m) |", "|---|---|---|---|---|---|"]
+    for f in scans:
+        cov = "?" if f["coverage"] is None else f"{f['coverage']:.2f}"
+        rows.append(
+            f"| {f['scene']} | {f['split']} | {f['frames']} | {cov} | {f['vertices']} | {f['route_length_m']} |"
+        )
+    return rows
 
 
 def _check_manifest(manifest: dict, where: str) -> None:
@@ -341,7 +369,13 @@ def _breakdown(timings_ms: dict) -> str:
 
 
 def _write_report(
-    cfg: RunConfig, urls: dict, table: str, serving: dict | None, timings: dict, elapsed: float
+    cfg: RunConfig,
+    urls: dict,
+    scans: list[dict],
+    table: str,
+    serving: dict | None,
+    timings: dict,
+    elapsed: float,
 ) -> None:
     from tracklift.evaluation.render import RenderConfig, render_scene
 
@@ -380,12 +414,18 @@ def _write_report(
         "",
         f"Synthetic corpus: {cfg.scenes} training scenes (seeds {cfg.seed}..{cfg.seed + cfg.scenes - 1}) and "
         f"{cfg.held_out} held-out scenes (seeds {cfg.held_out_seed}..{cfg.held_out_seed + cfg.held_out - 1}), "
-        f"{cfg.frames} frames of {cfg.width}x{cfg.height} each. **All numbers are on synthetic scans and "
+        f"{cfg.frames} frames of {cfg.width}x{cfg.height} each"
+        + (" spread over a whole-room walk" if cfg.scans == "fused" else "")
+        + ". **All numbers are on synthetic scans and "
         "CPU-sized training; none is a ScanNet number.**",
         "",
         f"Pseudo-labels: weightless mask generator + granularity-consistent tracker on {cfg.num_actors} Ray "
         f"actors. Network: preset `{cfg.model}`, voxel {cfg.voxel_size} m, stages 1/2/3 for {cfg.epochs} "
         f"epochs on Ray Train with {cfg.num_workers} workers.",
+        "",
+        "Scans (coverage: share of the GT surface seen by at least two kept frames):",
+        "",
+        *_scans_table(scans),
         "",
         f"Evaluation: ScanNet protocol, class-agnostic, preset `{cfg.preset}` (AP, AP50, AP25 in %).",
         "",

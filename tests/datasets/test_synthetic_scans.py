@@ -55,9 +55,31 @@ def test_coverage_is_reported_and_high_for_the_default_walk(fused):
     # measure at 96x72 (the default 320x240 reads higher), without fusion (coverage does not need it)
     cfg = dataclasses.replace(FAST, width=96, height=72, mesh="parts")
     whole = generate_scene(4, cfg).meta["coverage"]
-    short = generate_scene(4, dataclasses.replace(cfg, n_frames=10)).meta["coverage"]
+    corner = generate_scene(4, dataclasses.replace(cfg, n_frames=10, frames_span="start")).meta["coverage"]
     assert whole >= 0.6, whole
-    assert short < whole - 0.2, (short, whole)
+    assert corner < whole - 0.2, (corner, whole)
+    # 40 frames spread over the whole walk see far more of the room twice than the first 40
+    first = generate_scene(4, dataclasses.replace(cfg, n_frames=40, frames_span="start")).meta["coverage"]
+    spread = generate_scene(4, dataclasses.replace(cfg, n_frames=40)).meta["coverage"]
+    assert spread > first + 0.15, (spread, first)
+
+
+def test_a_short_scan_is_a_subsample_of_the_whole_room_video():
+    layout = generate_layout(3, FAST)
+    full, _ = camera_poses(layout, FAST, 3)
+    short, info = camera_poses(layout, dataclasses.replace(FAST, n_frames=12), 3)
+    assert len(short) == 12 and info["video_frames"] == (len(full) - 1) * FAST.frame_skip + 1
+    # the same video, every (len(full) - 1) / 11-th kept frame: first and last frames included
+    idx = np.round(np.linspace(0, len(full) - 1, 12)).astype(int)
+    np.testing.assert_array_equal(short, full[idx])
+    # "start" keeps the pace and films the beginning of the route only
+    start, _ = camera_poses(layout, dataclasses.replace(FAST, n_frames=12, frames_span="start"), 3)
+    walked = lambda p: np.linalg.norm(np.diff(p[:, :3, 3], axis=0), axis=1).sum()  # noqa: E731
+    assert walked(start) < walked(short) / 3
+    # asking for more frames than the route needs walks it slower: still the whole route
+    dense, _ = camera_poses(layout, dataclasses.replace(FAST, n_frames=len(full) + 40), 3)
+    assert len(dense) == len(full) + 40
+    assert np.linalg.norm(dense[-1, :3, 3] - full[-1, :3, 3]) < 0.3
 
 
 def test_fused_mesh_is_one_connected_surface(fused):

@@ -32,6 +32,13 @@ class SynthCommandConfig:
     frames: int = field(
         default=0, metadata={"help": "kept frames per scan; 0 = the whole-room walk (100-300 frames)"}
     )
+    frames_span: str = field(
+        default="route",
+        metadata={
+            "help": "what --frames covers: route (spread over the whole-room walk) | start (the walk's "
+            "beginning at the default pace: a corner of the room)"
+        },
+    )
     frame_skip: int = field(default=10, metadata={"help": "keep every k-th frame of the rendered video"})
     mesh: str = field(
         default="fused", metadata={"help": "fused (TSDF of the depth frames) | parts (procedural)"}
@@ -69,6 +76,7 @@ def synthesize_corpus(cfg: SynthCommandConfig, log: Callable[[str], None] = prin
         width=cfg.width,
         height=cfg.height,
         n_frames=cfg.frames or None,
+        frames_span=cfg.frames_span,
         frame_skip=cfg.frame_skip,
         mesh=cfg.mesh,
         capture=cfg.capture,

@@ -11,7 +11,9 @@ frame. :func:`room_capture` does the same:
   patches, floor patches) chosen greedily among those seen least so far, so that the room's surfaces are
   all looked at;
 - the video advances ``step / frame_skip`` metres per video frame, with hand shake at video rate, and
-  every ``frame_skip``-th frame is kept.
+  every ``frame_skip``-th frame is kept; asked for fewer frames than the route needs, the capture keeps
+  that many spread evenly over the same video (``frames_span="route"``), so a short scan still walks the
+  whole room.
 
 :func:`surface_coverage` measures the result: the share of the GT surface seen by at least two kept frames.
 """
@@ -205,15 +207,25 @@ def room_capture(layout: Layout, cfg: SynthConfig, rng: np.random.Generator) -> 
         rng: random generator (consumed).
 
     Returns:
-        the :class:`Capture`; ``n_frames`` kept poses. An explicit ``n_frames`` shorter than the route
-        stops the walk early (a person who stopped filming); a longer one walks the route back.
+        the :class:`Capture`; ``n_frames`` kept poses. With ``frames_span="route"`` an explicit
+        ``n_frames`` below what the route needs keeps that many frames spread evenly over the same video
+        (a coarser subsample, as ScanNet users keep every 20th frame instead of every 10th); more than it
+        needs walks the route slower. With ``"start"`` the walk keeps the ``step`` pace and stops early (a
+        person who stopped filming) or walks the route back.
     """
     k = cfg.frame_skip
     dense = room_route(rng, layout.free)
     length = float(np.linalg.norm(np.diff(dense, axis=0), axis=1).sum()) if len(dense) > 1 else 0.0
+    need = int(np.clip(round(length / cfg.step), MIN_KEPT, MAX_KEPT))  # kept frames the route asks for
+    keep = None  # the kept subsample of the every-k-th frames (None: all of them)
     if cfg.n_frames is None:
-        n = int(np.clip(round(length / cfg.step), MIN_KEPT, MAX_KEPT))
+        n = need
         step = max(length, 1e-3) / n
+    elif cfg.frames_span == "route":
+        n = max(need, cfg.n_frames)
+        step = max(length, 1e-3) / n
+        if cfg.n_frames < n:
+            keep = np.round(np.linspace(0, n - 1, cfg.n_frames)).astype(np.int64)
     else:
         n, step = cfg.n_frames, cfg.step
     T = (n - 1) * k + 1
@@ -263,7 +275,8 @@ def room_capture(layout: Layout, cfg: SynthConfig, rng: np.random.Generator) -> 
     ]
     eye = np.column_stack([xy[:, 0] + pos[0], xy[:, 1] + pos[1], np.clip(z + pos[2], lo, hi)])
     video = poses_from_angles(eye, yaw + rot[0], pitch + rot[1], roll)
-    return Capture(video, np.arange(0, T, k), length)
+    kept = np.arange(0, T, k)
+    return Capture(video, kept if keep is None else kept[keep], length)
 
 
 def poses_from_angles(eye: np.ndarray, yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:

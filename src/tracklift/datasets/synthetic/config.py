@@ -21,8 +21,14 @@ class SynthConfig:
         width: image width in pixels (colour and depth share it).
         height: image height in pixels.
         n_frames: number of kept frames. None: a whole-room capture keeps as many as its route needs at
-            ``step`` metres per kept frame, clipped to 100-300 (the pace adapts); a number stops the walk
-            early (or walks back) at ``step`` metres per kept frame. The ``"walk"`` capture takes 60 if None.
+            ``step`` metres per kept frame, clipped to 100-300 (the pace adapts); a number is spread over
+            the whole route or cuts it short, as ``frames_span`` says. The ``"walk"`` capture takes 60 if
+            None.
+        frames_span: what an explicit ``n_frames`` of a whole-room capture covers: ``"route"`` (the
+            default) the whole route: fewer frames than it needs are an even subsample of the same video
+            (so every scan, however short, sees the whole room), more walk it slower; ``"start"`` the
+            beginning of the route at ``step`` metres per frame: the walk stops early, or walks back when
+            longer (the capture before this option; a short scan then films a corner).
         frame_skip: the video is rendered at ``frame_skip`` times the kept rate and every
             ``frame_skip``-th frame kept (ScanNet uses every 10th-20th of its 30 frames/s).
         capture: ``"room"`` (a walk covering the whole room, see :mod:`.capture`) or ``"walk"`` (the older
@@ -68,6 +74,7 @@ class SynthConfig:
     width: int = 320
     height: int = 240
     n_frames: int | None = None
+    frames_span: str = "route"
     frame_skip: int = 10
     capture: str = "room"
     mesh: str = "fused"
@@ -106,6 +113,7 @@ class SynthConfig:
         need(16 <= self.width <= 4096 and 16 <= self.height <= 4096, "width and height must be in [16, 4096]")
         need(self.n_frames is None or 1 <= self.n_frames <= 5000, "n_frames must be None or in [1, 5000]")
         need(1 <= self.frame_skip <= 100, "frame_skip must be in [1, 100]")
+        need(self.frames_span in ("route", "start"), 'frames_span must be "route" or "start"')
         need(self.capture in ("room", "walk"), 'capture must be "room" or "walk"')
         need(self.mesh in ("fused", "parts"), 'mesh must be "fused" or "parts"')
         need(0.005 <= self.voxel_size <= 0.2, "voxel_size must be in [0.005, 0.2] metres")
