@@ -50,7 +50,9 @@ def test_existing_buckets_still_take_writes(s3_bucket):
 
 def test_cli_with_a_typo_in_out_fails_naming_the_bucket(s3_server, missing_bucket, capsys):
     out = f"s3://{missing_bucket}/corpus"
+    # two neighbouring frames (``start``): two frames spread over the room may share no surface to fuse
     argv = ["synth", "--out", out, "--scenes", "1", "--width", "32", "--height", "24", "--frames", "2"]
+    argv += ["--frames-span", "start"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert missing_bucket in err and "does not exist" in err
