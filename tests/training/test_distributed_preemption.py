@@ -226,10 +226,13 @@ def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epo
     assert "url" in result, "the stage did not finish"
     extra = read_checkpoint(result["url"])[0]["extra"]
     resumed = [h for h in extra["history"] if h.get("resumed_after_step")]
-    assert len(resumed) == 1, extra["history"]
-    epoch = resumed[0]
-    # the restarted worker continued the interrupted epoch: it trained only the steps that were left
-    assert epoch["steps"] == 4 - epoch["resumed_after_step"]
+    # a stop inside an epoch is resumed after its saved step; one landing on an epoch boundary saves
+    # after step 0 of the next epoch, which then runs whole (no record says "resumed"): both are right
+    assert len(resumed) <= 1, extra["history"]
+    for epoch in resumed:
+        # the restarted worker continued the interrupted epoch: it trained only the steps that were left
+        assert epoch["steps"] == 4 - epoch["resumed_after_step"]
+    assert all(h["steps"] == 4 for h in extra["history"] if h not in resumed)
     assert [h["epoch"] for h in extra["history"]] == list(range(1, 31))
     assert len(extra["attempt_starts"]) == 2
     assert not storage.exists(preemption_url(cfg.out, 1))  # used, then removed
