@@ -56,8 +56,8 @@ class RunConfig:
         default="fused",
         metadata={
             "help": "fused: scans made as real ones are (whole-room walks subsampled to --frames, "
-            "TSDF-fused meshes with voted GT, styles); classic: the older wandering scans with piecewise meshes (every part a separate "
-            "mesh piece)"
+            "TSDF-fused meshes with voted GT, styles); classic: the older wandering scans with piecewise "
+            "meshes (every part a separate mesh piece)"
         },
     )
     preset: str = field(default="all_annotated", metadata={"help": "evaluation preset"})
@@ -428,8 +428,8 @@ def _write_report(
         "CPU-sized training; none is a ScanNet number.**",
         "",
         f"Pseudo-labels: weightless mask generator + granularity-consistent tracker on {cfg.num_actors} Ray "
-        f"actors, votes lifted per {cfg.vote_unit}. Network: preset `{cfg.model}`, voxel {cfg.voxel_size} m, stages 1/2/3 for {cfg.epochs} "
-        f"epochs on Ray Train with {cfg.num_workers} workers.",
+        f"actors, votes lifted per {cfg.vote_unit}. Network: preset `{cfg.model}`, voxel {cfg.voxel_size} m, "
+        f"stages 1/2/3 for {cfg.epochs} epochs on Ray Train with {cfg.num_workers} workers.",
         "",
         "Scans (coverage: share of the GT surface seen by at least two kept frames):",
         "",

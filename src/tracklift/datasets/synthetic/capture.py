@@ -218,13 +218,10 @@ def room_capture(layout: Layout, cfg: SynthConfig, rng: np.random.Generator) -> 
     length = float(np.linalg.norm(np.diff(dense, axis=0), axis=1).sum()) if len(dense) > 1 else 0.0
     need = int(np.clip(round(length / cfg.step), MIN_KEPT, MAX_KEPT))  # kept frames the route asks for
     keep = None  # the kept subsample of the every-k-th frames (None: all of them)
-    if cfg.n_frames is None:
-        n = need
+    if cfg.n_frames is None or cfg.frames_span == "route":
+        n = max(need, cfg.n_frames or 0)
         step = max(length, 1e-3) / n
-    elif cfg.frames_span == "route":
-        n = max(need, cfg.n_frames)
-        step = max(length, 1e-3) / n
-        if cfg.n_frames < n:
+        if cfg.n_frames is not None and cfg.n_frames < n:
             keep = np.round(np.linspace(0, n - 1, cfg.n_frames)).astype(np.int64)
     else:
         n, step = cfg.n_frames, cfg.step
