@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -210,10 +211,31 @@ def train_config(labels: str, out: str, args, **more) -> TrainConfig:
     )
 
 
+def ablation_epochs(samples: dict[int, int], stage: int, args) -> int:
+    """Epochs of a single-stage ablation row (``no_curriculum``, ``independent_single_stage``) on ``stage``.
+
+    Args:
+        samples: stage → number of training samples.
+
+    ``--ablation-budget steps`` (default): as many optimiser steps as the whole curriculum takes (the
+    stages hold different numbers of samples, so equal epochs would give the rows very different amounts
+    of training); ``epochs``: the curriculum's total epochs."""
+    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
+    if args.ablation_budget == "epochs":
+        return sum(epochs.values())
+    per_epoch = {s: math.ceil(n / args.batch) for s, n in samples.items()}  # the last batch may be short
+    total = sum(e * per_epoch[s] for s, e in epochs.items())
+    return max(1, round(total / per_epoch[stage]))
+
+
+def sample_counts(labels: str) -> dict[int, int]:
+    """Stage → number of training samples under ``labels``."""
+    return {s: len(load_stage_samples(labels, s)) for s in (1, 2, 3)}
+
+
 def train_rows(labels: str, out: str, args, seed: int) -> tuple[dict[str, str], dict[str, float]]:
     """Train every network row for one training seed; returns ``({row: checkpoint URL}, {row: seconds})``."""
     epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
-    total = sum(epochs.values())
     settings = {**recipe(args), "seed": seed}
     urls: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -231,7 +253,8 @@ def train_rows(labels: str, out: str, args, seed: int) -> tuple[dict[str, str], 
     for row, stage in (("no_curriculum", 3), ("independent_single_stage", 1)):
         t = time.perf_counter()
         cfg = train_config(labels, os.path.join(out, row), args)
-        urls[row] = train_stage(cfg, StageConfig(stage=stage, epochs=total, **settings), None)
+        n_epochs = ablation_epochs(sample_counts(labels), stage, args)
+        urls[row] = train_stage(cfg, StageConfig(stage=stage, epochs=n_epochs, **settings), None)
         seconds[row] = time.perf_counter() - t
     if has_decoder_level() and not args.skip_point_decoder:
         curriculum(train_config(labels, os.path.join(out, "point"), args, decoder_level="point"), "point_")
@@ -291,13 +314,18 @@ def run_prior(work: str, prior: str, args) -> tuple[dict, dict]:
             f"[{prior}] seed {seed}: "
             + ", ".join(f"{r} AP50 {p[-1]['AP50']:.3f}" for r, p in per_seed.items())
         )
+    counts = sample_counts(train_labels)
     for row in ROWS[1:]:
         if row in per_seed:
             rows[row] = mean_std(per_seed[row])
     meta.update(
         {
             "prepare_seconds_synth_and_label": round(prep_s, 1),
-            "train_samples_per_stage": {s: len(load_stage_samples(train_labels, s)) for s in (1, 2, 3)},
+            "train_samples_per_stage": counts,
+            "ablation_epochs": {
+                "no_curriculum": ablation_epochs(counts, 3, args),
+                "independent_single_stage": ablation_epochs(counts, 1, args),
+            },
             "held_out_scenes": sorted(truth),
             "held_out_seen_vertex_share": float(
                 np.mean([(sn >= MIN_SEEN).mean() for _, sn in truth.values()])
@@ -347,8 +375,13 @@ def run(args) -> dict:
         "scans": args.scans,
         "seeds": args.seeds,
         "std": "population std over training seeds (numpy default); pseudo_labels do not depend on the seed",
-        "ablation_budget": f"equal epochs: no_curriculum (stage 3) and independent_single_stage (stage 1) "
-        f"train {sum(epochs.values())} epochs (= {args.epochs1}+{args.epochs2}+{args.epochs3}); wall time differs",
+        "ablation_budget": (
+            f"equal epochs: no_curriculum (stage 3) and independent_single_stage (stage 1) train "
+            f"{sum(epochs.values())} epochs (= {args.epochs1}+{args.epochs2}+{args.epochs3}); wall time differs"
+            if args.ablation_budget == "epochs"
+            else "equal optimiser steps: no_curriculum (stage 3) and independent_single_stage (stage 1) train "
+            "as many steps as the curriculum's three stages together (ablation_epochs per prior)"
+        ),
         "evaluation": f"ScanNet protocol, class-agnostic, all_annotated; headline AP over vertices seen >= "
         f"{MIN_SEEN} times by the held-out scan, all_vertices over the whole mesh",
         "per_prior": prior_meta,
@@ -439,6 +472,12 @@ def parse_args(argv=None):
     ap.add_argument("--self-train", choices=("off", "fill", "replace"), default="off")
     ap.add_argument("--self-train-threshold", type=float, default=0.6)
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument(
+        "--ablation-budget",
+        choices=("steps", "epochs"),
+        default="steps",
+        help="single-stage rows train as many optimiser steps as the curriculum (steps) or as many epochs",
+    )
     ap.add_argument("--max-points", type=int, default=30_000)
     ap.add_argument("--skip-point-decoder", action="store_true", help="do not train the point_decoder row")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curriculum.json"))

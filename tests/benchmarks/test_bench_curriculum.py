@@ -61,3 +61,16 @@ def test_arguments_and_rows():
     )
     with pytest.raises(SystemExit):
         bench.parse_args(["--priors", "sam3"])
+
+
+def test_single_stage_rows_train_as_many_steps_as_the_curriculum():
+    bench = load_bench()
+    args = bench.parse_args(["--epochs1", "4", "--epochs2", "4", "--epochs3", "24", "--batch", "2"])
+    samples = {1: 72, 2: 55, 3: 8}  # 36, 28 (last batch short) and 4 steps per epoch
+    curriculum_steps = 4 * 36 + 4 * 28 + 24 * 4
+    assert bench.ablation_epochs(samples, 3, args) == curriculum_steps // 4 == 88
+    assert bench.ablation_epochs(samples, 1, args) == round(curriculum_steps / 36) == 10
+    by_epochs = bench.parse_args(
+        ["--epochs1", "4", "--epochs2", "4", "--epochs3", "24", "--ablation-budget", "epochs"]
+    )
+    assert bench.ablation_epochs(samples, 1, by_epochs) == bench.ablation_epochs(samples, 3, by_epochs) == 32
