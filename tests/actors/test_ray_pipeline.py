@@ -149,7 +149,6 @@ def test_actor_killed_mid_scene_is_restarted_and_every_scene_is_labeled_once(loc
     assert redone, "the kill came after the last scene"
     # the scenes that were not complete at the kill were labeled by the restarted actor
     assert all(scenes[sid]["worker"]["pid"] != killed["pid"] for sid in redone)
-    assert any(e["worker"]["pid"] == killed["pid"] for e in scenes.values())
     # exactly one of every output per scene, no temporary keys left behind
     for stage in (1, 2, 3):
         names = storage.listdir(storage.join(out, "shards", f"stage{stage}"))
