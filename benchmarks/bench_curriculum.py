@@ -211,6 +211,17 @@ def train_config(labels: str, out: str, args, **more) -> TrainConfig:
     )
 
 
+def stage_epochs(args) -> dict[int, int]:
+    """Stage → epochs of the curriculum (``--epochs1/2/3``)."""
+    return {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
+
+
+def curriculum_steps(samples: dict[int, int], epochs: dict[int, int], batch: int) -> int:
+    """Optimiser steps of a curriculum training ``epochs[s]`` epochs over ``samples[s]`` samples per stage
+    (the last batch of an epoch may be short)."""
+    return sum(e * math.ceil(samples[s] / batch) for s, e in epochs.items())
+
+
 def ablation_epochs(samples: dict[int, int], stage: int, args) -> int:
     """Epochs of a single-stage ablation row (``no_curriculum``, ``independent_single_stage``) on ``stage``.
 
@@ -220,12 +231,11 @@ def ablation_epochs(samples: dict[int, int], stage: int, args) -> int:
     ``--ablation-budget steps`` (default): as many optimiser steps as the whole curriculum takes (the
     stages hold different numbers of samples, so equal epochs would give the rows very different amounts
     of training); ``epochs``: the curriculum's total epochs."""
-    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
+    epochs = stage_epochs(args)
     if args.ablation_budget == "epochs":
         return sum(epochs.values())
-    per_epoch = {s: math.ceil(n / args.batch) for s, n in samples.items()}  # the last batch may be short
-    total = sum(e * per_epoch[s] for s, e in epochs.items())
-    return max(1, round(total / per_epoch[stage]))
+    total = curriculum_steps(samples, epochs, args.batch)
+    return max(1, round(total / curriculum_steps(samples, {stage: 1}, args.batch)))
 
 
 def sample_counts(labels: str) -> dict[int, int]:
@@ -233,9 +243,12 @@ def sample_counts(labels: str) -> dict[int, int]:
     return {s: len(load_stage_samples(labels, s)) for s in (1, 2, 3)}
 
 
-def train_rows(labels: str, out: str, args, seed: int) -> tuple[dict[str, str], dict[str, float]]:
-    """Train every network row for one training seed; returns ``({row: checkpoint URL}, {row: seconds})``."""
-    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
+def train_rows(
+    labels: str, out: str, args, seed: int, counts: dict[int, int]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Train every network row for one training seed (``counts``: stage → training samples under
+    ``labels``); returns ``({row: checkpoint URL}, {row: seconds})``."""
+    epochs = stage_epochs(args)
     settings = {**recipe(args), "seed": seed}
     urls: dict[str, str] = {}
     seconds: dict[str, float] = {}
@@ -253,7 +266,7 @@ def train_rows(labels: str, out: str, args, seed: int) -> tuple[dict[str, str], 
     for row, stage in (("no_curriculum", 3), ("independent_single_stage", 1)):
         t = time.perf_counter()
         cfg = train_config(labels, os.path.join(out, row), args)
-        n_epochs = ablation_epochs(sample_counts(labels), stage, args)
+        n_epochs = ablation_epochs(counts, stage, args)
         urls[row] = train_stage(cfg, StageConfig(stage=stage, epochs=n_epochs, **settings), None)
         seconds[row] = time.perf_counter() - t
     if has_decoder_level() and not args.skip_point_decoder:
@@ -296,12 +309,13 @@ def run_prior(work: str, prior: str, args) -> tuple[dict, dict]:
     }
     pl = score(pseudo, truth)
     rows: dict = {"pseudo_labels": mean_std([{**pl, "seed": s} for s in args.seeds])}
+    counts = sample_counts(train_labels)
     per_seed: dict[str, list[dict]] = {}
     meta: dict = {"seconds": {}, "train_loss_per_epoch": {}, "mean_instances_per_scene": {}}
     for seed in args.seeds:
         out = os.path.join(work, f"ckpt_{prior}_seed{seed}")
         shutil.rmtree(out, ignore_errors=True)  # always retrain: a leftover would be skipped or resumed
-        urls, seconds = train_rows(train_labels, out, args, seed)
+        urls, seconds = train_rows(train_labels, out, args, seed, counts)
         for row, url in urls.items():
             ev = evaluate_checkpoint(url, held_samples)
             per_seed.setdefault(row, []).append({**score(ev.predictions, truth), "seed": seed})
@@ -314,7 +328,6 @@ def run_prior(work: str, prior: str, args) -> tuple[dict, dict]:
             f"[{prior}] seed {seed}: "
             + ", ".join(f"{r} AP50 {p[-1]['AP50']:.3f}" for r, p in per_seed.items())
         )
-    counts = sample_counts(train_labels)
     for row in ROWS[1:]:
         if row in per_seed:
             rows[row] = mean_std(per_seed[row])

@@ -1,7 +1,7 @@
 """How to split a fixed number of optimiser steps between the curriculum's stages (training-side tuning).
 
 Everything here is on TRAINING-SIDE seeds: training scenes with layout seeds 100+ and a validation corpus
-with layout seeds 500+ (the classic styles of those seeds), never the held-out 6000+ / styles 96000+ that
+with layout seeds 500+ (each scene's style drawn from its layout seed), never the held-out 6000+ / styles 96000+ that
 bench_curriculum.py reports. One prior (weightless + geometric tracker, labels voted per superpoint), one
 training seed, fused whole-room scans at 40 kept frames spread over the walk. Each split trains the
 curriculum (stage 1 → 2 → 3, a zero skips a stage; ``0,0,E`` is stage 3 alone) and is scored on the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -76,7 +75,7 @@ def main() -> None:
                     cfg, StageConfig(stage=stage, epochs=n, **bc.recipe(cargs), seed=args.seed), previous
                 )
         ev = evaluate_checkpoint(previous, samples)
-        steps = sum(n * math.ceil(counts[s] / cargs.batch) for s, n in zip((1, 2, 3), epochs))
+        steps = bc.curriculum_steps(counts, dict(zip((1, 2, 3), epochs)), cargs.batch)
         rows[split] = {
             **bc.score(ev.predictions, truth),
             "steps": steps,
