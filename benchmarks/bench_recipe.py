@@ -104,7 +104,7 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
         first = train_stage(cfg, st, None)
         cfg, st = _configs(labels, os.path.join(out, "b"), args, seed, v, 3, args.epochs3 - half, self_train)
         return {"stage3": train_stage(cfg, st, first)}
-    epochs = {1: args.epochs1, 2: args.epochs2, 3: args.epochs3}
+    epochs = bc.stage_epochs(args)
     urls, previous = {}, None
     for s in (1, 2, 3):
         cfg, st = _configs(labels, out, args, seed, v, s, epochs[s], self_train)

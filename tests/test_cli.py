@@ -261,6 +261,12 @@ def test_help_is_short_and_lists_choices(capsys):
     label = subs["label"].format_help()
     assert "--generator {weightless,sam2}" in label and "--tracker {geometric,sam2}" in label
     assert "--mesh {fused,parts}" in subs["synth"].format_help()
+    # model flags offer every preset ModelConfig.preset knows (the CLI lists them without importing torch)
+    from tracklift.models.config import PRESETS
+
+    listed = "{" + ",".join(PRESETS) + "}"
+    assert f"--model {listed}" in subs["run"].format_help()
+    assert f"--train.model {listed}" in train
     # a flag outside the choices is refused by argparse, naming the choices
     with pytest.raises(SystemExit):
         parser.parse_args(["label", "--generator", "sam3"])

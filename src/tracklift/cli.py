@@ -353,7 +353,9 @@ def _choices() -> dict[tuple[str, str], list[str]]:
     from tracklift.models.backends.registry import BACKENDS
 
     backends = sorted(BACKENDS)
-    models = ["tiny", "small", "base"]  # ModelConfig.preset
+    # tracklift.models.config.PRESETS (not imported: the models package imports torch, which a plain
+    # `pip install .` lacks; tests/test_cli.py checks the two lists agree)
+    models = ["default", "tiny", "small", "base"]
     return {
         ("predict", "backend"): backends,
         ("serve", "backend"): backends,

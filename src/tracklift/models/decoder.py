@@ -101,7 +101,32 @@ class FFNLayer(nn.Module):
         return self.norm(tgt + self.drop(self.net(tgt)))
 
 
-class QueryDecoder(nn.Module):
+class QueryLayerStack(nn.Module):
+    """What both query decoders share: ``num_layers`` rounds of cross-attention, self-attention and a
+    feed-forward block, and the prediction head applied before the first round and after each one
+    (objectness logit per query; mask logits as the dot product of a projected query with per-unit mask
+    features). Subclasses build their inputs, then call :meth:`_build_stack`."""
+
+    def _build_stack(self, d: int, num_heads: int, ffn_dim: int, num_layers: int, dropout: float) -> None:
+        # The order of creation fixes the seeded initial weights: keep it.
+        self.cross = nn.ModuleList([CrossAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
+        self.self_attn = nn.ModuleList([SelfAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
+        self.ffn = nn.ModuleList([FFNLayer(d, ffn_dim, dropout) for _ in range(num_layers)])
+        self.out_norm = nn.LayerNorm(d)
+        self.objectness_head = nn.Linear(d, 1)
+        self.mask_embed = nn.Sequential(
+            nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)
+        )
+
+    def _predict(self, queries: torch.Tensor, mask_feats: list[torch.Tensor]):
+        """Per scene b, (Q, U_b) mask logits over its units, and (B, Q) objectness logits."""
+        q = self.out_norm(queries)
+        obj = self.objectness_head(q)[..., 0]
+        emb = self.mask_embed(q)
+        return [emb[b] @ mask_feats[b].T for b in range(len(mask_feats))], obj
+
+
+class QueryDecoder(QueryLayerStack):
     """Args:
     level_channels: channels of each backbone level, finest first.
     hidden_dim, num_queries, num_heads, ffn_dim, num_layers, attn_levels, max_attn_voxels,
@@ -137,14 +162,7 @@ class QueryDecoder(nn.Module):
         )
         self.mask_features = nn.Linear(level_channels[0], d)
         self.pos_enc = FourierPositions(pos_freqs or d // 2, d)
-        self.cross = nn.ModuleList([CrossAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
-        self.self_attn = nn.ModuleList([SelfAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
-        self.ffn = nn.ModuleList([FFNLayer(d, ffn_dim, dropout) for _ in range(num_layers)])
-        self.out_norm = nn.LayerNorm(d)
-        self.objectness_head = nn.Linear(d, 1)
-        self.mask_embed = nn.Sequential(
-            nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)
-        )
+        self._build_stack(d, num_heads, ffn_dim, num_layers, dropout)
 
     @classmethod
     def from_config(cls, cfg: DecoderConfig, level_channels: list[int]) -> QueryDecoder:
@@ -161,12 +179,6 @@ class QueryDecoder(nn.Module):
             pos_freqs=cfg.pos_freqs,
             dropout=cfg.dropout,
         )
-
-    def _predict(self, queries: torch.Tensor, mask_feats: list[torch.Tensor]):
-        q = self.out_norm(queries)
-        obj = self.objectness_head(q)[..., 0]
-        emb = self.mask_embed(q)
-        return [emb[b] @ mask_feats[b].T for b in range(len(mask_feats))], obj
 
     def _subset(self, n: int, device) -> torch.Tensor | None:
         cap = self.max_attn_voxels

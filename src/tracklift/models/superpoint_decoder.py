@@ -19,13 +19,7 @@ import torch
 from torch import nn
 
 from tracklift.models.config import DecoderConfig
-from tracklift.models.decoder import (
-    CrossAttentionLayer,
-    DecoderOutput,
-    FFNLayer,
-    FourierPositions,
-    SelfAttentionLayer,
-)
+from tracklift.models.decoder import DecoderOutput, FourierPositions, QueryLayerStack
 from tracklift.models.superpoints import BatchSuperpoints
 
 
@@ -43,7 +37,7 @@ def farthest_point_order(xyz: torch.Tensor, k: int) -> torch.Tensor:
     return picked
 
 
-class SuperpointDecoder(nn.Module):
+class SuperpointDecoder(QueryLayerStack):
     """Args:
     in_channels: channels of the finest backbone level (pooled to ``2 * in_channels``: mean and max).
     hidden_dim, num_queries, num_heads, ffn_dim, num_layers, masked_attention, pos_freqs, dropout: see
@@ -74,14 +68,7 @@ class SuperpointDecoder(nn.Module):
         self.query_init = nn.Linear(d, d)
         self.query_feat = nn.Embedding(num_queries, d)
         self.pos_enc = FourierPositions(pos_freqs or d // 2, d)
-        self.cross = nn.ModuleList([CrossAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
-        self.self_attn = nn.ModuleList([SelfAttentionLayer(d, num_heads, dropout) for _ in range(num_layers)])
-        self.ffn = nn.ModuleList([FFNLayer(d, ffn_dim, dropout) for _ in range(num_layers)])
-        self.out_norm = nn.LayerNorm(d)
-        self.objectness_head = nn.Linear(d, 1)
-        self.mask_embed = nn.Sequential(
-            nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)
-        )
+        self._build_stack(d, num_heads, ffn_dim, num_layers, dropout)
 
     @classmethod
     def from_config(cls, cfg: DecoderConfig, in_channels: int) -> SuperpointDecoder:
@@ -111,12 +98,6 @@ class SuperpointDecoder(nn.Module):
         if order.numel() < q:
             order = order[torch.arange(q, device=order.device) % order.numel()]
         return order
-
-    def _predict(self, queries: torch.Tensor, mask_feats: list[torch.Tensor]):
-        q = self.out_norm(queries)
-        obj = self.objectness_head(q)[..., 0]
-        emb = self.mask_embed(q)
-        return [emb[b] @ mask_feats[b].T for b in range(len(mask_feats))], obj
 
     def forward(self, pooled: torch.Tensor, sp: BatchSuperpoints, all_stages: bool = True) -> DecoderOutput:
         """Args:

@@ -158,7 +158,7 @@ class TrainConfig(StageSettings):
     out: str = field(
         default="runs/train", metadata={"help": "checkpoint folder URL (<out>/stage{N}/last.pt)"}
     )
-    model: str = field(default="small", metadata={"help": "model preset: tiny | small | base"})
+    model: str = field(default="small", metadata={"help": "model preset: default | tiny | small | base"})
     model_overrides: ModelOverrides = field(
         default_factory=ModelOverrides, metadata={"help": "preset fields to replace"}
     )
