@@ -77,10 +77,24 @@ class RunConfig:
     )
     num_actors: int = field(default=2, metadata={"help": "labeling actors"})
     num_workers: int = field(default=2, metadata={"help": "Ray Train workers"})
-    model: str = field(default="small", metadata={"help": "network preset (tiny, small, base)"})
-    voxel_size: float = field(default=0.04, metadata={"help": "network voxel size (m)"})
-    epochs: str = field(default="3,3,6", metadata={"help": "epochs of stages 1,2,3"})
+    model: str = field(
+        default="default",
+        metadata={"help": "network preset (default: superpoint decoder; tiny, small, base: point decoder)"},
+    )
+    voxel_size: float = field(default=0.08, metadata={"help": "network voxel size (m)"})
+    epochs: str = field(
+        default="1,1,60",
+        metadata={
+            "help": "epochs of stages 1,2,3 (one pass over views and chunks, then full rooms: the split "
+            "chosen on training seeds, docs/recipe.md)"
+        },
+    )
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (all stages)"})
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = field(
+        default="cosine", metadata={"help": "learning-rate schedule of each stage"}
+    )
+    warmup: float = field(default=0.1, metadata={"help": "share of each stage's steps spent warming up"})
+    augment: bool = field(default=True, metadata={"help": "training augmentations (rotation, flips, ...)"})
     max_points: int = field(default=30_000, metadata={"help": "training samples are subsampled to this"})
     serve: bool = field(default=True, metadata={"help": "deploy the final checkpoint and send it a request"})
     port: int = field(default=0, metadata={"help": "Serve HTTP port on 127.0.0.1 (0: a free one)"})
@@ -242,6 +256,7 @@ def _check_manifest(manifest: dict, where: str) -> None:
 
 def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
     from tracklift.training import RayTrainOptions, TrainConfig
+    from tracklift.training.augment import AugmentConfig
     from tracklift.training.distributed import train_curriculum_ray
 
     tcfg = TrainConfig(
@@ -251,6 +266,9 @@ def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
         model_overrides={"voxel_size": cfg.voxel_size},
         epochs=epochs,
         lr=cfg.lr,
+        lr_schedule=cfg.lr_schedule,
+        warmup=cfg.warmup,
+        augment=AugmentConfig(enabled=cfg.augment),
         max_points=cfg.max_points,
         log_every=0,
     )
