@@ -314,7 +314,8 @@ def run_prior(work: str, prior: str, args) -> tuple[dict, dict]:
     meta: dict = {"seconds": {}, "train_loss_per_epoch": {}, "mean_instances_per_scene": {}}
     for seed in args.seeds:
         out = os.path.join(work, f"ckpt_{prior}_seed{seed}")
-        shutil.rmtree(out, ignore_errors=True)  # always retrain: a leftover would be skipped or resumed
+        if not args.reuse_checkpoints:  # retrain: a leftover would be skipped or resumed by train_stage
+            shutil.rmtree(out, ignore_errors=True)
         urls, seconds = train_rows(train_labels, out, args, seed, counts)
         for row, url in urls.items():
             ev = evaluate_checkpoint(url, held_samples)
@@ -378,6 +379,11 @@ def run(args) -> dict:
         )
     if args.scans == "classic":
         notes.append("classic scans have one style: the held-out scenes differ in layout only")
+    if args.reuse_checkpoints:
+        notes.append(
+            "--reuse-checkpoints: checkpoints left under --work by an earlier, interrupted run were scored "
+            "(finished stages are not retrained), so per-row seconds are not training times"
+        )
     results["meta"] = {
         "synthetic": True,
         "note": "ALL NUMBERS ARE SYNTHETIC (procedural rooms, tiny CPU training runs); not ScanNet results.",
@@ -493,6 +499,12 @@ def parse_args(argv=None):
     )
     ap.add_argument("--max-points", type=int, default=30_000)
     ap.add_argument("--skip-point-decoder", action="store_true", help="do not train the point_decoder row")
+    ap.add_argument(
+        "--reuse-checkpoints",
+        action="store_true",
+        help="resume an interrupted run: keep the checkpoints under --work (finished stages are scored, "
+        "unfinished ones resumed) instead of retraining; seconds then count only this run's training",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curriculum.json"))
     args = ap.parse_args(argv)
     args.priors = [p for p in args.priors.split(",") if p]
