@@ -146,7 +146,7 @@ def run(args) -> dict:
                 cfg.consistency.learn_between_keyframes = args.learn_between_keyframes
                 cfg.consistency.learned_surface_grows = args.learned_surface_grows
                 t0 = time.perf_counter()
-                tracker = GeometricTracker(GeometricConfig(stride=args.stride))
+                tracker = GeometricTracker(GeometricConfig(stride=args.stride, voxel=args.tracker_voxel))
                 res = label_scene(scene, cfg, generator, tracker if method == "tracked" else None)
                 dt = time.perf_counter() - t0
                 labels = res.labels
@@ -232,6 +232,9 @@ def main():
         "id owns into that id; > 1 off",
     )
     ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
+    ap.add_argument(
+        "--tracker-voxel", type=float, default=GeometricConfig().voxel, help="geometric tracker voxel, metres"
+    )
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
@@ -281,6 +284,7 @@ def main():
         "keyframe_interval": args.keyframe_interval,
         "learn_between_keyframes": args.learn_between_keyframes,
         "tracker_stride": args.stride,
+        "tracker_voxel": args.tracker_voxel,
         "vote_unit": {p: vote_unit(args, p) for p in results if p != "by_vote_unit"},
         "learned_surface_grows": args.learned_surface_grows,
         "fragment_share": args.fragment_share,

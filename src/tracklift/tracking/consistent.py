@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
-from tracklift.geometry.camera import backproject_pixels, depth_pixels, in_image, project
+from tracklift.geometry.camera import backproject_pixels, in_image, project
 from tracklift.geometry.voxels import voxel_keys
 from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
 
@@ -166,35 +166,59 @@ def generate_masks(generator: MaskGenerator, frame: Frame) -> list[Mask2D]:
     return generator.generate(frame.color, frame.depth)
 
 
-def _mask_points(frame: Frame, intr: Intrinsics, mask: np.ndarray, max_points: int) -> np.ndarray:
-    """(M, 3) world points of a mask's pixels with valid depth, evenly subsampled to at most ``max_points``."""
-    vs, us = depth_pixels(frame.depth, mask, max_points=max_points)
-    return backproject_pixels(vs, us, frame.depth[vs, us].astype(np.float64), intr, frame.pose)
+class _KeyframePixels:
+    """A keyframe's pixels with depth, lifted to world points once.
 
+    The keyframe's decisions ask the same questions of hundreds of masks: which 3D-memory voxels a mask
+    covers, how much of it the previous keyframe saw, what the previous keyframe saw there. Each is an
+    index into arrays computed once per keyframe (the points, their voxel keys, their pixels on the
+    previous keyframe) instead of a back-projection per mask. A mask's sample of points is the one
+    :func:`tracklift.geometry.camera.depth_pixels` takes (row-major, evenly subsampled).
+    """
 
-def _voxel_keys(
-    frame: Frame, intr: Intrinsics, mask: np.ndarray, voxel: float, max_points: int = 4000
-) -> set:
-    """World-space voxel keys (:func:`tracklift.geometry.voxels.voxel_keys`, as Python ints) of a mask's
-    pixels with valid depth (subsampled)."""
-    return set(np.unique(voxel_keys(_mask_points(frame, intr, mask, max_points), voxel)).tolist())
+    def __init__(self, frame: Frame, intr: Intrinsics, voxel: float):
+        self.intr, self.voxel = intr, voxel
+        self.valid = frame.depth > 0
+        self.rows, self.cols = np.nonzero(self.valid)
+        z = frame.depth[self.rows, self.cols].astype(np.float64)
+        self.world = backproject_pixels(self.rows, self.cols, z, intr, frame.pose)
+        self._keys: np.ndarray | None = None
+        self._on_prev: tuple[Frame, np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    def index(self, mask: np.ndarray, max_points: int | None = None) -> np.ndarray:
+        """Indices into this keyframe's pixels with depth of those in ``mask``, at most ``max_points``
+        spread evenly over the row-major order."""
+        idx = np.flatnonzero(mask[self.valid])
+        if max_points is not None and len(idx) > max_points:
+            idx = idx[np.linspace(0, len(idx) - 1, max_points).astype(np.int64)]
+        return idx
 
-def _seen_as_other(
-    mask: np.ndarray, tid: int, frame: Frame, prev: Frame, prev_map: np.ndarray, intr: Intrinsics
-) -> np.ndarray:
-    """(H, W) bool: pixels of ``mask`` on ``frame`` whose 3D points were visible on ``prev`` (in its image,
-    depth agreeing within 5 cm + 2 %) where ``prev_map`` did not give them to track ``tid``."""
-    vs, us = depth_pixels(frame.depth, mask)
-    out = np.zeros(mask.shape, bool)
-    if len(vs) == 0:
+    def voxel_keys(self, mask: np.ndarray, max_points: int = 4000) -> set:
+        """World-space voxel keys (as Python ints) of a mask's pixels with depth (subsampled)."""
+        if self._keys is None:
+            self._keys = voxel_keys(self.world, self.voxel)
+        return set(np.unique(self._keys[self.index(mask, max_points)]).tolist())
+
+    def seen_on(self, prev: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`_seen_on` of every pixel with depth on ``prev`` (5 cm + 2 %), computed once."""
+        if self._on_prev is None or self._on_prev[0] is not prev:
+            self._on_prev = (prev, *_seen_on(self.world, prev, self.intr, 0.05, 0.02))
+        return self._on_prev[1:]
+
+    def visible_share(self, pixels: np.ndarray, prev: Frame, max_points: int = 2000) -> float:
+        """Share of ``pixels`` (bool (H, W), subsampled) whose 3D points ``prev`` saw (:func:`visible_share`)."""
+        idx = self.index(pixels, max_points)
+        if len(idx) == 0:
+            return 1.0  # nothing measurable: do not let it grow a track
+        return float(self.seen_on(prev)[0][idx].mean())
+
+    def seen_as(self, prev: Frame, prev_map: np.ndarray) -> np.ndarray:
+        """(P,) int64: the id ``prev_map`` gave each pixel's point on ``prev`` (0: no track), -1 where
+        ``prev`` did not see it."""
+        ok, u, v = self.seen_on(prev)
+        out = np.full(len(ok), -1, np.int64)
+        out[ok] = prev_map[v[ok], u[ok]]
         return out
-    world = backproject_pixels(vs, us, frame.depth[vs, us].astype(np.float64), intr, frame.pose)
-    ok, u, v = _seen_on(world, prev, intr, 0.05, 0.02)
-    other = np.zeros(len(world), bool)
-    other[ok] = prev_map[v[ok], u[ok]] != tid
-    out[vs[other], us[other]] = True
-    return out
 
 
 def _seen_on(
@@ -242,18 +266,14 @@ def visible_share(
     prev: Frame,
     intr: Intrinsics,
     max_points: int = 2000,
-    abs_tol: float = 0.05,
-    rel_tol: float = 0.02,
 ) -> float:
     """Share of ``pixels`` (bool (H, W) on ``frame``) whose 3D points were visible on ``prev``.
 
     A point counts as visible before if it projects inside ``prev``'s image in front of the camera and
-    agrees with ``prev``'s depth there (tolerance ``abs_tol + rel_tol * z`` metres).
+    agrees with ``prev``'s depth there (tolerance 5 cm + 2 % of the depth). Pixels without depth do not
+    count; with none left the share is 1 (nothing measurable may not grow a track).
     """
-    world = _mask_points(frame, intr, pixels, max_points)
-    if len(world) == 0:
-        return 1.0  # nothing measurable: do not let it grow a track
-    return float(_seen_on(world, prev, intr, abs_tol, rel_tol)[0].mean())
+    return _KeyframePixels(frame, intr, voxel=1.0).visible_share(pixels, prev, max_points)
 
 
 class GranularityConsistentTracker:
@@ -443,18 +463,19 @@ class GranularityConsistentTracker:
                     on_keyframe(positions[ki], fresh)
                 stats["keyframes"] += 1
                 stats["fresh"] += len(fresh)
+                px = _KeyframePixels(kf, intr, cfg.reid_voxel)
                 seen_before = None
                 if prev_key is not None:
                     prev = frame(prev_key)
-                    seen_before = lambda px, kf=kf, prev=prev: visible_share(px, kf, prev, intr)  # noqa: E731
+                    seen_before = lambda m, px=px, prev=prev: px.visible_share(m, prev)  # noqa: E731
 
-                def in_memory(tid: int, px: np.ndarray, kf=kf) -> float:
-                    keys = _voxel_keys(kf, intr, px, cfg.reid_voxel, max_points=1500)
+                def in_memory(tid: int, m: np.ndarray, px=px) -> float:
+                    keys = px.voxel_keys(m, max_points=1500)
                     return len(keys & tracks[tid].voxels) / len(keys) if keys else 1.0
 
                 new_masks, updates, counts = self.classify(fresh, current, seen_before, in_memory)
                 for tid, m in updates.items():  # confirmed on this keyframe: the track's memory grows
-                    tracks[tid].voxels |= _voxel_keys(kf, intr, m, cfg.reid_voxel, max_points=1500)
+                    tracks[tid].voxels |= px.voxel_keys(m, max_points=1500)
                 unions, matched_ids = counts.pop("unions"), counts.pop("matched_ids")
                 # Only a view that offers one granularity (non-overlapping masks, as a single-choice
                 # segmenter gives) states "these are one object"; a nested multi-scale proposal set (SAM,
@@ -467,13 +488,13 @@ class GranularityConsistentTracker:
                 cuts: dict[int, np.ndarray] = {}
                 if scan is not None and prev_key is not None:
                     cuts = self._cut_drift(
-                        current, updates, kf, frame(prev_key), id_maps[positions[prev_key]], intr
+                        current, updates, px, frame(prev_key), id_maps[positions[prev_key]]
                     )
                     current.update(cuts)
                     stats["drift_cut"] += len(cuts)
                 born: dict[int, np.ndarray] = {}
                 for m in new_masks:
-                    keys = _voxel_keys(kf, intr, m, cfg.reid_voxel)
+                    keys = px.voxel_keys(m)
                     revived = self._reidentify(keys, tracks, current)
                     if revived is not None:
                         tid = revived
@@ -667,7 +688,7 @@ class GranularityConsistentTracker:
             target[fill] = ids[fill]
 
     def _cut_drift(
-        self, current, updates, kf: Frame, prev: Frame, prev_map: np.ndarray, intr: Intrinsics
+        self, current, updates, px: _KeyframePixels, prev: Frame, prev_map: np.ndarray
     ) -> dict[int, np.ndarray]:
         """Drift: a propagated mask (one no fresh mask confirmed on this keyframe) that covers surface the
         previous keyframe saw as something else (another track, or no track) spread over a neighbour. A
@@ -675,13 +696,19 @@ class GranularityConsistentTracker:
         seen apart from it. Returns ``{track id: mask without those pixels}`` for the tracks whose share
         of such pixels reaches ``drift_share``."""
         cuts = {}
+        seen_as = None
         for tid, m in current.items():
             if tid in updates:
                 continue
-            other = _seen_as_other(m, tid, kf, prev, prev_map, intr)
-            n_other, area = int(other.sum()), int(m.sum())
+            if seen_as is None:  # one projection of the keyframe for all tracks
+                seen_as = px.seen_as(prev, prev_map)
+            idx = px.index(m)
+            other = idx[(seen_as[idx] >= 0) & (seen_as[idx] != tid)]
+            n_other, area = len(other), int(m.sum())
             if n_other >= self.cfg.drift_share * max(area, 1) and n_other >= self.cfg.min_mask_area:
-                cuts[tid] = m & ~other
+                cut = m.copy()
+                cut[px.rows[other], px.cols[other]] = False
+                cuts[tid] = cut
         return cuts
 
     def _backward(self, ki_prev, ki, born, frame, positions, id_maps, intr) -> None:
