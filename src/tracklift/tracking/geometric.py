@@ -405,9 +405,11 @@ class GeometricTracker:
         normals_cam = normals_from_points(cam, valid, self.cfg.normal_radius)
         pose = np.asarray(f.pose, dtype=np.float64)
         pix = np.flatnonzero(valid.ravel())
-        normals, keys = _world_normals_and_keys(cam, normals_cam, pix, pose, self.cfg.voxel, KEY_AXIS_BITS)
         lab = rgb_to_lab(f.color[::st, ::st])
-        fd = _FrameData(depth, lab, normals, pix, lab.reshape(-1, 3)[pix], normals.reshape(-1, 3)[pix], keys)
+        normals, normals_px, lab_px, keys = _world_normals_and_keys(
+            cam, normals_cam, lab, pix, pose, self.cfg.voxel, KEY_AXIS_BITS
+        )
+        fd = _FrameData(depth, lab, normals, pix, lab_px, normals_px, keys)
         state.cache[pos] = fd
         while len(state.cache) > state.cache_frames:  # scans move forward: drop the earliest frame
             del state.cache[min(state.cache)]
@@ -421,12 +423,21 @@ class GeometricTracker:
 
 @jit(parallel=True)
 def _world_normals_and_keys(
-    cam: np.ndarray, normals_cam: np.ndarray, pix: np.ndarray, pose: np.ndarray, voxel: float, bits: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """World-frame normals (H, W, 3) float32 and the (3, P) voxel keys (as :func:`tracklift.geometry.voxels.voxel_keys`) of the
-    pixels ``pix``' world points: at the point, and half a voxel along its normal either way."""
+    cam: np.ndarray,
+    normals_cam: np.ndarray,
+    lab: np.ndarray,
+    pix: np.ndarray,
+    pose: np.ndarray,
+    voxel: float,
+    bits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """World-frame normals (H, W, 3) float32; of the pixels ``pix``: their world normals and Lab colours
+    (P, 3) float32, and the (3, P) voxel keys (as :func:`tracklift.geometry.voxels.voxel_keys`) of their
+    world points: at the point, and half a voxel along its normal either way."""
     h, w = cam.shape[:2]
     normals = np.zeros((h, w, 3), np.float32)
+    normals_px = np.empty((len(pix), 3), np.float32)
+    lab_px = np.empty((len(pix), 3), np.float32)
     keys = np.empty((3, len(pix)), np.int64)
     bias = 1 << (bits - 1)
     top = (1 << bits) - 1
@@ -441,13 +452,19 @@ def _world_normals_and_keys(
         ny = pose[1, 0] * mx + pose[1, 1] * my + pose[1, 2] * mz
         nz = pose[2, 0] * mx + pose[2, 1] * my + pose[2, 2] * mz
         normals[y, x, 0], normals[y, x, 1], normals[y, x, 2] = nx, ny, nz
+        normals_px[i, 0], normals_px[i, 1], normals_px[i, 2] = (
+            normals[y, x, 0],
+            normals[y, x, 1],
+            normals[y, x, 2],
+        )
+        lab_px[i, 0], lab_px[i, 1], lab_px[i, 2] = lab[y, x, 0], lab[y, x, 1], lab[y, x, 2]
         for j in range(3):
             s = 0.0 if j == 0 else (0.5 * voxel if j == 1 else -0.5 * voxel)
             qx = min(max(int(np.floor((px + s * nx) / voxel)) + bias, 0), top)
             qy = min(max(int(np.floor((py + s * ny) / voxel)) + bias, 0), top)
             qz = min(max(int(np.floor((pz + s * nz) / voxel)) + bias, 0), top)
             keys[j, i] = (qx << (2 * bits)) | (qy << bits) | qz
-    return normals, keys
+    return normals, normals_px, lab_px, keys
 
 
 def _strided(intr: Intrinsics, stride: int) -> Intrinsics:
