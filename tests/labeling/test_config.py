@@ -81,3 +81,17 @@ def test_label_config_from_yaml_with_nested_keys(tmp_path):
     assert cfg.lift.visibility.depth_abs_tol == VisibilityConfig().depth_abs_tol
     assert (cfg.samples.voxel_size, cfg.samples.stage3_min_seen) == (0.05, 0)
     assert cfg.consistency.keyframe_interval == 7
+
+
+def test_geometric_tracker_settings_reach_the_tracker():
+    """The geometric tracker's settings are flags of the label stage and reach the tracker it builds."""
+    from tracklift.labeling.config import build_tracker
+    from tracklift.tracking.geometric import GeometricConfig
+
+    args = build_parser().parse_args(["label", "--geometric.stride", "3", "--geometric.voxel", "0.05"])
+    cfg = config_lib.from_args(LabelConfig, args)
+    tracker = build_tracker(cfg)
+    assert (tracker.cfg.stride, tracker.cfg.voxel) == (3, 0.05)
+    assert tracker.cfg.stride_for(640) == 3
+    auto = GeometricConfig(stride=0, work_width=160)  # 0: the stride that gives a ~160-pixel-wide image
+    assert [auto.stride_for(w) for w in (160, 320, 640, 1296)] == [1, 2, 4, 8]

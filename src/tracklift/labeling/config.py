@@ -1,9 +1,10 @@
 """``LabelConfig``: the one config of the label stage, and the 2D models it names.
 
 The lifting, sample and tracker settings are the algorithms' own config objects, nested whole
-(``cfg.lift`` with its ``visibility``, ``cfg.samples``, ``cfg.consistency``), so every setting is reachable
-as a flag (``--lift.min-votes 3``, ``--lift.visibility.depth-abs-tol 0.02``, ``--samples.voxel-size 0.04``)
-or a nested YAML key, and each default is stated once, where the algorithm defines it.
+(``cfg.lift`` with its ``visibility``, ``cfg.samples``, ``cfg.consistency``, ``cfg.geometric``), so every
+setting is reachable as a flag (``--lift.min-votes 3``, ``--lift.visibility.depth-abs-tol 0.02``,
+``--samples.voxel-size 0.04``, ``--geometric.stride 1``) or a nested YAML key, and each default is stated
+once, where the algorithm defines it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tracklift.errors import ConfigError
 from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
 from tracklift.tracking.base import MaskGenerator, MaskTracker
 from tracklift.tracking.consistent import ConsistencyConfig
+from tracklift.tracking.geometric import GeometricConfig
 
 # Settings that say where and how fast a run goes, or what views it adds, not what its results hold: left
 # out of the config hash, so a rerun with more actors or another --limit reuses the scenes already done.
@@ -74,6 +76,7 @@ class LabelConfig:
         default="score", metadata={"help": "how overlapping proposals become one id map per frame"}
     )
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    geometric: GeometricConfig = field(default_factory=GeometricConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
     samples: SampleConfig = field(default_factory=SampleConfig)
     write_shards: bool = field(default=True, metadata={"help": "write the stage 1/2/3 training shards"})
@@ -178,7 +181,7 @@ def build_tracker(cfg: LabelConfig) -> MaskTracker:
     if cfg.tracker == "geometric":
         from tracklift.tracking.geometric import GeometricTracker
 
-        return GeometricTracker()
+        return GeometricTracker(cfg.geometric)
     if cfg.tracker == "sam2":
         from tracklift.tracking.sam2_backend import build_sam2_backends
 

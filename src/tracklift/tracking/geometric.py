@@ -69,6 +69,8 @@ class GeometricConfig:
         stride: track on every ``stride``-th pixel row and column (a ``stride``² times smaller image, with
             the intrinsics scaled to match); predictions are filled back to full size by nearest pixel and
             given masks always win at full size. Radii and pixel counts above stay in full-size pixels.
+            0 (auto): ``max(1, round(width / work_width))``, so 320- and 640-wide scans track alike.
+        work_width: the working width that ``stride = 0`` aims at, pixels.
         cache_frames: frames whose derived arrays (points, normals, Lab, voxel keys) stay in memory, at
             least (a caller that revisits frames asks for more with ``start(..., revisit=n)``).
     """
@@ -88,15 +90,24 @@ class GeometricConfig:
     )
     normal_radius: int = field(default=2, metadata={"help": "normal smoothing half-width, pixels"})
     stride: int = field(
-        default=1, metadata={"help": "track on every stride-th pixel row and column (id maps stay full size)"}
+        default=1,
+        metadata={
+            "help": "track on every stride-th pixel row and column (id maps stay full size); "
+            "0: round(width / work_width)"
+        },
     )
+    work_width: int = field(default=160, metadata={"help": "working width of stride 0 (auto), pixels"})
     cache_frames: int = field(default=2, metadata={"help": "least frames of derived arrays kept in memory"})
+
+    def stride_for(self, width: int) -> int:
+        """The stride used on images ``width`` pixels wide."""
+        return self.stride or max(1, round(width / self.work_width))
 
     def __post_init__(self):
         if self.voxel <= 0:
             raise ConfigError("GeometricConfig: voxel must be > 0")
-        if self.stride < 1:
-            raise ConfigError("GeometricConfig: stride must be >= 1")
+        if self.stride < 0 or self.work_width < 1:
+            raise ConfigError("GeometricConfig: stride must be >= 0 (0: auto) and work_width >= 1")
         if self.fill_radius < 0 or self.close_radius < 0 or self.min_visible_pixels < 1:
             raise ConfigError("GeometricConfig: radii must be >= 0 and min_visible_pixels >= 1")
 
@@ -144,6 +155,7 @@ class GeometricTrackState:
     seeds: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     cache_frames: int = 1
+    stride: int = 1
     checked: set = field(default_factory=set)
     closed: bool = False
 
@@ -187,7 +199,12 @@ class GeometricTracker:
         ``revisit``: how many recent frames the caller comes back to (a keyframe segment and its two
         ends, for the granularity-consistent tracker's backward pass); their derived arrays stay cached
         (at least ``cfg.cache_frames``), so none is computed twice."""
-        state = GeometricTrackState(frames, intrinsics, cache_frames=max(1, self.cfg.cache_frames, revisit))
+        state = GeometricTrackState(
+            frames,
+            intrinsics,
+            cache_frames=max(1, self.cfg.cache_frames, revisit),
+            stride=self.cfg.stride_for(intrinsics.width),
+        )
         if isinstance(frames, (list, tuple)):
             for pos in range(len(frames)):
                 self._check_frame(state, pos)
@@ -209,7 +226,7 @@ class GeometricTracker:
         self._check_open(state)
         fd = self._frame_data(state, pos)
         h, w = state.intrinsics.height, state.intrinsics.width
-        st = self.cfg.stride
+        st = state.stride
         for obj_id, mask in masks.items():
             if np.shape(mask) != (h, w):
                 raise DataError(
@@ -308,7 +325,7 @@ class GeometricTracker:
     ) -> np.ndarray:
         """(H, W) int32 slot map of frame ``pos``."""
         cfg = self.cfg
-        st = cfg.stride
+        st = state.stride
         fd = self._frame_data(state, pos)
         h, w = fd.depth.shape  # working size (full size / stride)
         # growth may enter a pixel whose voxel is the object's own or was never seen; surface already
@@ -398,7 +415,7 @@ class GeometricTracker:
         if pos in state.cache:
             return state.cache[pos]
         f = self._check_frame(state, pos)
-        st = self.cfg.stride
+        st = state.stride
         depth = np.ascontiguousarray(f.depth[::st, ::st], dtype=np.float32)
         valid = depth > 0
         cam = backproject_depth(depth, _strided(state.intrinsics, st))
