@@ -283,7 +283,7 @@ def main():
         else "classic single style",
         "keyframe_interval": args.keyframe_interval,
         "learn_between_keyframes": args.learn_between_keyframes,
-        "tracker_stride": args.stride,
+        "tracker_stride": GeometricConfig(stride=args.stride).stride_for(args.width),
         "tracker_voxel": args.tracker_voxel,
         "vote_unit": {p: vote_unit(args, p) for p in results if p != "by_vote_unit"},
         "learned_surface_grows": args.learned_surface_grows,

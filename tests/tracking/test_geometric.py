@@ -239,3 +239,24 @@ def test_check_rgbd_cleans_depth():
     depth = np.array([[1.0, np.nan], [-1.0, np.inf]])
     _, d = check_rgbd(color, depth)
     assert d.dtype == np.float32 and d.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_strided_labels_come_back_along_the_depth_edge():
+    """Labels computed on every 4th pixel return to full size along the full image's depth edge, not as
+    4-pixel blocks (a near box whose edge falls between working pixels)."""
+    from tracklift.tracking.label_kernels import upsample_labels
+
+    h, w, st = 24, 32, 4
+    depth = np.full((h, w), 3.0, np.float32)
+    depth[:, 13:] = 1.5  # the edge at column 13 lies between working columns 12 and 16
+    color = np.zeros((h, w, 3), np.uint8)
+    color[:, 13:] = 200
+    truth = np.where(depth < 2.0, 2, 1).astype(np.int32)
+    label_w = np.ascontiguousarray(truth[::st, ::st])
+    up = upsample_labels(label_w, depth[::st, ::st], color[::st, ::st], depth, color, st, 0.03, 20.0)
+    assert (up == truth).all()
+    nearest = np.repeat(np.repeat(label_w, st, 0), st, 1)
+    assert (nearest != truth).any()  # what the blocks would have given
+    depth[5, 20] = 0  # a pixel without depth takes its nearest working pixel's label
+    up = upsample_labels(label_w, depth[::st, ::st], color[::st, ::st], depth, color, st, 0.03, 20.0)
+    assert up[5, 20] == label_w[round(5 / st), round(20 / st)]

@@ -11,7 +11,7 @@ import numpy as np
 
 from tracklift.geometry.compiled import jit
 
-__all__ = ["close_gaps", "drop_islands", "grow_labels"]
+__all__ = ["close_gaps", "drop_islands", "grow_labels", "upsample_labels"]
 
 _DY = np.array([-1, -1, -1, 0, 0, 1, 1, 1], np.int64)
 _DX = np.array([-1, 0, 1, -1, 1, -1, 0, 1], np.int64)
@@ -174,3 +174,57 @@ def close_gaps(label: np.ndarray, rounds: int, min_votes: int) -> None:
                     changed = True
         if not changed:
             break
+
+
+@jit
+def upsample_labels(
+    label: np.ndarray,
+    depth_w: np.ndarray,
+    color_w: np.ndarray,
+    depth: np.ndarray,
+    color: np.ndarray,
+    stride: int,
+    depth_rel: float,
+    color_step: float,
+) -> np.ndarray:
+    """A label image computed on every ``stride``-th pixel brought back to full size along edges.
+
+    Working pixel ``(i, j)`` is full-size pixel ``(stride * i, stride * j)``. Each full-size pixel takes the
+    label of the most alike of the (up to 4) working pixels around it: depth step relative to its depth
+    in units of ``depth_rel``, RGB distance in units of ``color_step``, and a small distance term that
+    breaks ties towards the nearest. A pixel without depth takes its nearest working pixel's label. So
+    an object's outline follows the depth and colour edges of the full image instead of a staircase of
+    ``stride``-pixel blocks.
+    """
+    hs, ws = label.shape
+    h, w = depth.shape
+    out = np.empty((h, w), label.dtype)
+    for y in range(h):
+        i0 = min(y // stride, hs - 1)
+        i1 = min(i0 + 1, hs - 1)
+        for x in range(w):
+            j0 = min(x // stride, ws - 1)
+            j1 = min(j0 + 1, ws - 1)
+            z = depth[y, x]
+            ni = min(int(y / stride + 0.5), hs - 1)
+            nj = min(int(x / stride + 0.5), ws - 1)
+            if z <= 0:
+                out[y, x] = label[ni, nj]
+                continue
+            best, best_cost = label[ni, nj], np.inf
+            for i in (i0, i1):
+                for j in (j0, j1):
+                    zw = depth_w[i, j]
+                    if zw <= 0:
+                        continue
+                    dz = (zw - z) / (depth_rel * z)
+                    dc = 0.0
+                    for c in range(3):
+                        d = (float(color_w[i, j, c]) - float(color[y, x, c])) / color_step
+                        dc += d * d
+                    dy, dx = (stride * i - y) / stride, (stride * j - x) / stride
+                    cost = dz * dz + dc + 0.25 * (dy * dy + dx * dx)
+                    if cost < best_cost:
+                        best, best_cost = label[i, j], cost
+            out[y, x] = best
+    return out
