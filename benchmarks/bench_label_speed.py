@@ -100,10 +100,11 @@ def run_row(spec: dict) -> dict:
             )
         )
     else:
-        from tracklift.tracking.geometric import GeometricTracker
+        from tracklift.tracking.geometric import GeometricConfig, GeometricTracker
         from tracklift.tracking.weightless import WeightlessMaskGenerator
 
-        gen, trk = WeightlessMaskGenerator(intrinsics=scene.intrinsics), GeometricTracker()
+        gcfg = GeometricConfig(**({"stride": spec["stride"]} if "stride" in spec else {}))
+        gen, trk = WeightlessMaskGenerator(intrinsics=scene.intrinsics), GeometricTracker(gcfg)
     cfg = LabelConfig(method=method, pictures=False, write_shards=False)
     warm_s = warm_up_kernels()  # numba's compile / cache load, once per process: not part of a scene
     rss0 = _rss_mb()
@@ -117,8 +118,11 @@ def run_row(spec: dict) -> dict:
     st, tr = result.stats, result.stats["tracking"]
     label_s = st["label_s"]
     gen_s, track_s, lift_s = tr.get("generate_s", 0.0), tr.get("track_s", 0.0), st["lift_s"]
+    name = "sam2 tiny 256px (random weights)" if backend == "sam2" else "weightless+geometric"
+    if backend != "sam2" and method == "tracked":
+        name += f" (stride {trk.cfg.stride_for(scene.intrinsics.width)})"
     return {
-        "backend": "sam2 tiny 256px (random weights)" if backend == "sam2" else "weightless+geometric",
+        "backend": name,
         "method": method,
         "size": f"{scene.intrinsics.width}x{scene.intrinsics.height}",
         "frames": st["frames"],
@@ -137,6 +141,7 @@ def run_row(spec: dict) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch_threads": torch.get_num_threads(),
         "kernel_warm_up_s": round(warm_s, 2),
+        "compare": bool(spec.get("compare", False)),
         "repeats": len(runs),
         "label_s_all": [round(r[0], 3) for r in runs],
     }
@@ -198,6 +203,12 @@ def main() -> None:
         default=3,
         help="label the 320x240 scans this many times per row and report the median run (the others once)",
     )
+    ap.add_argument(
+        "--stride-1",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the tracker at full resolution (stride 1) on the shortest scan",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     if args.row:
@@ -223,6 +234,10 @@ def main() -> None:
                 spec = {"scene": str(path), "backend": "weightless", "method": method, "repeat": args.repeat}
                 rows.append(subprocess_row(spec))
                 _progress(rows[-1])
+            if n == min(args.frames) and args.stride_1:  # the full-resolution tracker, for comparison
+                spec = {"scene": str(path), "backend": "weightless", "method": "tracked", "stride": 1}
+                rows.append(subprocess_row({**spec, "repeat": args.repeat, "compare": True}))
+                _progress(rows[-1])
             if not args.no_sam2 and (n == min(args.frames) or args.sam2_300):
                 rows.append(subprocess_row({"scene": str(path), "backend": "sam2", "method": "tracked"}))
                 _progress(rows[-1])
@@ -237,14 +252,22 @@ def main() -> None:
     pick = {
         r["method"]: r
         for r in rows
-        if r["size"] == "320x240" and r["frames"] == first and r["backend"] == "weightless+geometric"
+        if r["size"] == "320x240"
+        and r["frames"] == first
+        and r["backend"].startswith("weightless+geometric")
+        and not r.get("compare")
     }
     summary = {
         "tracked_fps_320": pick["tracked"]["fps"],
         "independent_fps_320": pick["independent"]["fps"],
         "tracked_over_independent": round(pick["tracked"]["fps"] / pick["independent"]["fps"], 3),
         "frames": pick["tracked"]["frames"],
+        "tracked_backend": pick["tracked"]["backend"],
     }
+    full = [r for r in rows if r.get("compare")]
+    if full:  # the full-resolution tracker measured in the same run
+        summary["tracked_stride1_fps_320"] = full[0]["fps"]
+        summary["tracked_stride1_over_independent"] = round(full[0]["fps"] / pick["independent"]["fps"], 3)
     import torch
 
     out = {

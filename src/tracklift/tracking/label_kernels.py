@@ -205,6 +205,10 @@ def upsample_labels(
         for x in range(w):
             j0 = min(x // stride, ws - 1)
             j1 = min(j0 + 1, ws - 1)
+            a = label[i0, j0]
+            if a == label[i0, j1] and a == label[i1, j0] and a == label[i1, j1]:
+                out[y, x] = a  # inside one label (most pixels): nothing to choose
+                continue
             z = depth[y, x]
             ni = min(int(y / stride + 0.5), hs - 1)
             nj = min(int(x / stride + 0.5), ws - 1)
