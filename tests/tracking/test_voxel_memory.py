@@ -8,7 +8,7 @@ import numpy as np
 from tracklift.datasets.scene import Frame, Intrinsics
 from tracklift.geometry.camera import backproject_pixels, depth_pixels
 from tracklift.geometry.voxels import voxel_keys
-from tracklift.tracking.consistent import _KeyframePixels, _seen_on, visible_share
+from tracklift.tracking.consistent import _KeyframePixels, _seen_on
 from tracklift.tracking.voxel_memory import VoxelMemory
 
 
@@ -94,8 +94,8 @@ def test_keyframe_pixels_match_per_mask_backprojection():
     world = backproject_pixels(vs, us, kf.depth[vs, us].astype(np.float64), intr, kf.pose)
     expected = _seen_on(world, prev, intr, 0.05, 0.02)[0].mean()
     assert 0.0 < expected < 1.0  # the side shift hides part of the mask from the previous keyframe
-    assert px.visible_share(mask, prev) == expected == visible_share(mask, kf, prev, intr)
-    assert visible_share(np.zeros_like(mask), kf, prev, intr) == 1.0  # nothing measurable
+    assert px.visible_share(mask, prev) == expected
+    assert px.visible_share(np.zeros_like(mask), prev) == 1.0  # nothing measurable
     prev_map = np.zeros(kf.depth.shape, np.int32)
     prev_map[:, 40:] = 7
     seen_as = px.seen_as(prev, prev_map)

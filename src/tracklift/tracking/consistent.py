@@ -206,7 +206,10 @@ class _KeyframePixels:
         return self._on_prev[1:]
 
     def visible_share(self, pixels: np.ndarray, prev: Frame, max_points: int = 2000) -> float:
-        """Share of ``pixels`` (bool (H, W), subsampled) whose 3D points ``prev`` saw (:func:`visible_share`)."""
+        """Share of ``pixels`` (bool (H, W) on this keyframe, at most ``max_points`` of them) whose 3D points
+        were visible on ``prev``: inside its image, in front of its camera, agreeing with its depth within
+        5 cm + 2 %. Pixels without depth do not count; with none left the share is 1 (nothing measurable
+        may not grow a track)."""
         idx = self.index(pixels, max_points)
         if len(idx) == 0:
             return 1.0  # nothing measurable: do not let it grow a track
@@ -258,22 +261,6 @@ def single_granularity(masks: list[Mask2D], tolerance: float = 0.02) -> bool:
     total = sum(m.area for m in masks)
     union = np.any(np.stack([m.mask for m in masks]), axis=0).sum()
     return total - union <= tolerance * max(total, 1)
-
-
-def visible_share(
-    pixels: np.ndarray,
-    frame: Frame,
-    prev: Frame,
-    intr: Intrinsics,
-    max_points: int = 2000,
-) -> float:
-    """Share of ``pixels`` (bool (H, W) on ``frame``) whose 3D points were visible on ``prev``.
-
-    A point counts as visible before if it projects inside ``prev``'s image in front of the camera and
-    agrees with ``prev``'s depth there (tolerance 5 cm + 2 % of the depth). Pixels without depth do not
-    count; with none left the share is 1 (nothing measurable may not grow a track).
-    """
-    return _KeyframePixels(frame, intr, voxel=1.0).visible_share(pixels, prev, max_points)
 
 
 class GranularityConsistentTracker:
