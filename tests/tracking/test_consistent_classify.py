@@ -1,7 +1,9 @@
 """Keyframe decisions of the granularity-consistent tracker on hand-made masks."""
 
 import numpy as np
+import pytest
 
+from tracklift.errors import ConfigError
 from tracklift.tracking.base import Mask2D
 from tracklift.tracking.consistent import ConsistencyConfig, GranularityConsistentTracker
 
@@ -50,10 +52,26 @@ def test_untracked_mask_starts_new_id_without_overlap():
 def test_wholes_first_then_parts_rejected_on_first_sight():
     # the same keyframe proposes a table and its top: with area order the table wins, the top is a part
     table, top = box(5, 30, 5, 50), box(5, 10, 5, 50)
-    new, counts = classify([(top, 0.99), (table, 0.8)], {})
+    new, counts = classify([(top, 0.99), (table, 0.8)], {}, new_order="area")
     assert len(new) == 1 and new[0].sum() == table.sum() and counts["overlap"] == 1
     new, counts = classify([(top, 0.99), (table, 0.8)], {}, new_order="score")
     assert len(new) == 2 and new[0].sum() == top.sum()  # parts first: the table's rest becomes its own id
+
+
+def test_a_weakly_bounded_proposal_over_floor_and_box_does_not_start_one_track():
+    # A multi-scale generator's coarsest proposal often spans the floor and the box standing on it (no
+    # depth jump where they touch); its boundary contrast is low, the box's and the floor's are high.
+    # By default the sharply bounded masks start the tracks, and the union of both is rejected.
+    floor, box_on_it = box(20, 40, 0, 60), box(8, 20, 20, 40)
+    both = floor | box_on_it
+    new, counts = classify([(both, 0.3), (floor, 0.9), (box_on_it, 0.8)], {})
+    assert len(new) == 2 and counts["new"] == 2
+    assert {int(m.sum()) for m in new} == {int(floor.sum()), int(box_on_it.sum())}
+
+
+def test_unknown_new_order_is_a_config_error():
+    with pytest.raises(ConfigError, match="new_order"):
+        ConsistencyConfig(new_order="size")
 
 
 def test_track_grows_over_newly_visible_surface_only():

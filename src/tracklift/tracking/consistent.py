@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracklift.datasets.scene import Frame, Intrinsics, Scene
+from tracklift.errors import ConfigError
 from tracklift.geometry.camera import backproject_pixels, in_image, project
 from tracklift.geometry.voxels import voxel_keys
 from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
@@ -62,8 +63,14 @@ class ConsistencyConfig:
         default=0.6, metadata={"help": "share of a fresh mask over untracked pixels needed to start a new id"}
     )
     new_order: str = field(
-        default="area",
-        metadata={"help": "order of fresh masks for new ids: 'area' (wholes first) or 'score'"},
+        default="score",
+        metadata={
+            "help": "order in which fresh masks may start new ids: 'score' (the generator's confidence "
+            "first, so a sharply bounded part beats a weakly bounded whole) or 'area' (wholes first). "
+            "'score' was chosen on training scans (seeds 10-12, styles 1010-1012, weightless prior): "
+            "tracked AP50 24.8 vs 21.3 per vertex, 30.6 vs 29.9 per superpoint; with 'area' the largest "
+            "proposal covered floor and furniture together"
+        },
     )
     backward: bool = field(
         default=True, metadata={"help": "propagate new objects back to the previous keyframe"}
@@ -130,6 +137,10 @@ class ConsistencyConfig:
     reid_overlap: float = field(
         default=0.5, metadata={"help": "share of a fresh mask's voxels in a lost track's memory to revive it"}
     )
+
+    def __post_init__(self):
+        if self.new_order not in ("area", "score"):
+            raise ConfigError(f"consistency.new_order must be 'area' or 'score', got {self.new_order!r}")
 
 
 @dataclass
