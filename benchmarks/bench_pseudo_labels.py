@@ -143,6 +143,7 @@ def run(args) -> dict:
                     write_shards=False,
                 )
                 cfg.consistency.keyframe_interval = args.keyframe_interval
+                cfg.consistency.new_order = args.new_order
                 cfg.consistency.learn_between_keyframes = args.learn_between_keyframes
                 cfg.consistency.learned_surface_grows = args.learned_surface_grows
                 t0 = time.perf_counter()
@@ -205,6 +206,12 @@ def main():
     ap.add_argument("--frames", type=int, default=None, help="kept frames (default: whole room; classic 40)")
     ap.add_argument("--style-seed", type=int, default=90000, help="fused: first appearance seed")
     ap.add_argument("--keyframe-interval", type=int, default=ConsistencyConfig().keyframe_interval)
+    ap.add_argument(
+        "--new-order",
+        choices=("score", "area"),
+        default=ConsistencyConfig().new_order,
+        help="order in which a keyframe's fresh masks may start new tracks",
+    )
     ap.add_argument(
         "--learn-between-keyframes",
         action="store_true",
@@ -282,6 +289,7 @@ def main():
         if args.scans == "fused"
         else "classic single style",
         "keyframe_interval": args.keyframe_interval,
+        "new_order": args.new_order,
         "learn_between_keyframes": args.learn_between_keyframes,
         "tracker_stride": GeometricConfig(stride=args.stride).stride_for(args.width),
         "tracker_voxel": args.tracker_voxel,
