@@ -32,6 +32,8 @@ from tracklift.datasets.corpus import SYNTH_META, SynthCommandConfig, gt_url, sy
 from tracklift.datasets.formats import open_scene
 from tracklift.datasets.synthetic import SynthConfig
 from tracklift.labeling.layout import OutputLayout
+from tracklift.tracking.consistent import ConsistencyConfig
+from tracklift.tracking.geometric import GeometricConfig
 
 # Vertices seen in at least this many frames of the held-out scan form the "seen" evaluation set.
 MIN_SEEN = 2
@@ -71,6 +73,14 @@ class RunConfig:
     )
     depth_abs_tol: float = field(
         default=0.02, metadata={"help": "lifting visibility tolerance (m); synthetic depth is clean"}
+    )
+    consistency: ConsistencyConfig = field(
+        default_factory=ConsistencyConfig,
+        metadata={"help": "granularity-consistent tracker thresholds (--consistency.*, as tracklift label)"},
+    )
+    geometric: GeometricConfig = field(
+        default_factory=GeometricConfig,
+        metadata={"help": "geometric tracker settings (--geometric.*, as tracklift label)"},
     )
     address: str | None = field(
         default=None, metadata={"help": "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)"}
@@ -122,13 +132,40 @@ def _stage_epochs(text: str) -> list[int]:
     return epochs
 
 
+def label_configs(cfg: RunConfig, corpora: dict, labels: dict, independent: str):
+    """The label stage's settings: ``({split: tracked LabelConfig}, held-out independent LabelConfig)``.
+
+    Both methods lift with the same visibility test and vote unit; the tracked ones use the run's
+    ``consistency`` and ``geometric`` settings (``tracklift run --geometric.stride 1`` ...).
+    """
+    from tracklift.labeling import LabelConfig
+    from tracklift.lifting import LiftConfig, VisibilityConfig
+
+    vis = VisibilityConfig(depth_abs_tol=cfg.depth_abs_tol, depth_rel_tol=cfg.depth_abs_tol / 2)
+    lift = LiftConfig(visibility=vis, vote_unit=cfg.vote_unit)
+    tracked = {
+        split: LabelConfig(
+            scenes=corpora[split],
+            out=labels[split],
+            method="tracked",
+            lift=lift,
+            consistency=cfg.consistency,
+            geometric=cfg.geometric,
+        )
+        for split in corpora
+    }
+    independent_cfg = LabelConfig(
+        scenes=corpora["held_out"], out=independent, method="independent", lift=lift, pictures=False
+    )
+    return tracked, independent_cfg
+
+
 def run(cfg: RunConfig) -> dict:
     """Run the main job; returns the results and writes ``<out>/report.md`` and ``results.json``."""
     import ray
 
     from tracklift.actors.pipeline import label_corpus_ray
-    from tracklift.labeling import LabelConfig, label_corpus
-    from tracklift.lifting import LiftConfig, VisibilityConfig
+    from tracklift.labeling import label_corpus
 
     epochs = _stage_epochs(cfg.epochs)
     cfg = replace(cfg, out=storage.absolute(cfg.out))
@@ -163,26 +200,12 @@ def run(cfg: RunConfig) -> dict:
     try:
         t = time.perf_counter()
         labels = {split: storage.join(cfg.out, f"labels_{split}") for split in corpora}
-        vis = VisibilityConfig(depth_abs_tol=cfg.depth_abs_tol, depth_rel_tol=cfg.depth_abs_tol / 2)
-        lift = LiftConfig(visibility=vis, vote_unit=cfg.vote_unit)
-        for split in corpora:
-            _log(f"[2/6] pseudo-labels of the {split} corpus on {cfg.num_actors} Ray actors (tracked)")
-            lcfg = LabelConfig(
-                scenes=corpora[split],
-                out=labels[split],
-                method="tracked",
-                lift=lift,
-            )
-            _check_manifest(label_corpus_ray(lcfg, num_actors=cfg.num_actors, log=_log), labels[split])
         independent = storage.join(cfg.out, "labels_held_out_independent")
+        tracked_cfgs, icfg = label_configs(cfg, corpora, labels, independent)
+        for split, lcfg in tracked_cfgs.items():
+            _log(f"[2/6] pseudo-labels of the {split} corpus on {cfg.num_actors} Ray actors (tracked)")
+            _check_manifest(label_corpus_ray(lcfg, num_actors=cfg.num_actors, log=_log), labels[split])
         _log("[2/6] pseudo-labels of the held-out corpus, independent per-frame masks (baseline, in process)")
-        icfg = LabelConfig(
-            scenes=corpora["held_out"],
-            out=independent,
-            method="independent",
-            lift=lift,
-            pictures=False,
-        )
         _check_manifest(label_corpus(icfg, log=_log), independent)
         timings["label"] = time.perf_counter() - t
 

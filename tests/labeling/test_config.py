@@ -12,6 +12,7 @@ from tracklift.cli import build_parser
 from tracklift.labeling import LabelConfig
 from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
 from tracklift.tracking.consistent import ConsistencyConfig
+from tracklift.tracking.geometric import GeometricConfig
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -86,7 +87,6 @@ def test_label_config_from_yaml_with_nested_keys(tmp_path):
 def test_geometric_tracker_settings_reach_the_tracker():
     """The geometric tracker's settings are flags of the label stage and reach the tracker it builds."""
     from tracklift.labeling.config import build_tracker
-    from tracklift.tracking.geometric import GeometricConfig
 
     args = build_parser().parse_args(["label", "--geometric.stride", "3", "--geometric.voxel", "0.05"])
     cfg = config_lib.from_args(LabelConfig, args)
@@ -95,3 +95,26 @@ def test_geometric_tracker_settings_reach_the_tracker():
     assert tracker.cfg.stride_for(640) == 3
     auto = GeometricConfig(stride=0, work_width=160)  # 0: the stride that gives a ~160-pixel-wide image
     assert [auto.stride_for(w) for w in (160, 320, 640, 1296)] == [1, 2, 4, 8]
+
+
+def test_the_main_job_takes_the_tracker_settings_of_the_label_stage():
+    """``tracklift run --geometric.* --consistency.*`` reach the tracked label stage of the main job (and
+    not the independent baseline, which has no tracker)."""
+    from tracklift.main_job import RunConfig, label_configs
+
+    args = build_parser().parse_args(
+        ["run", "--geometric.stride", "1", "--consistency.new-order", "area", "--vote-unit", "vertex"]
+    )
+    cfg = config_lib.from_args(RunConfig, args)
+    corpora = {"train": "corpus_train", "held_out": "corpus_held_out"}
+    labels = {split: f"labels_{split}" for split in corpora}
+    tracked, independent = label_configs(cfg, corpora, labels, "labels_independent")
+    assert set(tracked) == {"train", "held_out"}
+    for split, lcfg in tracked.items():
+        assert (lcfg.scenes, lcfg.out, lcfg.method) == (corpora[split], labels[split], "tracked")
+        assert lcfg.geometric.stride == 1 and lcfg.consistency.new_order == "area"
+        assert lcfg.lift.vote_unit == "vertex"
+    assert independent.method == "independent" and independent.scenes == "corpus_held_out"
+    assert independent.lift == tracked["train"].lift
+    default = label_configs(RunConfig(), corpora, labels, "x")[0]["train"]
+    assert default.geometric == GeometricConfig() and default.consistency == ConsistencyConfig()
