@@ -60,3 +60,14 @@ def test_main_job_on_a_tiny_corpus(tmp_path, capsys):
     for name in ("ground_truth", "pseudo-labels", "network_after_stage_3"):
         assert f"pictures/{name}/" in report
         assert storage.listdir(storage.join(out, "pictures", name))
+
+
+def test_run_offers_exactly_the_learning_rate_schedules_training_knows():
+    """``RunConfig.lr_schedule`` is a ``Literal`` (so ``tracklift run --help`` lists it without importing
+    torch); its values must be the training stage's own list."""
+    import typing
+
+    from tracklift.training.config import LR_SCHEDULES
+
+    offered = typing.get_args(typing.get_type_hints(RunConfig)["lr_schedule"])
+    assert offered == LR_SCHEDULES
