@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class ConsistencyConfig:
     new_ratio: float = field(
         default=0.6, metadata={"help": "share of a fresh mask over untracked pixels needed to start a new id"}
     )
-    new_order: str = field(
+    new_order: Literal["score", "area"] = field(
         default="score",
         metadata={
             "help": "order in which fresh masks may start new ids: 'score' (the generator's confidence "
