@@ -58,34 +58,39 @@ def error_counts(labels: np.ndarray, gt: np.ndarray, counted: np.ndarray, min_ve
     g = np.where(counted, gt, 0).astype(np.int64)
     p = np.where(counted, labels, 0).astype(np.int64)
     out = dict.fromkeys(GT_KINDS + LABEL_KINDS, 0)
-    g_ids, g_size = np.unique(g, return_counts=True)
-    p_ids, p_size = np.unique(p, return_counts=True)
-    size_of_p = dict(zip(p_ids.tolist(), p_size.tolist()))
-    size_of_g = dict(zip(g_ids.tolist(), g_size.tolist()))
-    for gi, n in zip(g_ids.tolist(), g_size.tolist()):
-        if gi == 0 or n < min_vertices:
-            continue
-        inter = np.bincount(p[g == gi], minlength=p.max() + 1)
-        inter[0] = 0
-        best = int(inter.argmax())
-        if inter[best] == 0:
+    for n, inter, iou in _best_partners(g, p, min_vertices):
+        cover = inter / n
+        if inter == 0:
             out["missed"] += 1
+        else:
+            out[
+                "matched"
+                if iou > 0.5
+                else "merged"
+                if cover >= 0.5
+                else "split"
+                if cover >= 0.25
+                else "missed"
+            ] += 1
+    for n, inter, iou in _best_partners(p, g, min_vertices):
+        out["tp" if iou > 0.5 else "fragment" if inter / n >= 0.6 else "union"] += 1
+    return out
+
+
+def _best_partners(a: np.ndarray, b: np.ndarray, min_vertices: int):
+    """For each id of ``a`` (not 0, at least ``min_vertices``): ``(its size, its intersection with the id of
+    ``b`` it shares most vertices with, their IoU)``; intersection and IoU are 0 when it meets only 0s."""
+    b_ids, b_size = np.unique(b, return_counts=True)
+    size_of_b = dict(zip(b_ids.tolist(), b_size.tolist()))
+    a_ids, a_size = np.unique(a, return_counts=True)
+    for ai, n in zip(a_ids.tolist(), a_size.tolist()):
+        if ai == 0 or n < min_vertices:
             continue
-        iou = inter[best] / (n + size_of_p[best] - inter[best])
-        cover = inter[best] / n
-        kind = (
-            "matched" if iou > 0.5 else "merged" if cover >= 0.5 else "split" if cover >= 0.25 else "missed"
-        )
-        out[kind] += 1
-    for pi, n in zip(p_ids.tolist(), p_size.tolist()):
-        if pi == 0 or n < min_vertices:
-            continue
-        inter = np.bincount(g[p == pi], minlength=g.max() + 1)
+        inter = np.bincount(b[a == ai], minlength=b.max() + 1)
         inter[0] = 0
         best = int(inter.argmax())
-        iou = inter[best] / (n + size_of_g[best] - inter[best]) if inter[best] else 0.0
-        out["tp" if iou > 0.5 else "fragment" if inter[best] / n >= 0.6 else "union"] += 1
-    return out
+        shared = int(inter[best])
+        yield n, shared, (shared / (n + size_of_b[best] - shared) if shared else 0.0)
 
 
 def _apply(cfg: LabelConfig, settings: list[str]) -> None:

@@ -1,24 +1,12 @@
 """benchmarks/bench_curriculum.py: the curriculum.json layout of issue 13 (mean ± std, per_seed rows)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_curriculum.py"
-
-
-def load_bench():
-    sys.path.insert(0, str(BENCH.parent))  # the bench imports controlled_prior from its own folder
-    spec = importlib.util.spec_from_file_location("bench_curriculum", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from . import load_benchmark
 
 
 def test_rows_hold_means_stds_and_per_seed_figures():
-    bench = load_bench()
+    bench = load_benchmark("bench_curriculum")
     per_seed = [
         {
             "seed": 0,
@@ -47,7 +35,7 @@ def test_rows_hold_means_stds_and_per_seed_figures():
 
 
 def test_arguments_and_rows():
-    bench = load_bench()
+    bench = load_benchmark("bench_curriculum")
     args = bench.parse_args(["--priors", "weightless,controlled-high", "--seeds", "3,4", "--scans", "fused"])
     assert args.priors == ["weightless", "controlled-high"] and args.seeds == [3, 4] and args.scans == "fused"
     assert bench.ROWS == (
@@ -64,7 +52,7 @@ def test_arguments_and_rows():
 
 
 def test_single_stage_rows_train_as_many_steps_as_the_curriculum():
-    bench = load_bench()
+    bench = load_benchmark("bench_curriculum")
     args = bench.parse_args(["--epochs1", "4", "--epochs2", "4", "--epochs3", "24", "--batch", "2"])
     samples = {1: 72, 2: 55, 3: 8}  # 36, 28 (last batch short) and 4 steps per epoch
     curriculum_steps = 4 * 36 + 4 * 28 + 24 * 4

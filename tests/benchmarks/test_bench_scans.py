@@ -1,26 +1,17 @@
 """benchmarks/bench_scans.py on one tiny scene: the scans.json layout of issue 12 and its value ranges."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from tracklift.datasets.synthetic import SynthConfig
 
-BENCH = Path(__file__).parents[2] / "benchmarks" / "bench_scans.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_scans", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from . import load_benchmark
 
 
 def test_bench_scans_core_on_one_tiny_scene():
-    bench = load_bench()
+    bench = load_benchmark("bench_scans")
     cfg = SynthConfig(width=64, height=48, n_frames=8)
     result = bench.run_benchmark([5], [77], cfg, workers=1, segmentator_sizes={"100k": 900, "1M": 1600})
     json.dumps(result)  # serialisable as written
@@ -54,6 +45,6 @@ def test_bench_scans_core_on_one_tiny_scene():
 
 
 def test_bench_scans_refuses_style_seeds_that_are_layout_seeds():
-    bench = load_bench()
+    bench = load_benchmark("bench_scans")
     with pytest.raises(ValueError, match="style seeds must differ"):
         bench.run_benchmark([5, 6], [6, 7], SynthConfig(width=64, height=48, n_frames=8))

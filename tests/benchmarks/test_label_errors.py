@@ -1,24 +1,12 @@
 """benchmarks/label_errors.py: the error classes behind the README's label error counts."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "label_errors.py"
-
-
-def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports its sibling benchmark modules
-    spec = importlib.util.spec_from_file_location("label_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from . import load_benchmark
 
 
 def test_each_error_class_is_recognised():
-    errors = load_script()
+    errors = load_benchmark("label_errors")
     # GT: five objects of 300 vertices each (ids 1..5) and 300 vertices of nothing
     gt = np.repeat([1, 2, 3, 4, 5, 0], 300)
     labels = np.zeros_like(gt)
