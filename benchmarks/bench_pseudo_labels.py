@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+import typing
 from collections import Counter
 from pathlib import Path
 
@@ -208,7 +209,7 @@ def main():
     ap.add_argument("--keyframe-interval", type=int, default=ConsistencyConfig().keyframe_interval)
     ap.add_argument(
         "--new-order",
-        choices=("score", "area"),
+        choices=typing.get_args(typing.get_type_hints(ConsistencyConfig)["new_order"]),
         default=ConsistencyConfig().new_order,
         help="order in which a keyframe's fresh masks may start new tracks",
     )

@@ -15,7 +15,7 @@ And for each label (at least 100 vertices), by the GT object it overlaps most: `
 Only vertices the scan saw at least twice count, as in ``bench_pseudo_labels.py``.
 
     .venv/bin/python benchmarks/label_errors.py [--seeds 10,11,12] [--style-seed 1010] [--prior weightless]
-        [--methods independent,tracked] [--set consistency.new_order=area ...]
+        [--methods independent,tracked] [any tracklift label flag: --consistency.new-order area ...]
 
 Defaults are training-side scans (layout seeds 10-12, styles 1010-1012): use it to tune, not to report.
 """
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pseudo_labels import make_scene  # noqa: E402
 from controlled_prior import LEVELS, ControlledPrior  # noqa: E402
 
+from tracklift import config as config_lib  # noqa: E402
 from tracklift.evaluation import APAccumulator  # noqa: E402
 from tracklift.labeling import LabelConfig, label_scene  # noqa: E402
 from tracklift.lifting import LiftConfig, VisibilityConfig, lift_independent, lift_tracked  # noqa: E402
@@ -59,19 +60,10 @@ def error_counts(labels: np.ndarray, gt: np.ndarray, counted: np.ndarray, min_ve
     p = np.where(counted, labels, 0).astype(np.int64)
     out = dict.fromkeys(GT_KINDS + LABEL_KINDS, 0)
     for n, inter, iou in _best_partners(g, p, min_vertices):
-        cover = inter / n
-        if inter == 0:
-            out["missed"] += 1
-        else:
-            out[
-                "matched"
-                if iou > 0.5
-                else "merged"
-                if cover >= 0.5
-                else "split"
-                if cover >= 0.25
-                else "missed"
-            ] += 1
+        cover = inter / n  # 0 when no label touches the object: missed
+        out[
+            "matched" if iou > 0.5 else "merged" if cover >= 0.5 else "split" if cover >= 0.25 else "missed"
+        ] += 1
     for n, inter, iou in _best_partners(p, g, min_vertices):
         out["tp" if iou > 0.5 else "fragment" if inter / n >= 0.6 else "union"] += 1
     return out
@@ -93,30 +85,17 @@ def _best_partners(a: np.ndarray, b: np.ndarray, min_vertices: int):
         yield n, shared, (shared / (n + size_of_b[best] - shared) if shared else 0.0)
 
 
-def _apply(cfg: LabelConfig, settings: list[str]) -> None:
-    """``section.field=value`` overrides of the label config's nested sections (e.g. consistency)."""
-    for item in settings:
-        key, value = item.split("=", 1)
-        section, name = key.split(".")
-        target = getattr(cfg, section)
-        current = getattr(target, name)
-        if isinstance(current, bool):
-            setattr(target, name, value.lower() in ("1", "true", "yes"))
-        else:
-            setattr(target, name, type(current)(value))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="10,11,12", help="layout seeds, comma-separated")
     ap.add_argument("--style-seed", type=int, default=1010, help="appearance seed of the first layout seed")
     ap.add_argument("--prior", choices=("weightless", *LEVELS), default="weightless")
     ap.add_argument("--methods", default="independent,tracked")
-    ap.add_argument(
-        "--set", action="append", default=[], help="section.field=value, e.g. consistency.new_order=area"
-    )
+    # the label command's own flags (--consistency.new-order area, --geometric.stride 1, ...)
+    config_lib.add_arguments(ap, LabelConfig)
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     args = ap.parse_args()
+    base = config_lib.from_args(LabelConfig, args)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     scan_args = argparse.Namespace(
@@ -141,10 +120,8 @@ def main() -> None:
         else:
             generator = ControlledPrior(dataclasses.replace(LEVELS[args.prior], seed=seed))
         for method in methods:
-            cfg = LabelConfig(
-                method=method, lift=LiftConfig(visibility=vis), pictures=False, write_shards=False
-            )
-            _apply(cfg, args.set)
+            lift = dataclasses.replace(base.lift, visibility=vis)
+            cfg = dataclasses.replace(base, method=method, lift=lift, pictures=False, write_shards=False)
             t0 = time.perf_counter()
             tracker = GeometricTracker(cfg.geometric) if method == "tracked" else None
             res = label_scene(scene, cfg, generator, tracker)
