@@ -49,7 +49,23 @@ def test_ids_are_stable_across_the_scan(scene):
             purity.append(Counter(on.tolist()).most_common(1)[0][1] / len(on))
     assert np.mean(purity) > 0.9
     ki = ConsistencyConfig().keyframe_interval
-    assert tracked.stats["keyframes"] == len(range(0, 15, ki)) + 1  # every ki-th frame and the last one
+    assert tracked.stats["keyframes"] == len(range(0, len(scene), ki))  # every ki-th frame
+    assert sorted(tracked.id_maps) == list(range(len(scene)))
+
+
+def test_frames_after_the_last_keyframe_are_tracked_from_it(scene):
+    """16 frames at interval 4: keyframes 0, 4, 8, 12; frames 13-15 carry keyframe 12's ids, no fresh masks."""
+    prior = ControlledPrior(PriorConfig(p_split=0.0, p_miss=0.0, boundary_px=0))
+    cfg = ConsistencyConfig(keyframe_interval=4)
+    seen = []
+    tracked = GranularityConsistentTracker(prior, GeometricTracker(), cfg).run(
+        scene, on_keyframe=lambda pos, masks: seen.append(pos)
+    )
+    assert seen == [0, 4, 8, 12] and tracked.stats["keyframes"] == 4
+    last_key = set(np.unique(tracked.id_maps[12])) - {0}
+    for pos in (13, 14, 15):
+        ids = set(np.unique(tracked.id_maps[pos])) - {0}
+        assert len(ids) >= 3 and len(ids & last_key) >= 0.8 * len(ids)
 
 
 def test_small_objects_next_to_larger_ones_keep_their_own_id(scene):

@@ -414,9 +414,10 @@ class GranularityConsistentTracker:
         positions = list(range(0, len(scene), max(1, cfg.frame_step)))
         if not positions:
             return TrackedScene(scene.scene_id, [], {}, {"frames": 0, "keyframes": 0, "seconds": 0.0})
+        # keyframes every keyframe_interval kept frames; the frames after the last one are tracked from it
+        # (a fresh keyframe at the very end would cost a mask generation for at most interval - 1 frames)
         key_idx = list(range(0, len(positions), max(1, cfg.keyframe_interval)))
-        if key_idx[-1] != len(positions) - 1:
-            key_idx.append(len(positions) - 1)
+        last = len(positions) - 1
         frames: dict[int, Frame] = {}
 
         def frame(i: int) -> Frame:  # i indexes `positions`; cache only the current segment
@@ -518,13 +519,12 @@ class GranularityConsistentTracker:
                         self._backward_scan(scan, prev_key, ki, born, positions, id_maps)
                     else:
                         self._backward(prev_key, ki, born, frame, positions, id_maps, intr)
-                if n + 1 < len(key_idx):
+                kj = key_idx[n + 1] if n + 1 < len(key_idx) else last
+                if kj > ki:
                     if scan is not None:
-                        current = self._forward_scan(scan, ki, key_idx[n + 1], positions, id_maps, tracks)
+                        current = self._forward_scan(scan, ki, kj, positions, id_maps, tracks)
                     else:
-                        current = self._forward(
-                            ki, key_idx[n + 1], current, frame, positions, id_maps, intr, tracks
-                        )
+                        current = self._forward(ki, kj, current, frame, positions, id_maps, intr, tracks)
                 stats["track_s"] += time.perf_counter() - tt
                 # bookkeeping of lost tracks
                 for tid, tr in list(tracks.items()):
