@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from tracklift.datasets.scene import Intrinsics, Scene
 from tracklift.errors import DataError
@@ -97,14 +96,9 @@ def visible_ids(
     pose = poses.detach().cpu().numpy().astype(np.float32)
     depth = np.ascontiguousarray(depths.detach().cpu().numpy(), dtype=np.float32)
     id_np = id_maps.detach().cpu().numpy()
-    r = int(cfg.edge_guard)
+    r = max(0, int(cfg.edge_guard))
     out = []
     for b in range(B):
-        near = depth[b]
-        if r > 0:
-            # nearest valid depth around each pixel: min-filter with invalid pixels (and the border) as +inf
-            far = np.where(depth[b] > 0, depth[b], np.float32(np.inf))
-            near = ndimage.minimum_filter(far, size=2 * r + 1, mode="constant", cval=np.inf)
         idx = np.empty(len(pts), np.int64)
         vals = np.empty(len(pts), np.int64)
         n = _visible_in_frame(
@@ -112,7 +106,7 @@ def visible_ids(
             np.ascontiguousarray(pose[b, :3, :3]),
             np.ascontiguousarray(pose[b, :3, 3]),
             depth[b],
-            near,
+            r,
             np.ascontiguousarray(id_np[b], dtype=np.int64),
             np.float32(intrinsics.fx),
             np.float32(intrinsics.fy),
@@ -120,7 +114,6 @@ def visible_ids(
             np.float32(intrinsics.cy),
             np.float32(cfg.depth_abs_tol),
             np.float32(cfg.depth_rel_tol),
-            r > 0,
             idx,
             vals,
         )
@@ -129,12 +122,15 @@ def visible_ids(
 
 
 @jit
-def _visible_in_frame(
-    pts, R, t, depth, near, ids, fx, fy, cx, cy, abs_tol, rel_tol, edge, out_idx, out_ids
-) -> int:
+def _visible_in_frame(pts, R, t, depth, guard, ids, fx, fy, cx, cy, abs_tol, rel_tol, out_idx, out_ids) -> int:
     """The test of :func:`visible_ids` for one frame, one pass over the points (float32 arithmetic, the
     pixel rule of :func:`tracklift.geometry.camera.pixel_index`). Fills ``out_idx`` / ``out_ids`` and
-    returns how many points are visible."""
+    returns how many points are visible.
+
+    ``guard`` > 0: a point must also be within the tolerance of the nearest valid depth in the
+    ``(2 guard + 1)²`` window around its pixel (pixels without depth and outside the image do not count),
+    so points just behind a depth edge are not visible; the window is read only for points that passed
+    the test at their own pixel (a min-filter of the whole image cost more than the projection)."""
     h, w = depth.shape
     n = 0
     for i in range(len(pts)):
@@ -155,8 +151,15 @@ def _visible_in_frame(
         tol = abs_tol + rel_tol * d
         if not abs(z - d) < tol:
             continue
-        if edge and not (z - near[ri, ci]) < tol:
-            continue
+        if guard > 0:
+            near = d
+            for yy in range(max(0, ri - guard), min(h, ri + guard + 1)):
+                for xx in range(max(0, ci - guard), min(w, ci + guard + 1)):
+                    dd = depth[yy, xx]
+                    if dd > 0 and dd < near:
+                        near = dd
+            if not (z - near) < tol:
+                continue
         out_idx[n] = i
         out_ids[n] = ids[ri, ci]
         n += 1
