@@ -122,7 +122,9 @@ def visible_ids(
 
 
 @jit
-def _visible_in_frame(pts, R, t, depth, guard, ids, fx, fy, cx, cy, abs_tol, rel_tol, out_idx, out_ids) -> int:
+def _visible_in_frame(
+    pts, R, t, depth, guard, ids, fx, fy, cx, cy, abs_tol, rel_tol, out_idx, out_ids
+) -> int:
     """The test of :func:`visible_ids` for one frame, one pass over the points (float32 arithmetic, the
     pixel rule of :func:`tracklift.geometry.camera.pixel_index`). Fills ``out_idx`` / ``out_ids`` and
     returns how many points are visible.
