@@ -694,20 +694,30 @@ class GranularityConsistentTracker:
         track may gain surface nobody saw before (more of itself coming into view), not surface already
         seen apart from it. Returns ``{track id: mask without those pixels}`` for the tracks whose share
         of such pixels reaches ``drift_share``."""
+        propagated = [tid for tid in current if tid not in updates]
+        if not propagated:
+            return {}
+        # the propagated masks come from one id map, so they are disjoint: one map of them and one
+        # projection of the keyframe give every track's count of pixels seen as something else
+        k_of = np.zeros(current[propagated[0]].shape, np.int64)
+        for k, tid in enumerate(propagated, start=1):
+            k_of[current[tid]] = k
+        seen_as = px.seen_as(prev, prev_map)
+        k_px = k_of[px.rows, px.cols]
+        tid_of = np.array([0, *propagated], np.int64)
+        elsewhere = (k_px > 0) & (seen_as >= 0) & (seen_as != tid_of[k_px])
+        n_other = np.bincount(k_px[elsewhere], minlength=len(propagated) + 1)
+        areas = np.bincount(k_of.ravel(), minlength=len(propagated) + 1)
         cuts = {}
-        seen_as = None
-        for tid, m in current.items():
-            if tid in updates:
+        for k in np.flatnonzero(
+            (n_other >= self.cfg.drift_share * np.maximum(areas, 1)) & (n_other >= self.cfg.min_mask_area)
+        ):
+            if k == 0:
                 continue
-            if seen_as is None:  # one projection of the keyframe for all tracks
-                seen_as = px.seen_as(prev, prev_map)
-            idx = px.index(m)
-            other = idx[(seen_as[idx] >= 0) & (seen_as[idx] != tid)]
-            n_other, area = len(other), int(m.sum())
-            if n_other >= self.cfg.drift_share * max(area, 1) and n_other >= self.cfg.min_mask_area:
-                cut = m.copy()
-                cut[px.rows[other], px.cols[other]] = False
-                cuts[tid] = cut
+            other = np.flatnonzero(elsewhere & (k_px == k))
+            cut = current[propagated[k - 1]].copy()
+            cut[px.rows[other], px.cols[other]] = False
+            cuts[propagated[k - 1]] = cut
         return cuts
 
     def _backward(self, ki_prev, ki, born, frame, positions, id_maps, intr) -> None:

@@ -146,7 +146,8 @@ class GeometricTrackState:
         intrinsics: their depth intrinsics.
         ids: object id of each memory slot (slot ``s`` is ``ids[s - 1]``).
         memory: the voxels of all objects.
-        seeds: ``{pos: {obj_id: (H, W) bool}}`` masks given with :meth:`GeometricTracker.add_masks`.
+        seeds: ``{pos: {obj_id: (H, W) bool}}`` masks given with :meth:`GeometricTracker.add_masks`, made
+            disjoint (see :func:`_disjoint`).
     """
 
     frames: Sequence[Frame]
@@ -235,7 +236,10 @@ class GeometricTracker:
                     f"mask of object {obj_id} is {np.shape(mask)}, expected {(h, w)}",
                 )
         given = _disjoint({int(k): np.asarray(v, dtype=bool) for k, v in masks.items()})
-        state.seeds.setdefault(pos, {}).update(given)
+        if pos in state.seeds:  # masks given earlier on this frame: all of them made disjoint again
+            state.seeds[pos] = _disjoint({**state.seeds[pos], **given})
+        else:
+            state.seeds[pos] = given
         if not given:
             return
         slot_img = np.zeros(fd.depth.size, np.int32)
@@ -350,7 +354,7 @@ class GeometricTracker:
             wanted = np.zeros(len(state.ids) + 1, bool)
             wanted[[state.ids.index(int(i)) + 1 for i in only if int(i) in state.ids]] = True
             label[~wanted[label]] = 0
-        seeds = _disjoint(state.seeds.get(pos, {}))
+        seeds = state.seeds.get(pos, {})  # disjoint already (add_masks)
         seeded = np.zeros(h * w, bool)
         for m in seeds.values():
             seeded |= m[::st, ::st].ravel()
