@@ -194,19 +194,26 @@ class _KeyframePixels:
         self.rows, self.cols = np.nonzero(self.valid)
         z = frame.depth[self.rows, self.cols].astype(np.float64)
         self.world = backproject_pixels(self.rows, self.cols, z, intr, frame.pose)
+        self._valid_flat = self.valid.ravel()
+        self._rank = np.cumsum(self._valid_flat) - 1  # flat pixel → its index among the pixels with depth
         self._keys: np.ndarray | None = None
         self._on_prev: tuple[Frame, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def index(self, mask: np.ndarray, max_points: int | None = None) -> np.ndarray:
-        """Indices into this keyframe's pixels with depth of those in ``mask``, at most ``max_points``
-        spread evenly over the row-major order."""
-        idx = np.flatnonzero(mask[self.valid])
+        """Indices into this keyframe's pixels with depth of those in ``mask`` (an (H, W) bool image, or
+        the ascending flat indices of its pixels), at most ``max_points`` spread evenly over the row-major
+        order."""
+        if mask.dtype == np.bool_:
+            idx = np.flatnonzero(mask[self.valid])
+        else:  # flat pixel indices: the cost of the mask's area, not of the image
+            idx = self._rank[mask[self._valid_flat[mask]]]
         if max_points is not None and len(idx) > max_points:
             idx = idx[np.linspace(0, len(idx) - 1, max_points).astype(np.int64)]
         return idx
 
     def voxel_keys(self, mask: np.ndarray, max_points: int = 4000) -> set:
-        """World-space voxel keys (as Python ints) of a mask's pixels with depth (subsampled)."""
+        """World-space voxel keys (as Python ints) of a mask's pixels with depth (subsampled); ``mask`` as
+        in :meth:`index`."""
         if self._keys is None:
             self._keys = voxel_keys(self.world, self.voxel)
         return set(np.unique(self._keys[self.index(mask, max_points)]).tolist())
@@ -306,7 +313,8 @@ class GranularityConsistentTracker:
                 previous keyframe. A fresh mask that contains exactly one track and extends it over pixels
                 that were NOT visible before is the same object showing more of itself: the track grows.
                 Over pixels that were visible before, the track's granularity was a choice: it stays.
-            in_memory: optional ``f(track id, pixels) -> share`` of a pixel set whose 3D points lie in the
+            in_memory: optional ``f(track id, pixels) -> share`` of a pixel set (ascending flat pixel
+                indices) whose 3D points lie in the
                 track's confirmed 3D memory (its keyframe masks). A fresh mask inside a track but outside
                 its memory is a neighbour the propagated mask grew over: it becomes its own object.
 
@@ -326,27 +334,38 @@ class GranularityConsistentTracker:
             masks.sort(key=lambda m: -m.score)
         ids = list(current)
         stack = np.stack([current[i] for i in ids]) if ids else None
-        areas = stack.reshape(len(ids), -1).sum(1) if ids else None
         covered = stack.any(0) if ids else None
         # tracked masks are disjoint in practice: then one id map and a bincount over a fresh mask's
         # pixels give its intersections with every track at the cost of its own area
         idmap = None
-        if ids and int(areas.sum()) == int(covered.sum()):
-            idmap = np.zeros(covered.size, np.int64)
-            for k in range(len(ids)):
-                idmap[stack[k].ravel()] = k + 1
+        if ids:
+            flat = stack.reshape(len(ids), -1)
+            areas = flat.sum(1)
+            covered_flat = covered.ravel()
+            if int(areas.sum()) == int(covered_flat.sum()):
+                idmap = np.zeros(covered.size, np.int64)
+                for k in range(len(ids)):
+                    idmap[flat[k]] = k + 1
         new_masks: list[np.ndarray] = []
-        taken: np.ndarray | None = None  # the union of new_masks
+        taken = np.zeros(masks[0].mask.size if masks else 0, bool)  # the union of new_masks (flat)
         updates: dict[int, np.ndarray] = {}
         unions: set[tuple[int, ...]] = set()
         matched_ids: set[int] = set()
+
+        def add_new(pix: np.ndarray, shape: tuple[int, ...]) -> None:
+            new = np.zeros(shape, bool)
+            new.ravel()[pix] = True
+            new_masks.append(new)
+            taken[pix] = True
+
         for m in masks:
             mask, area = m.mask, float(m.area)
+            pix = np.flatnonzero(mask.ravel())  # every question below costs the mask's area
             if ids:
                 if idmap is not None:
-                    inter = np.bincount(idmap[mask.ravel()], minlength=len(ids) + 1)[1:]
+                    inter = np.bincount(idmap[pix], minlength=len(ids) + 1)[1:]
                 else:
-                    inter = (stack & mask[None]).reshape(len(ids), -1).sum(1)
+                    inter = flat[:, pix].sum(1)
                 iou = inter / np.maximum(areas + area - inter, 1)
                 best = int(np.argmax(iou))
                 if iou[best] >= cfg.match_iou:
@@ -358,45 +377,42 @@ class GranularityConsistentTracker:
                 host = int(np.argmax(inter / area))
                 if inter[host] / area >= cfg.part_ratio:
                     hid = ids[host]
-                    confirmed = hid in updates and (updates[hid] & mask).sum() / area >= cfg.part_ratio
-                    if confirmed or in_memory is None or in_memory(hid, mask) >= cfg.part_memory_min:
+                    confirmed = hid in updates and updates[hid].ravel()[pix].sum() / area >= cfg.part_ratio
+                    if confirmed or in_memory is None or in_memory(hid, pix) >= cfg.part_memory_min:
                         counts["part"] += 1
                         continue
                     # a leak: the neighbour takes its pixels back and starts its own track
                     counts["reclaimed"] += 1
                     base = updates.get(hid, current[hid])
                     updates[hid] = base & ~mask
-                    if new_masks:
-                        mask = mask & ~taken
-                    new_masks.append(mask)
-                    taken = mask if taken is None else taken | mask
+                    add_new(pix[~taken[pix]], mask.shape)
                     counts["new"] += 1
                     continue
                 contained = (inter / np.maximum(areas, 1)) >= cfg.union_ratio
                 touched = inter / np.maximum(areas, 1) > 0.05
                 if contained.sum() == 1 and touched.sum() == 1 and seen_before is not None:
                     t = int(np.flatnonzero(contained)[0])
-                    rest = mask & ~covered
-                    if rest.sum() >= cfg.min_mask_area and seen_before(rest) < cfg.extend_seen_max:
-                        counts["extended"] += 1
-                        if ids[t] not in updates:
-                            updates[ids[t]] = stack[t] | rest
-                        continue
+                    rest_pix = pix[~covered_flat[pix]]
+                    if len(rest_pix) >= cfg.min_mask_area:
+                        rest = np.zeros(mask.shape, bool)
+                        rest.ravel()[rest_pix] = True
+                        if seen_before(rest) < cfg.extend_seen_max:
+                            counts["extended"] += 1
+                            if ids[t] not in updates:
+                                updates[ids[t]] = stack[t] | rest
+                            continue
                 if contained.sum() >= 1 and inter[contained].sum() / area >= 0.5:
                     counts["union"] += 1
                     if contained.sum() >= 2:
                         unions.add(tuple(sorted(ids[i] for i in np.flatnonzero(contained))))
                     continue
-            free = mask if covered is None else mask & ~covered
-            if new_masks:
-                free = free & ~taken
-            n_free = int(free.sum())
-            if n_free / area < cfg.new_ratio or n_free < cfg.min_mask_area:
+            free = pix if covered is None else pix[~covered_flat[pix]]
+            free = free[~taken[free]]
+            if len(free) / area < cfg.new_ratio or len(free) < cfg.min_mask_area:
                 counts["overlap"] += 1
                 continue
             counts["new"] += 1
-            new_masks.append(free)
-            taken = free if taken is None else taken | free
+            add_new(free, mask.shape)
         return new_masks, updates, {**counts, "unions": unions, "matched_ids": matched_ids}
 
     # -- the whole scan ------------------------------------------------------------------------------
@@ -469,8 +485,8 @@ class GranularityConsistentTracker:
                     prev = frame(prev_key)
                     seen_before = lambda m, px=px, prev=prev: px.visible_share(m, prev)  # noqa: E731
 
-                def in_memory(tid: int, m: np.ndarray, px=px) -> float:
-                    keys = px.voxel_keys(m, max_points=1500)
+                def in_memory(tid: int, pix: np.ndarray, px=px) -> float:
+                    keys = px.voxel_keys(pix, max_points=1500)
                     return len(keys & tracks[tid].voxels) / len(keys) if keys else 1.0
 
                 new_masks, updates, counts = self.classify(fresh, current, seen_before, in_memory)
