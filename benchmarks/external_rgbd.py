@@ -13,7 +13,8 @@ on it. Without ground truth there is no AP; what is reported: speed, tracks, dri
 the share of the surface labelled, and the tracks' agreement with their own 3D pseudo-labels (of the
 vertices a frame sees inside a tracked mask, the share whose lifted label is that track: a track that
 drifts onto a neighbour in some frames disagrees with the 3D vote there). Pictures of the tracks and
-the pseudo-labels are written to ``--out``.
+the pseudo-labels are written to ``--out``, and ``tracks_compare.jpg``: the same frames with the tracked ids
+and with the independent masks.
 
     .venv/bin/python benchmarks/external_rgbd.py FOLDER --trajectory FOLDER/test_scene/trajectory.log \\
         --out /tmp/external
@@ -115,6 +116,21 @@ def self_agreement(scene, id_maps: dict[int, np.ndarray], labels: np.ndarray) ->
     return agree / max(total, 1)
 
 
+def compare_picture(scene, tracked: dict, independent: dict, n_frames: int = 6) -> bytes:
+    """JPEG: six of the independent method's mask frames; below them the tracked ids, then the
+    independent masks on the same frames (same colour = same id within a row)."""
+    from tracklift.datasets.images import encode_jpeg
+    from tracklift.evaluation.pictures import frame_strip
+
+    keys = sorted(independent)
+    pick = [keys[round(i)] for i in np.linspace(0, len(keys) - 1, min(n_frames, len(keys)))]
+    colors = [scene.frame(p).color for p in pick]
+    top = frame_strip(colors, [tracked[p] for p in pick], labels=[f"frame {p}" for p in pick])
+    below = frame_strip(colors, [independent[p] for p in pick])
+    h = colors[0].shape[0]
+    return encode_jpeg(np.concatenate([top, below[h:]]), quality=85)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -164,6 +180,7 @@ def main() -> None:
             "ground_truth": None,
         }
     }
+    results = {}
     for method in ("tracked", "independent"):
         cfg = LabelConfig(method=method, pictures=True, write_shards=False)
         gen = WeightlessMaskGenerator(intrinsics=intr)
@@ -185,9 +202,15 @@ def main() -> None:
                 self_agreement=round(self_agreement(scene, result.tracked_maps, ids), 3),
             )
         report[method] = row
+        results[method] = result
         for url in write_pictures(str(args.out / method), scene, result):
             print("wrote", url)
         print(method, row)
+    compare = args.out / "tracks_compare.jpg"
+    compare.write_bytes(
+        compare_picture(scene, results["tracked"].tracked_maps, results["independent"].single_maps)
+    )
+    print("wrote", compare)
     (args.out / "external_rgbd.json").write_text(json.dumps(report, indent=1))
     print("wrote", args.out / "external_rgbd.json")
 
