@@ -41,7 +41,7 @@ from tracklift.lifting import LiftConfig, VisibilityConfig, lift_independent, li
 from tracklift.lifting.lift import VOTE_UNITS  # noqa: E402
 from tracklift.tracking.consistent import ConsistencyConfig  # noqa: E402
 from tracklift.tracking.geometric import GeometricConfig, GeometricTracker  # noqa: E402
-from tracklift.tracking.weightless import WeightlessMaskGenerator  # noqa: E402
+from tracklift.tracking.weightless import WeightlessConfig, WeightlessMaskGenerator  # noqa: E402
 
 HELD_OUT_SEED = 5000
 MIN_VISIBLE_PX = 150
@@ -130,7 +130,9 @@ def run(args) -> dict:
                 visibility=vis, vote_unit=vote_unit(args, prior_name), fragment_share=args.fragment_share
             )
             if prior_cfg is None:
-                generator = WeightlessMaskGenerator(intrinsics=scene.intrinsics)
+                generator = WeightlessMaskGenerator(
+                    WeightlessConfig(color_scale=args.color_scale), intrinsics=scene.intrinsics
+                )
             else:
                 from dataclasses import replace
 
@@ -243,6 +245,12 @@ def main():
     ap.add_argument(
         "--tracker-voxel", type=float, default=GeometricConfig().voxel, help="geometric tracker voxel, metres"
     )
+    ap.add_argument(
+        "--color-scale",
+        type=float,
+        default=WeightlessConfig().color_scale,
+        help="weightless generator: colour difference (ΔE) that weighs as one edge unit",
+    )
     ap.add_argument("--cache", default=None, help="folder caching the generated scans (pickles)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
@@ -294,6 +302,7 @@ def main():
         "learn_between_keyframes": args.learn_between_keyframes,
         "tracker_stride": GeometricConfig(stride=args.stride).stride_for(args.width),
         "tracker_voxel": args.tracker_voxel,
+        "weightless_color_scale": args.color_scale,
         "vote_unit": {p: vote_unit(args, p) for p in results if p != "by_vote_unit"},
         "learned_surface_grows": args.learned_surface_grows,
         "fragment_share": args.fragment_share,
