@@ -30,8 +30,9 @@ def labelled_corpus(tmp_path_factory):
     """Two synthetic scans labelled in one process (weightless generator, geometric tracker).
 
     Returns:
-        ``(labels URL, {scene id: per-vertex GT ids})``; shards: stage 1 has 6 single-view samples
-        (keyframes 0, 5 and 9 of each scan), stage 2 4 five-frame windows, stage 3 the 2 full scenes.
+        ``(labels URL, {scene id: per-vertex GT ids})``; shards: stage 1 has 4 single-view samples
+        (keyframes 0 and 5 of each scan; frames 6-9 are tracked from 5), stage 2 4 five-frame windows, stage 3
+        the 2 full scenes.
     """
     root = str(tmp_path_factory.mktemp("corpus"))
     labels = str(tmp_path_factory.mktemp("labels"))
