@@ -86,7 +86,7 @@ def fused_mesh(frames: list[Frame], intr: Intrinsics, name: str) -> Mesh:
     """TSDF mesh of the frames (2 cm voxels, depth up to 4 m), each vertex coloured by the frame that
     saw it nearest the image centre."""
     from tracklift.datasets.synthetic.fusion import fuse_tsdf
-    from tracklift.geometry.camera import project
+    from tracklift.geometry.camera import in_image, project
 
     fused = fuse_tsdf([f.depth for f in frames], [f.pose for f in frames], intr, 0.02, 4.0, name)
     verts = np.asarray(fused.vertices, dtype=np.float64)
@@ -94,7 +94,7 @@ def fused_mesh(frames: list[Frame], intr: Intrinsics, name: str) -> Mesh:
     best = np.full(len(verts), np.inf)
     for f in frames:
         u, v, z = project(verts, intr, f.pose)
-        ok = (z > 0.1) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+        ok = (z > 0.1) & in_image(u, v, intr)
         off = np.hypot(u - intr.cx, v - intr.cy)
         take = ok & (off < best)
         colors[take] = f.color[v[take], u[take]]

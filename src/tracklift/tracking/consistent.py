@@ -314,9 +314,9 @@ class GranularityConsistentTracker:
                 that were NOT visible before is the same object showing more of itself: the track grows.
                 Over pixels that were visible before, the track's granularity was a choice: it stays.
             in_memory: optional ``f(track id, pixels) -> share`` of a pixel set (ascending flat pixel
-                indices) whose 3D points lie in the
-                track's confirmed 3D memory (its keyframe masks). A fresh mask inside a track but outside
-                its memory is a neighbour the propagated mask grew over: it becomes its own object.
+                indices) whose 3D points lie in the track's confirmed 3D memory (its keyframe masks). A
+                fresh mask inside a track but outside its memory is a neighbour the propagated mask grew
+                over: it becomes its own object.
 
         Returns:
             new_masks: masks of new objects (non-overlapping with tracks and each other), in creation order.
@@ -724,12 +724,11 @@ class GranularityConsistentTracker:
         elsewhere = (k_px > 0) & (seen_as >= 0) & (seen_as != tid_of[k_px])
         n_other = np.bincount(k_px[elsewhere], minlength=len(propagated) + 1)
         areas = np.bincount(k_of.ravel(), minlength=len(propagated) + 1)
+        drifted = (n_other >= self.cfg.drift_share * np.maximum(areas, 1)) & (
+            n_other >= self.cfg.min_mask_area
+        )
         cuts = {}
-        for k in np.flatnonzero(
-            (n_other >= self.cfg.drift_share * np.maximum(areas, 1)) & (n_other >= self.cfg.min_mask_area)
-        ):
-            if k == 0:
-                continue
+        for k in np.flatnonzero(drifted[1:]) + 1:  # 0: pixels of no propagated track
             other = np.flatnonzero(elsewhere & (k_px == k))
             cut = current[propagated[k - 1]].copy()
             cut[px.rows[other], px.cols[other]] = False
