@@ -127,7 +127,10 @@ def run(args) -> dict:
         evaluated = lift_tracked(scene, gt_maps, LiftConfig(visibility=vis)).seen >= 2
         for prior_name, prior_cfg in priors.items():
             lift = LiftConfig(
-                visibility=vis, vote_unit=vote_unit(args, prior_name), fragment_share=args.fragment_share
+                visibility=vis,
+                vote_unit=vote_unit(args, prior_name),
+                fragment_share=args.fragment_share,
+                score_half_vertices=args.score_half_vertices,
             )
             if prior_cfg is None:
                 generator = WeightlessMaskGenerator(
@@ -241,6 +244,13 @@ def main():
         help="lifting (both methods): merge ids with this share of their votes inside one superpoint another "
         "id owns into that id; > 1 off",
     )
+    ap.add_argument(
+        "--score-half-vertices",
+        type=float,
+        default=LiftConfig().score_half_vertices,
+        help="lifting (both methods): instance score = mean confidence x n / (n + this) for n vertices; "
+        "0 = mean confidence alone",
+    )
     ap.add_argument("--stride", type=int, default=GeometricConfig().stride, help="geometric tracker stride")
     ap.add_argument(
         "--tracker-voxel", type=float, default=GeometricConfig().voxel, help="geometric tracker voxel, metres"
@@ -306,6 +316,7 @@ def main():
         "vote_unit": {p: vote_unit(args, p) for p in results if p != "by_vote_unit"},
         "learned_surface_grows": args.learned_surface_grows,
         "fragment_share": args.fragment_share,
+        "score_half_vertices": args.score_half_vertices,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",

@@ -66,10 +66,16 @@ def test_lift_tracked_gt_maps_reproduce_gt(room):
 
 
 def test_lift_tracked_instances(room):
-    lab = lift_tracked(room.as_scene(), [f.instance for f in room.frames])
+    maps = [f.instance for f in room.frames]
+    lab = lift_tracked(room.as_scene(), maps)
     inst = lab.to_instances(min_vertices=100)
     assert inst.masks.shape == (len(np.unique(room.gt_instance)), len(room.mesh.vertices))
-    assert np.all(inst.scores > 0.8) and np.all(inst.scores <= 1.0)
+    # GT maps: every instance is confidently voted; its score is that confidence times the size prior
+    plain = lift_tracked(room.as_scene(), maps, LiftConfig(score_half_vertices=0)).to_instances(100)
+    assert np.all(plain.scores > 0.8) and np.all(plain.scores <= 1.0)
+    n = inst.masks.sum(axis=1)
+    h = LiftConfig().score_half_vertices
+    np.testing.assert_allclose(inst.scores, plain.scores * n / (n + h), rtol=1e-5)
     # each instance mask is mostly one GT object (the rest: seam vertices shared with a neighbour)
     for mask in inst.masks:
         _, counts = np.unique(room.gt_instance[mask], return_counts=True)

@@ -82,7 +82,7 @@ def test_large_ids_and_bad_ids():
 def test_pseudo_labels_instances():
     ids = np.array([0, 3, 3, 3, 5, 5, 9, 0])
     conf = np.array([0, 1.0, 0.5, 0.6, 0.9, 0.7, 1.0, 0], np.float32)
-    lab = PseudoLabels(ids, conf, np.ones(8), np.ones(8))
+    lab = PseudoLabels(ids, conf, np.ones(8), np.ones(8), score_half_vertices=0)
     k, s = lab.instance_scores(min_vertices=2)
     assert k.tolist() == [3, 5]
     np.testing.assert_allclose(s, [0.7, 0.8], rtol=1e-6)
@@ -95,6 +95,24 @@ def test_pseudo_labels_instances():
     assert len(lab.to_instances(min_vertices=4)) == 0
     with pytest.raises(ValueError, match="confidence"):
         PseudoLabels(ids, conf[:3], np.ones(8), np.ones(8))
+    with pytest.raises(ValueError, match="score_half_vertices"):
+        PseudoLabels(ids, conf, np.ones(8), np.ones(8), score_half_vertices=-1)
+
+
+def test_instance_scores_rank_a_confident_fragment_below_an_object():
+    """A small piece that a few views saw, always with the same id, has mean confidence 1; a large
+    object loses confidence along its boundary. Ranked by mean confidence alone (the rule before the size
+    prior) the fragment came first, and on the training scans such fragments outnumbered true positives."""
+    ids = np.array([1] * 5000 + [2] * 150)
+    conf = np.concatenate([np.full(4000, 0.95), np.full(1000, 0.5), np.ones(150)]).astype(np.float32)
+    ones = np.ones(len(ids))
+    _, plain = PseudoLabels(ids, conf, ones, ones, score_half_vertices=0).instance_scores(100)
+    assert plain[1] > plain[0]  # by confidence alone the fragment wins
+    lab = PseudoLabels(ids, conf, ones, ones, score_half_vertices=3000)
+    k, s = lab.instance_scores(100)
+    assert k.tolist() == [1, 2] and s[0] > s[1]
+    np.testing.assert_allclose(s, [0.86 * 5000 / 8000, 150 / 3150], rtol=1e-5)
+    assert np.all((s > 0) & (s <= 1))
 
 
 def _grid_faces(nx, ny):

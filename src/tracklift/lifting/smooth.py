@@ -76,4 +76,4 @@ def smooth_labels(
         conf[v[changed]] = new_conf[changed]
         if not changed.any():
             break
-    return PseudoLabels(ids, conf, labels.votes, labels.seen)
+    return PseudoLabels(ids, conf, labels.votes, labels.seen, labels.score_half_vertices)

@@ -18,6 +18,14 @@ vertices inherit their neighbours' label.
 Fragment merging (:meth:`VoteAccumulator.merge_fragments`, before either resolution): an id whose votes lie
 almost all inside one superpoint that another id owns is a piece of that surface cut out by texture, and
 its votes go to the owner (``LiftConfig.fragment_share``).
+
+Instance scores (:meth:`PseudoLabels.instance_scores`, what AP ranks pseudo-labels by and what the
+``pred/`` files store): an instance's mean vertex confidence times a size prior ``n / (n + h)`` for an
+instance of ``n`` vertices (``h`` = ``score_half_vertices``). Mean confidence alone ranks small fragments
+first: a part that only a few views saw, always with the same id, is as confident as it can be, while a
+wall or a table loses confidence along its boundary. On the training scans (layout seeds 10-15, styles
+1010-1015, per-vertex votes) the size prior raised tracked AP50 from 24.8 to 33.5 with the weightless
+prior and from 43.6 to 49.1 with the controlled-high one; with controlled-low it cost 1.5 (84.3 to 82.8).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from scipy.sparse import csgraph
 from tracklift.structures import Instances
 
 _SHIFT = np.int64(32)
+#: default size prior of instance scores: an instance of this many vertices has half its confidence as score
+SCORE_HALF_VERTICES = 3000.0
 _LOW = np.int64(0xFFFFFFFF)
 
 
@@ -83,12 +93,15 @@ class PseudoLabels:
         confidence: (N,) float32 share of the vertex's visible frames that voted for its winning id.
         votes: (N,) int32 votes for the winning id.
         seen: (N,) int32 frames in which the vertex was visible.
+        score_half_vertices: size prior of :meth:`instance_scores` (module docstring); 0 scores an instance
+            by its mean confidence alone.
     """
 
     ids: np.ndarray
     confidence: np.ndarray
     votes: np.ndarray
     seen: np.ndarray
+    score_half_vertices: float = SCORE_HALF_VERTICES
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids, dtype=np.int64)
@@ -101,6 +114,8 @@ class PseudoLabels:
                 raise ValueError(
                     f"PseudoLabels.{name} has shape {getattr(self, name).shape}, expected ({n},)"
                 )
+        if not self.score_half_vertices >= 0:
+            raise ValueError(f"PseudoLabels.score_half_vertices must be >= 0, got {self.score_half_vertices}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,7 +131,8 @@ class PseudoLabels:
         return np.where(keep, self.ids, 0)
 
     def instance_scores(self, min_vertices: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, scores)``: the kept instance ids and each one's mean vertex confidence, (K,) float32."""
+        """``(ids, scores)``: the kept instance ids and each one's score in [0, 1], (K,) float32: its mean
+        vertex confidence times the size prior ``n / (n + score_half_vertices)`` (module docstring)."""
         ids = self.instance_ids(min_vertices)
         if len(ids) == 0:
             return ids, np.zeros(0, np.float32)
@@ -125,7 +141,8 @@ class PseudoLabels:
         member = ids[pos] == self.ids
         total = np.bincount(pos[member], weights=self.confidence[member], minlength=len(ids))
         count = np.bincount(pos[member], minlength=len(ids))
-        return ids, (total / np.maximum(count, 1)).astype(np.float32)
+        scores = total / np.maximum(count, 1) * count / (count + self.score_half_vertices)
+        return ids, scores.astype(np.float32)
 
     def to_instances(self, min_vertices: int = 100):
         """As :class:`tracklift.structures.Instances` (masks (K, N) bool, scores (K,)).
@@ -135,7 +152,7 @@ class PseudoLabels:
                 instances under 100 vertices, hence the default).
 
         Returns:
-            one instance per kept id, in ascending id order, scored by its mean vertex confidence.
+            one instance per kept id, in ascending id order, scored by :meth:`instance_scores`.
         """
         ids, scores = self.instance_scores(min_vertices)
         return Instances.from_ids(self.filtered_ids(min_vertices), scores)
