@@ -1,0 +1,181 @@
+"""Does the network fit its own pseudo-labels? Recall against GT of labels, network and two oracles.
+
+The curriculum benchmark says the network scores below its pseudo-labels; this says where the gap comes
+from. For the stage-3 scenes of one split of a ``bench_curriculum.py`` work folder (``train``: scenes the
+network trained on; ``heldout``; or a ``val`` split of unseen training-style scenes this script
+synthesizes and labels, layout seeds 300+) it reports, over the vertices seen at least twice:
+
+  - AP / AP50 / AP25 of the pseudo-labels and of each checkpoint (ScanNet protocol, class-agnostic);
+  - recall: the share of GT objects (>= 100 seen vertices) that some predicted mask covers at IoU > 0.5
+    (and > 0.25), whatever its score. A network far below its labels in recall on the very scenes it
+    trained on under-fits them; one that fits them but not held-out scenes over-fits;
+  - two oracles, the best any mask built from a unit could do: each GT object as the union of the
+    superpoints (the point-cloud segmentator's, as training and inference use) or of the voxels of the
+    model's size that it holds the majority of. A low oracle means the representation, not the training,
+    caps recall.
+
+    .venv/bin/python benchmarks/network_fit.py --work /tmp/tracklift_bench_curriculum --prior controlled-low \\
+        --split train --scenes 8 --checkpoint stage3=/path/last.pt [--checkpoint name=url ...] \\
+        [--out benchmarks/results/network_fit.json]
+
+Tune on ``train`` and ``val`` only; ``heldout`` is for reporting. Synthetic scans, CPU-sized training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_curriculum as bc  # noqa: E402
+
+from tracklift import storage  # noqa: E402
+from tracklift.lifting import read_pseudo_labels  # noqa: E402
+from tracklift.models.segmenter import Segmenter  # noqa: E402
+from tracklift.structures import Instances  # noqa: E402
+from tracklift.training import load_stage_samples  # noqa: E402
+from tracklift.training.data import with_superpoints  # noqa: E402
+from tracklift.training.evaluate import predict_sample  # noqa: E402
+
+VAL_SEED = 300
+MIN_GT_VERTICES = 100
+
+
+def recall(masks_of: dict[str, np.ndarray], truth: dict) -> dict:
+    """Share of GT objects (>= 100 seen vertices) some mask covers at IoU > 0.5 / > 0.25.
+
+    Args:
+        masks_of: scene id → (K, N) bool masks over the scene's vertices.
+        truth: scene id → (GT ids, seen counts) per vertex.
+    """
+    hits50 = hits25 = total = 0
+    for sid, (gt, seen) in truth.items():
+        ok = seen >= bc.MIN_SEEN
+        g = gt[ok]
+        m = np.asarray(masks_of[sid], bool)[:, ok]
+        size = m.sum(1)
+        for gi in np.unique(g[g != 0]):
+            obj = g == gi
+            n = int(obj.sum())
+            if n < MIN_GT_VERTICES:
+                continue
+            total += 1
+            if len(m) == 0:
+                continue
+            inter = (m & obj).sum(1)
+            best = float((inter / (size + n - inter)).max())
+            hits50 += best > 0.5
+            hits25 += best > 0.25
+    return {"recall50": hits50 / max(total, 1), "recall25": hits25 / max(total, 1), "gt_objects": total}
+
+
+def oracle_masks(groups: np.ndarray, gt: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per GT object, the union of the groups (superpoints, voxels) whose seen vertices it holds the
+    majority of: the best mask made of those units. (K, N) bool."""
+    ok = seen >= bc.MIN_SEEN
+    groups = np.asarray(groups, np.int64)
+    n_groups = int(groups.max(initial=-1)) + 1
+    all_count = np.bincount(groups[ok], minlength=n_groups)
+    out = []
+    for gi in np.unique(gt[ok & (gt != 0)]):
+        inside = np.bincount(groups[ok & (gt == gi)], minlength=n_groups)
+        out.append((2 * inside > all_count)[groups])
+    return np.array(out, bool).reshape(-1, len(gt))
+
+
+def voxel_groups(points: np.ndarray, size: float) -> np.ndarray:
+    _, inv = np.unique(np.floor(points / size).astype(np.int64), axis=0, return_inverse=True)
+    return inv.ravel()
+
+
+def run(args) -> dict:
+    t0 = time.perf_counter()
+    scan_args = bc.parse_args(["--scans", "fused", "--frames", str(args.frames), "--vote-unit", "auto"])
+    if args.split == "val":
+        labels = bc.prepare(args.work, "val", VAL_SEED, args.scenes, scan_args, args.prior)
+    else:
+        labels = os.path.join(args.work, f"{args.split}_labels_{args.prior}")
+        if not storage.exists(labels):
+            raise SystemExit(
+                f"{labels}: no labels there (run bench_curriculum.py with --work {args.work} first)"
+            )
+    samples = load_stage_samples(labels, 3)[: args.scenes]
+    truth = bc.held_out_truth(os.path.join(args.work, f"{args.split}_corpus"), labels, samples)
+    rows: dict = {}
+
+    def add(name: str, preds: dict[str, Instances] | None, masks: dict[str, np.ndarray] | None = None):
+        row = dict(bc.score(preds, truth)) if preds is not None else {}
+        row.pop("all_vertices", None)
+        row.update(recall(masks or {k: p.masks for k, p in preds.items()}, truth))
+        if preds is not None:
+            row["instances_per_scene"] = float(np.mean([len(p.scores) for p in preds.values()]))
+        rows[name] = row
+        print(
+            f"{name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "gt_objects"), flush=True
+        )
+
+    pseudo = {
+        s.scene_id: read_pseudo_labels(storage.join(labels, "scenes", s.scene_id, "pseudo_labels.npz"))[
+            0
+        ].to_instances(MIN_GT_VERTICES)
+        for s in samples
+    }
+    add("pseudo_labels", pseudo)
+    add(
+        "oracle_superpoints",
+        None,
+        {s.scene_id: oracle_masks(with_superpoints(s).superpoints, *truth[s.scene_id]) for s in samples},
+    )
+    add(
+        f"oracle_voxels_{args.voxel_size:g}m",
+        None,
+        {
+            s.scene_id: oracle_masks(voxel_groups(s.points, args.voxel_size), *truth[s.scene_id])
+            for s in samples
+        },
+    )
+    for spec in args.checkpoint:
+        name, url = spec.split("=", 1)
+        model = Segmenter.from_checkpoint(url)
+        add(name, {s.scene_id: predict_sample(model, s) for s in samples})
+    meta = {
+        "work": args.work,
+        "prior": args.prior,
+        "split": args.split,
+        "scenes": sorted(truth),
+        "checkpoints": dict(spec.split("=", 1) for spec in args.checkpoint),
+        "protocol": "ScanNet class-agnostic AP (all_annotated) and recall over vertices seen >= 2 times; "
+        f"GT objects of >= {MIN_GT_VERTICES} seen vertices; synthetic scans",
+        "command": "python " + " ".join(sys.argv),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return {"rows": rows, "meta": meta}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True, help="a bench_curriculum.py --work folder")
+    ap.add_argument("--prior", choices=bc.PRIORS, default="controlled-low")
+    ap.add_argument("--split", choices=("train", "val", "heldout"), default="train")
+    ap.add_argument("--scenes", type=int, default=8, help="first N stage-3 scenes of the split")
+    ap.add_argument("--frames", type=int, default=40, help="kept frames of val scans (as the curriculum's)")
+    ap.add_argument("--voxel-size", type=float, default=0.08, help="voxel oracle's voxel (the model's)")
+    ap.add_argument("--checkpoint", action="append", default=[], help="name=checkpoint URL (repeatable)")
+    ap.add_argument("--out", default=None, help="JSON path (printed only when omitted)")
+    args = ap.parse_args(argv)
+    result = run(args)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
