@@ -1,7 +1,7 @@
 """Does the network fit its own pseudo-labels? Recall against GT of labels, network and two oracles.
 
 The curriculum benchmark says the network scores below its pseudo-labels; this says where the gap comes
-from. For the stage-3 scenes of one split of a ``bench_curriculum.py`` work folder (``train``: scenes the
+from. For the stage-3 scenes of each split (``--splits``) of a ``bench_curriculum.py`` work folder (``train``: scenes the
 network trained on; ``heldout``; or a ``val`` split of unseen training-style scenes this script
 synthesizes and labels, layout seeds 300+) it reports, over the vertices seen at least twice:
 
@@ -15,8 +15,11 @@ synthesizes and labels, layout seeds 300+) it reports, over the vertices seen at
     caps recall.
 
     .venv/bin/python benchmarks/network_fit.py --work /tmp/tracklift_bench_curriculum --prior controlled-low \\
-        --split train --scenes 8 --checkpoint stage3=/path/last.pt [--checkpoint name=url ...] \\
+        --splits train,heldout --scenes 8 --checkpoint stage3=/path/last.pt [--checkpoint name=url ...] \\
         [--out benchmarks/results/network_fit.json]
+
+Writes ``{"splits": {split: {"rows": {row: {AP, AP50, AP25, recall50, recall25, gt_objects,
+instances_per_scene}}, "scenes": [...]}}, "meta": {...}}`` (fractions; oracle rows have recall only).
 
 Tune on ``train`` and ``val`` only; ``heldout`` is for reporting. Synthetic scans, CPU-sized training.
 """
@@ -95,19 +98,19 @@ def voxel_groups(points: np.ndarray, size: float) -> np.ndarray:
     return inv.ravel()
 
 
-def run(args) -> dict:
-    t0 = time.perf_counter()
+def run_split(args, split: str) -> dict:
+    """Rows of one split (module docstring)."""
     scan_args = bc.parse_args(["--scans", "fused", "--frames", str(args.frames), "--vote-unit", "auto"])
-    if args.split == "val":
+    if split == "val":
         labels = bc.prepare(args.work, "val", VAL_SEED, args.scenes, scan_args, args.prior)
     else:
-        labels = os.path.join(args.work, f"{args.split}_labels_{args.prior}")
+        labels = os.path.join(args.work, f"{split}_labels_{args.prior}")
         if not storage.exists(labels):
             raise SystemExit(
                 f"{labels}: no labels there (run bench_curriculum.py with --work {args.work} first)"
             )
     samples = load_stage_samples(labels, 3)[: args.scenes]
-    truth = bc.held_out_truth(os.path.join(args.work, f"{args.split}_corpus"), labels, samples)
+    truth = bc.held_out_truth(os.path.join(args.work, f"{split}_corpus"), labels, samples)
     rows: dict = {}
 
     def add(name: str, preds: dict[str, Instances] | None, masks: dict[str, np.ndarray] | None = None):
@@ -118,7 +121,8 @@ def run(args) -> dict:
             row["instances_per_scene"] = float(np.mean([len(p.scores) for p in preds.values()]))
         rows[name] = row
         print(
-            f"{name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "gt_objects"), flush=True
+            f"{split:8s} {name:28s} " + " ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "gt_objects"),
+            flush=True,
         )
 
     pseudo = {
@@ -145,31 +149,39 @@ def run(args) -> dict:
         name, url = spec.split("=", 1)
         model = Segmenter.from_checkpoint(url)
         add(name, {s.scene_id: predict_sample(model, s) for s in samples})
+    return {"rows": rows, "scenes": sorted(truth)}
+
+
+def run(args) -> dict:
+    t0 = time.perf_counter()
+    splits = {split: run_split(args, split) for split in args.splits.split(",")}
     meta = {
         "work": args.work,
         "prior": args.prior,
-        "split": args.split,
-        "scenes": sorted(truth),
+        "scenes_per_split": args.scenes,
         "checkpoints": dict(spec.split("=", 1) for spec in args.checkpoint),
         "protocol": "ScanNet class-agnostic AP (all_annotated) and recall over vertices seen >= 2 times; "
         f"GT objects of >= {MIN_GT_VERTICES} seen vertices; synthetic scans",
         "command": "python " + " ".join(sys.argv),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    return {"rows": rows, "meta": meta}
+    return {"splits": splits, "meta": meta}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", required=True, help="a bench_curriculum.py --work folder")
     ap.add_argument("--prior", choices=bc.PRIORS, default="controlled-low")
-    ap.add_argument("--split", choices=("train", "val", "heldout"), default="train")
+    ap.add_argument("--splits", default="train", help="comma-separated: train, val, heldout")
     ap.add_argument("--scenes", type=int, default=8, help="first N stage-3 scenes of the split")
     ap.add_argument("--frames", type=int, default=40, help="kept frames of val scans (as the curriculum's)")
     ap.add_argument("--voxel-size", type=float, default=0.08, help="voxel oracle's voxel (the model's)")
     ap.add_argument("--checkpoint", action="append", default=[], help="name=checkpoint URL (repeatable)")
     ap.add_argument("--out", default=None, help="JSON path (printed only when omitted)")
     args = ap.parse_args(argv)
+    unknown = set(args.splits.split(",")) - {"train", "val", "heldout"}
+    if unknown:
+        ap.error(f"--splits: unknown split(s) {', '.join(sorted(unknown))} (train, val, heldout)")
     result = run(args)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
