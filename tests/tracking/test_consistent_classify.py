@@ -41,6 +41,20 @@ def test_union_of_tracks_is_rejected():
     assert new == [] and counts["union"] == 1
 
 
+def test_a_union_with_a_leaked_track_is_no_granularity_vote():
+    """Two walls meet at a corner; wall B's propagated mask crept onto wall A between keyframes. A fresh mask
+    of wall A then contains A's track and B's: counted as "one object" it merged the two walls (and, through
+    the floor, a room's floor and three walls into one track on a training scan)."""
+    seat, back = box(10, 20, 0, 20), box(0, 10, 0, 20)
+    whole = box(0, 20, 0, 20)
+    _, counts = classify([(whole, 0.9)], {1: seat, 2: back}, in_memory=lambda tid, px: 0.9)
+    assert counts["unions"] == {(1, 2)}  # both tracks confirmed where the mask holds them: a real union
+    _, counts = classify(
+        [(whole, 0.9)], {1: seat, 2: back}, in_memory=lambda tid, px: 0.9 if tid == 1 else 0.0
+    )
+    assert counts["union"] == 1 and counts["unions"] == set()  # still rejected, but no vote to merge
+
+
 def test_untracked_mask_starts_new_id_without_overlap():
     tracked = box(0, 10, 0, 10)
     fresh = box(0, 10, 8, 30)  # 20 of its 220 pixels are tracked
