@@ -317,6 +317,7 @@ def main():
         "learned_surface_grows": args.learned_surface_grows,
         "fragment_share": args.fragment_share,
         "score_half_vertices": args.score_half_vertices,
+        "union_memory_min": ConsistencyConfig().union_memory_min,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",

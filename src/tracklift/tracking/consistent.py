@@ -101,8 +101,9 @@ class ConsistencyConfig:
         metadata={
             "help": "a fresh mask containing several tracks votes to merge only the tracks with at least this "
             "share of their pixels inside it in their confirmed 3D memory (the others leaked onto it). Chosen on "
-            "training scans (seeds 10-15, styles 1010-1015) against 0.3 and no such test: tracked AP50 per "
-            "vertex 50.5 / 53.0 / 49.0 (controlled-high), 86.4 / 77.1 / 82.8 (controlled-low)"
+            "training scans (seeds 10-15, styles 1010-1015) against 0.05, 0.2, 0.3 and no such test: tracked "
+            "AP50 per vertex 50.5 vs 49.6 / 49.8 / 53.0 / 49.0 (controlled-high), 86.4 vs 85.5 / 82.4 / 77.1 / "
+            "82.8 (controlled-low), the best sum"
         },
     )
     merge_votes: bool = field(
