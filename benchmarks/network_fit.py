@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_curriculum as bc  # noqa: E402
 
 from tracklift import storage  # noqa: E402
+from tracklift.geometry.voxels import voxel_index  # noqa: E402
 from tracklift.lifting import read_pseudo_labels  # noqa: E402
 from tracklift.models.segmenter import Segmenter  # noqa: E402
 from tracklift.structures import Instances  # noqa: E402
@@ -49,6 +50,7 @@ from tracklift.training.evaluate import predict_sample  # noqa: E402
 
 VAL_SEED = 300
 MIN_GT_VERTICES = 100
+SPLITS = ("train", "val", "heldout")
 
 
 def recall(masks_of: dict[str, np.ndarray], truth: dict) -> dict:
@@ -91,11 +93,6 @@ def oracle_masks(groups: np.ndarray, gt: np.ndarray, seen: np.ndarray) -> np.nda
         inside = np.bincount(groups[ok & (gt == gi)], minlength=n_groups)
         out.append((2 * inside > all_count)[groups])
     return np.array(out, bool).reshape(-1, len(gt))
-
-
-def voxel_groups(points: np.ndarray, size: float) -> np.ndarray:
-    _, inv = np.unique(np.floor(points / size).astype(np.int64), axis=0, return_inverse=True)
-    return inv.ravel()
 
 
 def run_split(args, split: str) -> dict:
@@ -141,7 +138,7 @@ def run_split(args, split: str) -> dict:
         f"oracle_voxels_{args.voxel_size:g}m",
         None,
         {
-            s.scene_id: oracle_masks(voxel_groups(s.points, args.voxel_size), *truth[s.scene_id])
+            s.scene_id: oracle_masks(voxel_index(s.points, args.voxel_size)[0], *truth[s.scene_id])
             for s in samples
         },
     )
@@ -154,7 +151,7 @@ def run_split(args, split: str) -> dict:
 
 def run(args) -> dict:
     t0 = time.perf_counter()
-    splits = {split: run_split(args, split) for split in args.splits.split(",")}
+    splits = {split: run_split(args, split) for split in args.splits}
     meta = {
         "work": args.work,
         "prior": args.prior,
@@ -168,20 +165,25 @@ def run(args) -> dict:
     return {"splits": splits, "meta": meta}
 
 
+def _splits(text: str) -> list[str]:
+    splits = text.split(",")
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown split(s) {', '.join(unknown)} ({', '.join(SPLITS)})")
+    return splits
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", required=True, help="a bench_curriculum.py --work folder")
     ap.add_argument("--prior", choices=bc.PRIORS, default="controlled-low")
-    ap.add_argument("--splits", default="train", help="comma-separated: train, val, heldout")
+    ap.add_argument("--splits", type=_splits, default=["train"], help="comma-separated: train, val, heldout")
     ap.add_argument("--scenes", type=int, default=8, help="first N stage-3 scenes of the split")
     ap.add_argument("--frames", type=int, default=40, help="kept frames of val scans (as the curriculum's)")
     ap.add_argument("--voxel-size", type=float, default=0.08, help="voxel oracle's voxel (the model's)")
     ap.add_argument("--checkpoint", action="append", default=[], help="name=checkpoint URL (repeatable)")
     ap.add_argument("--out", default=None, help="JSON path (printed only when omitted)")
     args = ap.parse_args(argv)
-    unknown = set(args.splits.split(",")) - {"train", "val", "heldout"}
-    if unknown:
-        ap.error(f"--splits: unknown split(s) {', '.join(sorted(unknown))} (train, val, heldout)")
     result = run(args)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -44,4 +44,4 @@ def test_oracle_takes_the_units_an_object_holds_the_majority_of():
     np.testing.assert_array_equal(masks[1], [0, 0, 1, 1, 1, 1, 1, 1])
     assert fit.recall({"s": masks}, {"s": (gt, seen)})["gt_objects"] == 0  # all under 100
     pts = np.array([[0.01, 0, 0], [0.05, 0, 0], [0.09, 0, 0]])
-    assert fit.voxel_groups(pts, 0.08).tolist() == [0, 0, 1]
+    assert fit.voxel_index(pts, 0.08)[0].tolist() == [0, 0, 1]  # the voxel oracle's units

@@ -418,9 +418,7 @@ class GranularityConsistentTracker:
                             continue
                 if contained.sum() >= 1 and inter[contained].sum() / area >= 0.5:
                     counts["union"] += 1
-                    members = np.flatnonzero(contained)
-                    if not record_unions:
-                        continue
+                    members = np.flatnonzero(contained) if record_unions else []
                     if len(members) >= 2 and in_memory is not None:
                         # a track whose mask here lies outside its confirmed memory leaked onto this
                         # object between keyframes: containing it says nothing about granularity
