@@ -9,6 +9,15 @@ at least twice, mean ± std over seeds, beside the pseudo-labels of the same val
     .venv/bin/python benchmarks/bench_recipe.py [--variants baseline,augment,...] [--seeds 0,1,2]
         [--train-scenes 6] [--val-scenes 4] [--frames 20] [--work /tmp/tracklift_bench_recipe]
 
+The stage-3 augmentation measurement of docs/recipe.md (controlled-low labels of 40 fused whole-room
+scans; stage 3 alone; fit on the training scenes beside validation):
+
+    .venv/bin/python benchmarks/bench_recipe.py --stage3-only --scans fused --frames 40 \
+        --prior controlled-low --vote-unit auto --model default --voxel-size 0.08 --max-points 20000 \
+        --train-scenes 40 --val-scenes 8 --score-train 8 --epochs3 20 \
+        --stage1-frame-step 10 --stage2-stride 10 \
+        --variants cosine,augment+cosine,rigid_augment+cosine --out benchmarks/results/recipe_stage3.json
+
 Writes benchmarks/results/recipe.json. ALL NUMBERS ARE SYNTHETIC, small, and measured on a shared machine.
 """
 
@@ -25,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_curriculum as bc  # noqa: E402
+import torch  # noqa: E402
 
 from tracklift import storage  # noqa: E402
 from tracklift.evaluation import read_predictions  # noqa: E402
@@ -58,7 +68,17 @@ VARIANTS: dict[str, dict] = {
         "handoff": "backbone",
     },
     "cosine": {"lr_schedule": "cosine", "warmup": 0.1},
+    # rotation about gravity, flips and scaling only: no elastic distortion, colour jitter or auto-contrast
+    "rigid_augment+cosine": {"augment": "rigid", "lr_schedule": "cosine", "warmup": 0.1},
 }
+
+
+def augment_config(v: dict) -> AugmentConfig:
+    """The variant's augmentations: off, all (the AugmentConfig defaults), or ``rigid`` (geometric only)."""
+    mode = v.get("augment", False)
+    if mode == "rigid":
+        return AugmentConfig(enabled=True, elastic=False, color_jitter=False, auto_contrast=False)
+    return AugmentConfig(enabled=bool(mode))
 
 
 def _configs(labels: str, out: str, args, seed: int, v: dict, stage: int, epochs: int, self_train: str):
@@ -81,7 +101,7 @@ def _configs(labels: str, out: str, args, seed: int, v: dict, stage: int, epochs
         seed=seed,
         lr_schedule=v.get("lr_schedule", "constant"),
         warmup=v.get("warmup", 0.0),
-        augment=AugmentConfig(enabled=v.get("augment", False)),
+        augment=augment_config(v),
         handoff=v.get("handoff", "all"),
     )
     return cfg, st
@@ -113,22 +133,32 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
     return urls
 
 
+def _split(work: str, corpus: str, labels: str, n: int | None = None):
+    """The first ``n`` (all if None) stage-3 samples of a labelled split, their truth and pseudo-labels."""
+    samples = load_stage_samples(labels, 3)[:n]
+    truth = bc.held_out_truth(os.path.join(work, corpus), labels, samples)
+    pseudo = {
+        sid: read_predictions(storage.join(labels, "pred"), sid, len(gt)) for sid, (gt, _) in truth.items()
+    }
+    return samples, truth, pseudo
+
+
 def run(args) -> dict:
+    """Every variant for every seed, scored on the validation scenes (and, with ``--score-train N``, on
+    the first N training scenes: how well the network fits the labels it trained on)."""
     work = args.work
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
-    train_labels = bc.prepare(work, "train", bc.TRAIN_SEED, args.train_scenes, args, "weightless")
-    val_labels = bc.prepare(work, "val", VAL_SEED, args.val_scenes, args, "weightless")
+    train_labels = bc.prepare(work, "train", bc.TRAIN_SEED, args.train_scenes, args, args.prior)
+    val_labels = bc.prepare(work, "val", VAL_SEED, args.val_scenes, args, args.prior)
     prep_s = time.perf_counter() - t0
-    val_samples = load_stage_samples(val_labels, 3)
-    truth = bc.held_out_truth(os.path.join(work, "val_corpus"), val_labels, val_samples)
-    pseudo = {
-        sid: read_predictions(storage.join(val_labels, "pred"), sid, len(gt))
-        for sid, (gt, _) in truth.items()
-    }
-    results: dict = {
-        "pseudo_labels": bc.mean_std([{**bc.score(pseudo, truth), "seed": s} for s in args.seeds])
-    }
+    splits = {"val": _split(work, "val_corpus", val_labels)}
+    if args.score_train:
+        splits["train"] = _split(work, "train_corpus", train_labels, args.score_train)
+    results: dict = {}
+    for split, (_, truth, pseudo) in splits.items():
+        key = "pseudo_labels" if split == "val" else "train_pseudo_labels"
+        results[key] = bc.mean_std([{**bc.score(pseudo, truth), "seed": s} for s in args.seeds])
     seconds: dict = {}
     for name in args.variants:
         per_stage: dict[str, list[dict]] = {}
@@ -138,8 +168,10 @@ def run(args) -> dict:
             shutil.rmtree(out, ignore_errors=True)
             urls = train_variant(train_labels, out, args, seed, VARIANTS[name])
             for stage, url in urls.items():
-                ev = evaluate_checkpoint(url, val_samples)
-                per_stage.setdefault(stage, []).append({**bc.score(ev.predictions, truth), "seed": seed})
+                for split, (samples, truth, _) in splits.items():
+                    ev = evaluate_checkpoint(url, samples)
+                    key = stage if split == "val" else f"train_{stage}"
+                    per_stage.setdefault(key, []).append({**bc.score(ev.predictions, truth), "seed": seed})
             print(f"[{name}] seed {seed}: stage3 AP50 {per_stage['stage3'][-1]['AP50']:.3f}", flush=True)
         seconds[name] = round(time.perf_counter() - t, 1)
         results[name] = {stage: bc.mean_std(rows) for stage, rows in per_stage.items()}
@@ -147,6 +179,8 @@ def run(args) -> dict:
         "synthetic": True,
         "tuning_set": f"validation layout seeds {VAL_SEED}..{VAL_SEED + args.val_scenes - 1} "
         "(training side; never the held-out 6000+)",
+        "train_rows": "train_* rows: the same checkpoints on the first score_train training scenes "
+        "(layout seeds from 100), against their GT; train_pseudo_labels: the labels they trained on",
         "command": "python " + " ".join(sys.argv),
         "nproc": os.cpu_count(),
         "note": "shared 2-core machine (other jobs running): seconds are upper bounds; tiny scale",
@@ -157,6 +191,8 @@ def run(args) -> dict:
         "config": {
             k: getattr(args, k)
             for k in (
+                "prior",
+                "vote_unit",
                 "scans",
                 "seeds",
                 "train_scenes",
@@ -174,6 +210,10 @@ def run(args) -> dict:
                 "max_points",
                 "self_train_threshold",
                 "stage3_only",
+                "score_train",
+                "frames_span",
+                "stage1_frame_step",
+                "stage2_stride",
             )
         },
     }
@@ -181,14 +221,14 @@ def run(args) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'variant':36s} {'stage':7s} {'AP':>12s} {'AP50':>12s} {'AP25':>12s}")
+    print(f"\n{'variant':36s} {'stage':13s} {'AP':>12s} {'AP50':>12s} {'AP25':>12s}")
     for name, by_stage in results.items():
         if name == "meta":
             continue
-        rows = {"-": by_stage} if name == "pseudo_labels" else by_stage
+        rows = {"-": by_stage} if name.endswith("pseudo_labels") else by_stage
         for stage, r in rows.items():
             cells = [f"{100 * r[k]:5.1f} ± {100 * r[k + '_std']:4.1f}" for k in bc.KEYS]
-            print(f"{name:36s} {stage:7s} " + " ".join(f"{c:>12s}" for c in cells))
+            print(f"{name:36s} {stage:13s} " + " ".join(f"{c:>12s}" for c in cells))
 
 
 def main():
@@ -200,11 +240,20 @@ def main():
     ap.add_argument("--train-scenes", type=int, default=6)
     ap.add_argument("--val-scenes", type=int, default=4)
     ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--stage1-frame-step", type=int, default=1, help="stage-1 samples from every N-th frame")
+    ap.add_argument("--stage2-stride", type=int, default=5, help="stage-2 windows start every N frames")
+    ap.add_argument("--frames-span", choices=("route", "start"), default="route", help="fused scans only")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--depth-abs-tol", type=float, default=0.02)
     ap.add_argument("--depth-rel-tol", type=float, default=0.01)
-    ap.add_argument("--vote-unit", choices=("vertex", "superpoint"), default="vertex")
+    ap.add_argument("--prior", choices=bc.PRIORS, default="weightless", help="2D mask prior of the labels")
+    ap.add_argument(
+        "--vote-unit",
+        choices=("vertex", "superpoint", "auto"),
+        default="vertex",
+        help="lifting vote unit; auto: superpoint for weightless, vertex for the controlled priors",
+    )
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--voxel-size", type=float, default=0.05)
     ap.add_argument("--epochs1", type=int, default=2)
@@ -215,6 +264,10 @@ def main():
     ap.add_argument("--max-points", type=int, default=12_000)
     ap.add_argument("--self-train-threshold", type=float, default=0.6)
     ap.add_argument("--stage3-only", action="store_true", help="train stage 3 alone (see train_variant)")
+    ap.add_argument(
+        "--score-train", type=int, default=0, help="also score on the first N training scenes (fit)"
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "recipe.json"))
     args = ap.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
@@ -222,6 +275,8 @@ def main():
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = run(args)
     print_table(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
