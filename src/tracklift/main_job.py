@@ -104,7 +104,13 @@ class RunConfig:
         default="cosine", metadata={"help": "learning-rate schedule of each stage"}
     )
     warmup: float = field(default=0.1, metadata={"help": "share of each stage's steps spent warming up"})
-    augment: bool = field(default=True, metadata={"help": "training augmentations (rotation, flips, ...)"})
+    augment: bool = field(
+        default=False,
+        metadata={
+            "help": "training augmentations (rotation, flips, ...); off: with them the network did not fit "
+            "its labels at this budget (benchmarks/results/recipe_stage3.json, docs/recipe.md)"
+        },
+    )
     max_points: int = field(default=30_000, metadata={"help": "training samples are subsampled to this"})
     serve: bool = field(default=True, metadata={"help": "deploy the final checkpoint and send it a request"})
     port: int = field(default=0, metadata={"help": "Serve HTTP port on 127.0.0.1 (0: a free one)"})
