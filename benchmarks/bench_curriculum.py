@@ -485,8 +485,8 @@ def parse_args(argv=None):
         "--stage1-frame-step",
         type=int,
         default=10,
-        help="stage-1 samples from every N-th frame (with 40 rooms, 1 gives 40x more stage-1 steps than "
-        "stage-3 steps per epoch)",
+        help="stage-1 samples from every N-th frame that has an independent map (the labeler keeps them "
+        "at its keyframes, about 9 of 40 frames: 1 gives 9 single views per room, 10 gives one)",
     )
     ap.add_argument("--stage2-stride", type=int, default=10, help="stage-2 windows start every N frames")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
