@@ -68,6 +68,8 @@ VARIANTS: dict[str, dict] = {
         "handoff": "backbone",
     },
     "cosine": {"lr_schedule": "cosine", "warmup": 0.1},
+    "cosine+self_train_fill": {"lr_schedule": "cosine", "warmup": 0.1, "self_train": "fill"},
+    "cosine+self_train_replace": {"lr_schedule": "cosine", "warmup": 0.1, "self_train": "replace"},
     # rotation about gravity, flips and scaling only: no elastic distortion, colour jitter or auto-contrast
     "rigid_augment+cosine": {"augment": "rigid", "lr_schedule": "cosine", "warmup": 0.1},
 }
