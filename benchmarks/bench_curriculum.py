@@ -121,14 +121,8 @@ def vote_unit(args, prior: str) -> str:
 
 def sample_config(args) -> SampleConfig:
     """Training-sample building: stage 1 keeps every ``--stage1-frame-step``-th frame and stage-2 windows
-    start every ``--stage2-stride`` frames. Benchmarks without these flags (bench_recipe, network_fit)
-    keep the labeler's defaults."""
-    base = SampleConfig()
-    return replace(
-        base,
-        frame_step=getattr(args, "stage1_frame_step", base.frame_step),
-        stride=getattr(args, "stage2_stride", base.stride),
-    )
+    start every ``--stage2-stride`` frames (every caller of :func:`prepare` parses both flags)."""
+    return SampleConfig(frame_step=args.stage1_frame_step, stride=args.stage2_stride)
 
 
 def prepare(work: str, split: str, seed: int, n: int, args, prior: str, style_seed: int | None = None) -> str:

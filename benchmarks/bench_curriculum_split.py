@@ -48,7 +48,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/tracklift_bench_split")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "curriculum_split.json"))
     args = ap.parse_args()
-    # the curriculum benchmark's recipe and scans (model default, 8 cm voxels, cosine, augmentations)
+    # the curriculum benchmark's recipe and scans (model default, 8 cm voxels, cosine; its other defaults:
+    # since session 14 augmentations off and stage-1 frame step / stage-2 stride 10, so a re-run differs
+    # from the committed curriculum_split.json, which had augmentations and frame step 1 / stride 5)
     cargs = bc.parse_args(
         ["--scans", "fused", "--frames", "40", "--model", "default", "--voxel-size", "0.08", "--max-points",
          "20000", "--vote-unit", "auto"]

@@ -16,7 +16,7 @@ scans; stage 3 alone; fit on the training scenes beside validation):
         --prior controlled-low --vote-unit auto --model default --voxel-size 0.08 --max-points 20000 \
         --train-scenes 40 --val-scenes 8 --score-train 8 --epochs3 20 \
         --stage1-frame-step 10 --stage2-stride 10 \
-        --variants cosine,augment+cosine,rigid_augment+cosine --out benchmarks/results/recipe_stage3.json
+        --seeds 0,1 --variants cosine,augment+cosine --threads 1 --out benchmarks/results/recipe_stage3.json
 
 Writes benchmarks/results/recipe.json. ALL NUMBERS ARE SYNTHETIC, small, and measured on a shared machine.
 """
@@ -38,6 +38,7 @@ import torch  # noqa: E402
 
 from tracklift import storage  # noqa: E402
 from tracklift.evaluation import read_predictions  # noqa: E402
+from tracklift.lifting import SampleConfig  # noqa: E402
 from tracklift.training import StageConfig, TrainConfig, evaluate_checkpoint, load_stage_samples  # noqa: E402
 from tracklift.training.augment import AugmentConfig  # noqa: E402
 from tracklift.training.trainer import train_stage  # noqa: E402
@@ -242,8 +243,17 @@ def main():
     ap.add_argument("--train-scenes", type=int, default=6)
     ap.add_argument("--val-scenes", type=int, default=4)
     ap.add_argument("--frames", type=int, default=20)
-    ap.add_argument("--stage1-frame-step", type=int, default=1, help="stage-1 samples from every N-th frame")
-    ap.add_argument("--stage2-stride", type=int, default=5, help="stage-2 windows start every N frames")
+    # the labeler's defaults (the recipe.json runs predate bench_curriculum's 10 / 10)
+    samples = SampleConfig()
+    ap.add_argument(
+        "--stage1-frame-step",
+        type=int,
+        default=samples.frame_step,
+        help="stage-1 samples from every N-th frame",
+    )
+    ap.add_argument(
+        "--stage2-stride", type=int, default=samples.stride, help="stage-2 windows start every N frames"
+    )
     ap.add_argument("--frames-span", choices=("route", "start"), default="route", help="fused scans only")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
