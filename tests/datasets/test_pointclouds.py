@@ -303,15 +303,21 @@ def test_bad_files_are_data_errors_naming_the_file_in_bounded_memory(tmp_path, n
     data, problem = BAD_FILES[name]
     path = tmp_path / name
     path.write_bytes(data)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DataError) as err:
-            read_point_cloud(str(path))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    # tracemalloc counts the whole process: other threads' allocations and one-time work (a first import,
+    # a cache filled) can add to one reading (10 MB once in a full run of the suite), so the least of three
+    # readings is the file's own cost; a reader that materialises a forged array allocates gigabytes on
+    # every reading
+    peaks = []
+    for _ in range(3):
+        tracemalloc.start()
+        try:
+            with pytest.raises(DataError) as err:
+                read_point_cloud(str(path))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
     assert str(path) in str(err.value) and problem in str(err.value), str(err.value)
-    assert peak < 8 << 20, f"{peak} bytes allocated for a {len(data)}-byte file"
+    assert min(peaks) < 8 << 20, f"{peaks} bytes allocated for a {len(data)}-byte file"
 
 
 def test_unsupported_suffix_and_oversized_file(tmp_path):
