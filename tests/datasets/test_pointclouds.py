@@ -304,7 +304,7 @@ def test_bad_files_are_data_errors_naming_the_file_in_bounded_memory(tmp_path, n
     path = tmp_path / name
     path.write_bytes(data)
     # tracemalloc counts the whole process: other threads' allocations and one-time work (a first import,
-    # a cache filled) can add to one reading (10 MB once in a full run of the suite), so the least of three
+    # a cache filled) can add to one reading (10 MB once in a run of the suite), so the least of three
     # readings is the file's own cost; a reader that materialises a forged array allocates gigabytes on
     # every reading
     peaks = []

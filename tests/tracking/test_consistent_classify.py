@@ -87,8 +87,8 @@ def test_a_proposal_of_one_scale_does_not_cut_a_stable_wall():
     # A textured wall: the multi-scale generator proposes the whole wall at every scale (stable) and, at
     # its finest scale only, a patch of the texture with a sharp colour boundary (a higher contrast score,
     # low stability). Ordered by score alone the patch starts a track first and the wall's track is the
-    # wall minus the patch (a split the lifting cannot undo); by score x stability the wall starts the
-    # track and the patch is a part of it.
+    # wall minus the patch; by score x stability the wall starts the track and the patch, whose pixels the
+    # wall has taken, starts nothing.
     wall, patch = box(0, 40, 0, 60), box(10, 25, 10, 30)
     fresh = [Mask2D(patch, 0.95, 0.3), Mask2D(wall, 0.8, 0.95)]
     gct = GranularityConsistentTracker(None, None, ConsistencyConfig(min_mask_area=4, new_order="score"))
