@@ -116,7 +116,7 @@ def main() -> None:
         gt_maps = {k: f.instance for k, f in enumerate(data.frames)}
         counted = lift_tracked(scene, gt_maps, LiftConfig(visibility=vis)).seen >= 2
         if args.prior == "weightless":
-            generator = WeightlessMaskGenerator(intrinsics=scene.intrinsics)
+            generator = WeightlessMaskGenerator(base.weightless, intrinsics=scene.intrinsics)
         else:
             generator = ControlledPrior(dataclasses.replace(LEVELS[args.prior], seed=seed))
         for method in methods:

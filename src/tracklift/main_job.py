@@ -34,6 +34,7 @@ from tracklift.datasets.synthetic import SynthConfig
 from tracklift.labeling.layout import OutputLayout
 from tracklift.tracking.consistent import ConsistencyConfig
 from tracklift.tracking.geometric import GeometricConfig
+from tracklift.tracking.weightless import WeightlessConfig
 
 # Vertices seen in at least this many frames of the held-out scan form the "seen" evaluation set.
 MIN_SEEN = 2
@@ -73,6 +74,10 @@ class RunConfig:
     )
     depth_abs_tol: float = field(
         default=0.02, metadata={"help": "lifting visibility tolerance (m); synthetic depth is clean"}
+    )
+    weightless: WeightlessConfig = field(
+        default_factory=WeightlessConfig,
+        metadata={"help": "weightless mask generator settings (--weightless.*, as tracklift label)"},
     )
     consistency: ConsistencyConfig = field(
         default_factory=ConsistencyConfig,
@@ -141,8 +146,9 @@ def _stage_epochs(text: str) -> list[int]:
 def label_configs(cfg: RunConfig, corpora: dict, labels: dict, independent: str):
     """The label stage's settings: ``({split: tracked LabelConfig}, held-out independent LabelConfig)``.
 
-    Both methods lift with the same visibility test and vote unit; the tracked ones use the run's
-    ``consistency`` and ``geometric`` settings (``tracklift run --geometric.stride 1`` ...).
+    Both methods use the run's ``weightless`` generator settings and lift with the same visibility test
+    and vote unit; the tracked ones use the run's ``consistency`` and ``geometric`` settings
+    (``tracklift run --geometric.stride 1`` ...).
     """
     from tracklift.labeling import LabelConfig
     from tracklift.lifting import LiftConfig, VisibilityConfig
@@ -155,13 +161,19 @@ def label_configs(cfg: RunConfig, corpora: dict, labels: dict, independent: str)
             out=labels[split],
             method="tracked",
             lift=lift,
+            weightless=cfg.weightless,
             consistency=cfg.consistency,
             geometric=cfg.geometric,
         )
         for split in corpora
     }
     independent_cfg = LabelConfig(
-        scenes=corpora["held_out"], out=independent, method="independent", lift=lift, pictures=False
+        scenes=corpora["held_out"],
+        out=independent,
+        method="independent",
+        lift=lift,
+        weightless=cfg.weightless,
+        pictures=False,
     )
     return tracked, independent_cfg
 

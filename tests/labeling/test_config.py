@@ -5,14 +5,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from tracklift import config as config_lib
 from tracklift.cli import build_parser
 from tracklift.labeling import LabelConfig
 from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
+from tracklift.tracking.base import for_camera
 from tracklift.tracking.consistent import ConsistencyConfig
 from tracklift.tracking.geometric import GeometricConfig
+from tracklift.tracking.weightless import WeightlessConfig, WeightlessMaskGenerator
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -32,6 +35,7 @@ def test_label_help_lists_every_field_of_the_nested_configs():
         _flags("--lift", LiftConfig)
         | _flags("--samples", SampleConfig)
         | _flags("--consistency", ConsistencyConfig)
+        | _flags("--weightless", WeightlessConfig)
     )
     # the visibility config is the lifting's own (one depth test, one default)
     assert _flags("--lift.visibility", VisibilityConfig) <= expected
@@ -118,3 +122,41 @@ def test_the_main_job_takes_the_tracker_settings_of_the_label_stage():
     assert independent.lift == tracked["train"].lift
     default = label_configs(RunConfig(), corpora, labels, "x")[0]["train"]
     assert default.geometric == GeometricConfig() and default.consistency == ConsistencyConfig()
+
+
+def test_weightless_generator_settings_reach_the_generator():
+    """``--weightless.*`` flags configure the mask generator the label stage builds."""
+    from tracklift.labeling.config import build_generator
+
+    args = build_parser().parse_args(
+        ["label", "--weightless.scales", "1,4,16", "--weightless.work-width", "80"]
+    )
+    generator = build_generator(config_lib.from_args(LabelConfig, args))
+    assert generator.cfg.scales == [1.0, 4.0, 16.0] and generator.cfg.work_width == 80
+    assert build_generator(LabelConfig()).cfg == WeightlessConfig()
+
+
+def test_label_scene_gives_the_weightless_generator_the_scene_camera():
+    """The weightless generator's normals need the scan's camera: ``label_scene`` binds a generator built
+    without one (as ``tracklift label`` builds it) to the scene's intrinsics, here a wide-angle camera
+    (focal 0.5 × width) on which the generator's fallback camera (0.9 × width) gives other masks."""
+    from tracklift.datasets.synthetic import SynthConfig, generate_scene
+    from tracklift.geometry.camera import centred_intrinsics
+    from tracklift.labeling import label_scene
+
+    synth = SynthConfig.classic(width=160, height=120, n_frames=6, focal=0.5)
+    scene = generate_scene(seed=21, cfg=synth).as_scene()
+    assert scene.intrinsics.fx == 0.5 * 160
+    cfg = LabelConfig(method="independent", pictures=False, write_shards=False)
+
+    def maps(generator):
+        return label_scene(scene, cfg, generator, None).single_maps
+
+    unbound = maps(WeightlessMaskGenerator())
+    own_camera = maps(WeightlessMaskGenerator(intrinsics=scene.intrinsics))
+    wrong_camera = maps(WeightlessMaskGenerator(intrinsics=centred_intrinsics(160, 120, 0.9)))
+    assert unbound.keys() == own_camera.keys() and unbound
+    assert all(np.array_equal(unbound[k], own_camera[k]) for k in unbound)
+    assert any(not np.array_equal(unbound[k], wrong_camera[k]) for k in unbound)
+    camera = centred_intrinsics(160, 120, 0.7)
+    assert for_camera(WeightlessMaskGenerator(intrinsics=camera), scene.intrinsics).intrinsics == camera

@@ -1,9 +1,10 @@
 """``LabelConfig``: the one config of the label stage, and the 2D models it names.
 
 The lifting, sample and tracker settings are the algorithms' own config objects, nested whole
-(``cfg.lift`` with its ``visibility``, ``cfg.samples``, ``cfg.consistency``, ``cfg.geometric``), so every
-setting is reachable as a flag (``--lift.min-votes 3``, ``--lift.visibility.depth-abs-tol 0.02``,
-``--samples.voxel-size 0.04``, ``--geometric.stride 1``) or a nested YAML key, and each default is stated
+(``cfg.lift`` with its ``visibility``, ``cfg.samples``, ``cfg.weightless``, ``cfg.consistency``,
+``cfg.geometric``), so every setting is reachable as a flag (``--lift.min-votes 3``,
+``--lift.visibility.depth-abs-tol 0.02``, ``--samples.voxel-size 0.04``, ``--geometric.stride 1``,
+``--weightless.scales 0.5,2,8,32,128,512``) or a nested YAML key, and each default is stated
 once, where the algorithm defines it.
 """
 
@@ -20,6 +21,7 @@ from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig
 from tracklift.tracking.base import MaskGenerator, MaskTracker
 from tracklift.tracking.consistent import ConsistencyConfig
 from tracklift.tracking.geometric import GeometricConfig
+from tracklift.tracking.weightless import WeightlessConfig
 
 # Settings that say where and how fast a run goes, or what views it adds, not what its results hold: left
 # out of the config hash, so a rerun with more actors or another --limit reuses the scenes already done.
@@ -75,6 +77,7 @@ class LabelConfig:
     granularity_policy: str = field(
         default="score", metadata={"help": "how overlapping proposals become one id map per frame"}
     )
+    weightless: WeightlessConfig = field(default_factory=WeightlessConfig)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     geometric: GeometricConfig = field(default_factory=GeometricConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
@@ -168,7 +171,7 @@ def build_generator(cfg: LabelConfig) -> MaskGenerator:
     if cfg.generator == "weightless":
         from tracklift.tracking.weightless import WeightlessMaskGenerator
 
-        return WeightlessMaskGenerator()
+        return WeightlessMaskGenerator(cfg.weightless)
     if cfg.generator == "sam2":
         from tracklift.tracking.sam2_backend import build_sam2_backends
 

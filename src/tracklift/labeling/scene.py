@@ -11,7 +11,7 @@ from tracklift.datasets.scene import Scene
 from tracklift.errors import ConfigError, DataError
 from tracklift.labeling.config import LabelConfig
 from tracklift.lifting import LiftStats, PseudoLabels, lift_independent, lift_tracked
-from tracklift.tracking.base import MaskGenerator, MaskTracker
+from tracklift.tracking.base import MaskGenerator, MaskTracker, for_camera
 from tracklift.tracking.consistent import GranularityConsistentTracker, generate_masks
 
 
@@ -37,7 +37,8 @@ class SceneLabels:
 def label_scene(
     scene: Scene, cfg: LabelConfig, generator: MaskGenerator, tracker: MaskTracker | None, log=None
 ) -> SceneLabels:
-    """Run the 2D stage and the lifting on one scene (nothing is written).
+    """Run the 2D stage and the lifting on one scene (nothing is written). A generator that reads
+    geometry through the camera gets the scene's (:func:`~tracklift.tracking.base.for_camera`).
 
     Raises:
         DataError: the scene has no usable frame (or a frame is corrupt).
@@ -54,6 +55,7 @@ def label_scene(
         "skipped": [{"frame": int(fid), "reason": why} for fid, why in sorted(scene.skipped.items())],
         "notes": list(scene.notes),
     }
+    generator = for_camera(generator, scene.intrinsics)
     t0 = time.perf_counter()
     lift_stats = LiftStats()
     rng = np.random.default_rng(0)

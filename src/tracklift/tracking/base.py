@@ -46,6 +46,14 @@ class MaskGenerator(Protocol):
         ...
 
 
+def for_camera(generator: MaskGenerator, intrinsics: Intrinsics) -> MaskGenerator:
+    """``generator`` for frames shot with ``intrinsics``: a generator that reads geometry through the
+    camera (a ``for_camera(intrinsics)`` method, e.g. the weightless one's surface normals) gets its
+    version for it; any other generator is returned as it is."""
+    bind = getattr(generator, "for_camera", None)
+    return generator if bind is None else bind(intrinsics)
+
+
 class TrackState(Protocol):
     """Opaque per-window state of a tracker (e.g. SAM2's inference state)."""
 

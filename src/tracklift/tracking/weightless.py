@@ -162,6 +162,13 @@ class WeightlessMaskGenerator:
         self.cfg = cfg or WeightlessConfig()
         self.intrinsics = intrinsics
 
+    def for_camera(self, intrinsics: Intrinsics) -> WeightlessMaskGenerator:
+        """This generator for a scan shot with ``intrinsics`` (its normals use that camera); a generator
+        given a camera at construction keeps it."""
+        if self.intrinsics is not None:
+            return self
+        return WeightlessMaskGenerator(self.cfg, intrinsics)
+
     # -- public -------------------------------------------------------------------------------------
 
     def generate(self, color: np.ndarray, depth: np.ndarray) -> list[Mask2D]:
