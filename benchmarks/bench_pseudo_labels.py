@@ -319,6 +319,7 @@ def main():
         "score_half_vertices": args.score_half_vertices,
         "union_memory_min": ConsistencyConfig().union_memory_min,
         "union_ratio": ConsistencyConfig().union_ratio,
+        "new_ratio": ConsistencyConfig().new_ratio,
         "independent_step": args.independent_step,
         "size": [args.width, args.height],
         "protocol": "ScanNet class-agnostic AP (all_annotated), vertices seen in >= 2 frames; synthetic scans",
