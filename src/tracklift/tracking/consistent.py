@@ -32,7 +32,7 @@ from tracklift.datasets.scene import Frame, Intrinsics, Scene
 from tracklift.errors import ConfigError
 from tracklift.geometry.camera import backproject_pixels, in_image, project
 from tracklift.geometry.voxels import voxel_keys
-from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker
+from tracklift.tracking.base import Mask2D, MaskGenerator, MaskTracker, for_camera
 
 
 @dataclass
@@ -484,6 +484,7 @@ class GranularityConsistentTracker:
             return frames[i]
 
         intr = scene.intrinsics
+        generator = for_camera(self.generator, intr)  # e.g. the weightless generator's normals
         id_maps: dict[int, np.ndarray] = {}
         tracks: dict[int, _Track] = {}
         current: dict[int, np.ndarray] = {}  # masks of visible tracks on the current keyframe
@@ -515,7 +516,7 @@ class GranularityConsistentTracker:
             for n, ki in enumerate(key_idx):
                 kf = frame(ki)
                 tg = time.perf_counter()
-                fresh = generate_masks(self.generator, kf)
+                fresh = generate_masks(generator, kf)
                 stats["generate_s"] += time.perf_counter() - tg
                 if on_keyframe is not None:
                     on_keyframe(positions[ki], fresh)
