@@ -271,7 +271,7 @@ def main():
     ap.add_argument("--epochs1", type=int, default=2)
     ap.add_argument("--epochs2", type=int, default=3)
     ap.add_argument("--epochs3", type=int, default=6)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (1e-3 before session 17)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--max-points", type=int, default=12_000)
     ap.add_argument("--self-train-threshold", type=float, default=0.6)

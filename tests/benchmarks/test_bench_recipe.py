@@ -44,3 +44,16 @@ def test_stage3_run_scores_validation_and_training_fit(tmp_path):
     # the controlled prior's labels of a training scene are close to its GT
     assert r["train_pseudo_labels"]["AP50"] > 0.3
     assert "train_stage3" in done.stdout
+    # the README's network pictures from the same work folder: GT | labels | one panel per checkpoint
+    pic = tmp_path / "pic.png"
+    ckpt = tmp_path / "work" / "ckpt_cosine_seed0" / "stage3" / "last.pt"
+    cmd = [sys.executable, str(BENCHMARKS / "network_pictures.py"), "--work", str(tmp_path / "work")]
+    cmd += ["--split", "val", "--prior", "controlled-low", "--width", "120", "--out", str(pic)]
+    done = subprocess.run([*cmd, "--checkpoint", f"net={ckpt}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from PIL import Image
+
+    with Image.open(pic) as im:
+        assert im.size == (3 * 120 + 2 * 6, 90)  # three panels, 6-pixel gaps
+    bad = subprocess.run([*cmd, "--scene", "nope"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "nope: not a scene of" in bad.stderr
