@@ -46,7 +46,13 @@ class RunConfig:
 
     out: str = field(default="runs/demo", metadata={"help": "run folder URL (file path, s3://, memory://)"})
     scenes: int = field(default=6, metadata={"help": "synthetic training scenes"})
-    held_out: int = field(default=4, metadata={"help": "synthetic held-out scenes (evaluation only)"})
+    held_out: int = field(
+        default=8,
+        metadata={
+            "help": "synthetic held-out scenes (evaluation only); at 8, two runs of the same command gave "
+            "stage-3 AP50 26.4 and 25.7 (at 4 earlier runs swung by several points)"
+        },
+    )
     seed: int = field(default=1000, metadata={"help": "seed of the first training scene"})
     held_out_seed: int = field(default=2000, metadata={"help": "seed of the first held-out scene"})
     width: int = field(default=320, metadata={"help": "synthetic image width"})
