@@ -21,11 +21,9 @@ import numpy as np
 from tracklift import storage
 from tracklift.datasets.formats import open_scene
 from tracklift.evaluation.pictures import hstack_images, id_colors, png_bytes, render_overview
-from tracklift.evaluation.scannet_io import read_predictions
+from tracklift.evaluation.render import NO_INSTANCE_COLOR, per_vertex_ids, wall_vertices
 from tracklift.training import load_stage_samples
 from tracklift.training.evaluate import evaluate_checkpoint
-
-GREY = (210, 210, 210)
 
 
 def picture(
@@ -48,19 +46,23 @@ def picture(
     if scene_id not in by_id:
         raise SystemExit(f"{scene_id}: not a scene of {labels} (known: {', '.join(sorted(by_id))})")
     scene = open_scene(os.path.join(work, f"{split}_corpus", scene_id))
-    mesh, gt = scene.mesh, scene.gt_instance
-    hide = gt // 1000 == 1  # walls and ceiling would hide the room from above
-    height = round(width * 3 / 4)
-    panels = [("ground truth", np.where(gt >= 1000, gt, 0))]
-    pseudo = read_predictions(storage.join(labels, "pred"), scene_id, len(gt))
-    panels.append((f"pseudo-labels ({prior}, tracked)", pseudo.to_ids()))
+    panels = [
+        ("ground truth", per_vertex_ids(scene, "gt")),
+        (f"pseudo-labels ({prior}, tracked)", per_vertex_ids(scene, "pred:" + storage.join(labels, "pred"))),
+    ]
     for name, url in checkpoints.items():
         pred = evaluate_checkpoint(url, [by_id[scene_id]]).predictions[scene_id]
         panels.append((f"network: {name}", pred.to_ids()))
+    hide, height = wall_vertices(scene), round(width * 3 / 4)
     return hstack_images(
         [
             render_overview(
-                mesh, id_colors(ids, none_color=GREY), width, height, hide=hide, title=f"{scene_id}: {t}"
+                scene.mesh,
+                id_colors(ids, none_color=NO_INSTANCE_COLOR),
+                width,
+                height,
+                hide=hide,
+                title=f"{scene_id}: {t}",
             )
             for t, ids in panels
         ]

@@ -35,6 +35,18 @@ class RenderConfig:
     )
 
 
+# Colour of vertices that belong to no instance in the overview pictures.
+NO_INSTANCE_COLOR = (210, 210, 210)
+
+
+def wall_vertices(scene) -> np.ndarray | None:
+    """(N,) bool: the scene's GT wall and ceiling vertices (ScanNet raw label 1), which would hide the room
+    from above; None when the scene has no ground truth."""
+    if scene.load_gt is None:
+        return None
+    return scene.gt_instance // 1000 == 1
+
+
 def per_vertex_ids(scene, labels: str) -> np.ndarray:
     """Per-vertex instance ids for a label source (see :class:`RenderConfig`)."""
     n = len(scene.vertices)
@@ -68,11 +80,8 @@ def render_scene(cfg: RenderConfig) -> list[str]:
     if cfg.labels == "rgb":
         colors = mesh.colors
     else:
-        colors = id_colors(per_vertex_ids(scene, cfg.labels), none_color=(210, 210, 210))
-    hide = None
-    if cfg.hide_walls and scene.load_gt is not None:
-        label = scene.gt_instance // 1000
-        hide = label == 1  # ScanNet raw id of wall: walls would hide the room from above
+        colors = id_colors(per_vertex_ids(scene, cfg.labels), none_color=NO_INSTANCE_COLOR)
+    hide = wall_vertices(scene) if cfg.hide_walls else None
     img = render_overview(
         mesh, colors, cfg.width, cfg.height, hide=hide, title=f"{scene.scene_id}: {cfg.labels}"
     )
