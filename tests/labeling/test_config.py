@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from tracklift import config as config_lib
@@ -140,23 +139,17 @@ def test_label_scene_gives_the_weightless_generator_the_scene_camera():
     """The weightless generator's normals need the scan's camera: ``label_scene`` binds a generator built
     without one (as ``tracklift label`` builds it) to the scene's intrinsics, here a wide-angle camera
     (focal 0.5 × width) on which the generator's fallback camera (0.9 × width) gives other masks."""
-    from tracklift.datasets.synthetic import SynthConfig, generate_scene
     from tracklift.geometry.camera import centred_intrinsics
     from tracklift.labeling import label_scene
 
-    synth = SynthConfig.classic(width=160, height=120, n_frames=6, focal=0.5)
-    scene = generate_scene(seed=21, cfg=synth).as_scene()
-    assert scene.intrinsics.fx == 0.5 * 160
+    from ..tracking.camera_binding import assert_bound_to_scene_camera, wide_angle_scene
+
+    scene = wide_angle_scene()
     cfg = LabelConfig(method="independent", pictures=False, write_shards=False)
 
     def maps(generator):
         return label_scene(scene, cfg, generator, None).single_maps
 
-    unbound = maps(WeightlessMaskGenerator())
-    own_camera = maps(WeightlessMaskGenerator(intrinsics=scene.intrinsics))
-    wrong_camera = maps(WeightlessMaskGenerator(intrinsics=centred_intrinsics(160, 120, 0.9)))
-    assert unbound.keys() == own_camera.keys() and unbound
-    assert all(np.array_equal(unbound[k], own_camera[k]) for k in unbound)
-    assert any(not np.array_equal(unbound[k], wrong_camera[k]) for k in unbound)
+    assert_bound_to_scene_camera(maps, scene)
     camera = centred_intrinsics(160, 120, 0.7)
     assert for_camera(WeightlessMaskGenerator(intrinsics=camera), scene.intrinsics).intrinsics == camera

@@ -92,19 +92,13 @@ def test_the_tracker_gives_a_camera_less_generator_the_scene_camera():
     """``GranularityConsistentTracker.run`` binds a generator built without a camera to the scene's (a
     wide-angle one here): its tracks equal those of a generator built with the scene's camera and differ
     from those of the weightless generator's fallback camera (0.9 × width)."""
-    from tracklift.geometry.camera import centred_intrinsics
-    from tracklift.tracking.weightless import WeightlessMaskGenerator
+    from .camera_binding import assert_bound_to_scene_camera, wide_angle_scene
 
-    wide = generate_scene(21, SynthConfig.classic(width=160, height=120, n_frames=6, focal=0.5)).as_scene()
+    wide = wide_angle_scene()
 
     def id_maps(generator):
         return (
             GranularityConsistentTracker(generator, GeometricTracker(), ConsistencyConfig()).run(wide).id_maps
         )
 
-    unbound = id_maps(WeightlessMaskGenerator())
-    own = id_maps(WeightlessMaskGenerator(intrinsics=wide.intrinsics))
-    fallback = id_maps(WeightlessMaskGenerator(intrinsics=centred_intrinsics(160, 120, 0.9)))
-    assert unbound.keys() == own.keys() and unbound
-    assert all(np.array_equal(unbound[k], own[k]) for k in unbound)
-    assert any(not np.array_equal(unbound[k], fallback[k]) for k in unbound)
+    assert_bound_to_scene_camera(id_maps, wide)
