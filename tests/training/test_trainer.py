@@ -10,7 +10,7 @@ import torch
 
 from tests.training.samples import config, distance, state, write_shards
 from tracklift import storage
-from tracklift.errors import DataError
+from tracklift.errors import ConfigError, DataError
 from tracklift.models import ModelConfig, Segmenter, read_checkpoint
 from tracklift.training import StageConfig, checkpoint_url, train_curriculum, train_stage
 
@@ -33,6 +33,26 @@ def test_curriculum_chains_three_stages(tmp_path):
         fresh = Segmenter.from_config(ModelConfig.preset("tiny", voxel_size=0.1)).state_dict()
         mine, prev = state(urls[s]), state(urls[s - 1])
         assert distance(mine, prev) < 0.1 * distance(mine, fresh)
+
+
+def test_a_stage_of_zero_epochs_is_skipped_and_the_next_starts_from_the_last_trained(tmp_path):
+    write_shards(str(tmp_path / "labels"))
+    cfg = config(tmp_path)
+    stages = [StageConfig(stage=s, epochs=e, lr=1e-3, batch_size=2) for s, e in ((1, 1), (2, 0), (3, 1))]
+    urls = train_curriculum(cfg, stages)
+    assert urls == {1: checkpoint_url(cfg.out, 1), 3: checkpoint_url(cfg.out, 3)}
+    assert not storage.exists(checkpoint_url(cfg.out, 2))
+    assert read_checkpoint(urls[3])[0]["extra"]["init"] == urls[1]
+    # without a first stage the second starts fresh
+    cfg = config(tmp_path / "b")
+    write_shards(str(tmp_path / "b" / "labels"))
+    urls = train_curriculum(
+        cfg, [StageConfig(stage=1, epochs=0), StageConfig(stage=2, epochs=1, batch_size=2)]
+    )
+    assert list(urls) == [2] and read_checkpoint(urls[2])[0]["extra"]["init"] is None
+    # trained on its own, such a stage is refused before it hands on a checkpoint it never wrote
+    with pytest.raises(ConfigError, match="stage 2 has 0 epochs"):
+        train_stage(cfg, StageConfig(stage=2, epochs=0), urls[2])
 
 
 def test_loss_falls_within_a_stage(tmp_path):

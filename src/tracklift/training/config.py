@@ -10,13 +10,16 @@ wants different settings per stage passes its own :class:`StageConfig` list to t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from tracklift.config import from_dict
 from tracklift.errors import ConfigError
 from tracklift.models import ModelConfig
 from tracklift.training.augment import AugmentConfig
+
+log = logging.getLogger(__name__)
 
 STAGES = (1, 2, 3)
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
@@ -99,6 +102,28 @@ class StageConfig(StageSettings):
             raise ValueError(f"stage {self.stage}: need epochs >= 0, batch_size >= 1 and lr > 0")
         if self.max_points is not None and self.max_points < 2:
             raise ValueError(f"stage {self.stage}: max_points must be >= 2 or None")
+
+
+def check_epochs(stage_cfg: StageConfig) -> None:
+    """Refuse to train a stage of 0 epochs on its own: it would write no checkpoint to hand on.
+
+    Raises:
+        ConfigError: ``stage_cfg.epochs`` is 0.
+    """
+    if stage_cfg.epochs == 0:
+        raise ConfigError(
+            f"stage {stage_cfg.stage} has 0 epochs: nothing to train (a curriculum skips such a stage and "
+            "starts the next one from the last stage trained)"
+        )
+
+
+def trained_stages(stages: Iterable[StageConfig]) -> Iterator[StageConfig]:
+    """The stages of a curriculum that train (epochs > 0), in order; each skipped stage is logged."""
+    for stage_cfg in stages:
+        if stage_cfg.epochs == 0:
+            log.info("stage %d: 0 epochs, skipped", stage_cfg.stage)
+            continue
+        yield stage_cfg
 
 
 @dataclass

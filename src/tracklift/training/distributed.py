@@ -51,7 +51,7 @@ from tracklift import storage
 from tracklift.cluster.session import connect, resolve_address
 from tracklift.errors import ConfigError, TrackliftError
 from tracklift.models import read_checkpoint, save_checkpoint
-from tracklift.training.config import StageConfig, TrainConfig
+from tracklift.training.config import StageConfig, TrainConfig, check_epochs, trained_stages
 from tracklift.training.data import stage_shards
 from tracklift.training.epochs import epoch_record, run_epoch
 from tracklift.training.preemption import (
@@ -498,7 +498,8 @@ def train_stage_ray(
 
     Raises:
         DataError: missing or bad shards, a checkpoint of another stage.
-        ConfigError: fewer usable samples than workers, ``memory://`` URLs.
+        ConfigError: fewer usable samples than workers, ``memory://`` URLs, a stage of 0 epochs
+            (:func:`train_curriculum_ray` skips such a stage).
         TrackliftError: the Ray Train run failed beyond ``max_failures`` restarts.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -506,6 +507,7 @@ def train_stage_ray(
 
     options = options or RayTrainOptions()
     n = stage_cfg.stage
+    check_epochs(stage_cfg)
     url = checkpoint_url(cfg.out, n)
     resume_url, finished = _stage_resume_url(cfg, stage_cfg)
     if finished:
@@ -578,7 +580,8 @@ def train_curriculum_ray(
     stages: Sequence[StageConfig] | None = None,
     fail_once: FailOnce | None = None,
 ) -> dict[int, str]:
-    """Run the curriculum stages in order on Ray Train, each initialised from the previous one's checkpoint.
+    """Run the curriculum stages in order on Ray Train, each initialised from the previous one's checkpoint
+    (a stage of 0 epochs is skipped, as by :func:`~tracklift.training.trainer.train_curriculum`).
 
     Args:
         cfg: the curriculum (the same config the one-process :func:`train_curriculum` takes).
@@ -589,14 +592,14 @@ def train_curriculum_ray(
         fail_once: test-only failure injection (:class:`FailOnce`).
 
     Returns:
-        ``{stage: checkpoint URL}`` (``<out>/stage{N}/last.pt``, tracklift format).
+        ``{stage: checkpoint URL}`` of the stages trained (``<out>/stage{N}/last.pt``, tracklift format).
     """
     options = options or RayTrainOptions()
     started = ensure_ray(options.address)
     try:
         urls: dict[int, str] = {}
         previous = None
-        for stage_cfg in cfg.stages if stages is None else stages:
+        for stage_cfg in trained_stages(cfg.stages if stages is None else stages):
             previous = train_stage_ray(cfg, stage_cfg, previous, options, fail_once)
             urls[stage_cfg.stage] = previous
         return urls

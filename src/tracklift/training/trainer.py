@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from tracklift import storage
 from tracklift.models import save_checkpoint
-from tracklift.training.config import StageConfig, TrainConfig
+from tracklift.training.config import StageConfig, TrainConfig, check_epochs, trained_stages
 from tracklift.training.data import load_stage_samples
 from tracklift.training.epochs import epoch_record, run_epoch
 from tracklift.training.self_training import self_train_samples
@@ -47,9 +47,11 @@ def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str |
         URL of the stage's checkpoint ``<out>/stage{N}/last.pt``.
 
     Raises:
+        ConfigError: the stage has 0 epochs (:func:`train_curriculum` skips such a stage).
         DataError: missing or empty shard folder, bad shards, a checkpoint of another stage or architecture.
     """
     n = stage_cfg.stage
+    check_epochs(stage_cfg)
     url = checkpoint_url(cfg.out, n)
     model, optimizer = build_stage_model(cfg, stage_cfg, cfg.device)
     if storage.exists(url):
@@ -89,7 +91,8 @@ def train_stage(cfg: TrainConfig, stage_cfg: StageConfig, init_checkpoint: str |
 
 
 def train_curriculum(cfg: TrainConfig, stages: Sequence[StageConfig] | None = None) -> dict[int, str]:
-    """Run the stages in order, each initialised from the previous one's checkpoint.
+    """Run the stages in order, each initialised from the previous one's checkpoint. A stage of 0 epochs
+    is skipped: the next stage starts from the last stage trained (fresh when none was).
 
     Args:
         cfg: the curriculum.
@@ -97,11 +100,11 @@ def train_curriculum(cfg: TrainConfig, stages: Sequence[StageConfig] | None = No
             shared settings); pass a list to run some stages only or to vary settings per stage.
 
     Returns:
-        ``{stage: checkpoint URL}``.
+        ``{stage: checkpoint URL}`` of the stages trained.
     """
     urls: dict[int, str] = {}
     previous = None
-    for stage_cfg in cfg.stages if stages is None else stages:
+    for stage_cfg in trained_stages(cfg.stages if stages is None else stages):
         previous = train_stage(cfg, stage_cfg, previous)
         urls[stage_cfg.stage] = previous
     return urls
