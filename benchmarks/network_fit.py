@@ -9,6 +9,11 @@ synthesizes and labels, layout seeds 300+) it reports, over the vertices seen at
   - recall: the share of GT objects (>= 100 seen vertices) that some predicted mask covers at IoU > 0.5
     (and > 0.25), whatever its score. A network far below its labels in recall on the very scenes it
     trained on under-fits them; one that fits them but not held-out scenes over-fits;
+  - for each checkpoint, the GT objects its labels find (IoU > 0.5) and it does not, sorted by what its
+    best mask for them does: ``merged`` (the mask covers most of the object but most of the mask lies
+    elsewhere: the object was joined to a neighbour), ``split`` (most of the mask lies inside the object
+    but covers less than half of it: the object was cut into parts), ``other``; with the median size
+    (seen vertices) of the objects found by both and of those missed;
   - two oracles, the best any mask built from a unit could do: each GT object as the union of the
     superpoints (the point-cloud segmentator's, as training and inference use) or of the voxels of the
     model's size that it holds the majority of. A low oracle means the representation, not the training,
@@ -81,6 +86,56 @@ def recall(masks_of: dict[str, np.ndarray], truth: dict) -> dict:
     return {"recall50": hits50 / max(total, 1), "recall25": hits25 / max(total, 1), "gt_objects": total}
 
 
+def _best_overlap(masks: np.ndarray, obj: np.ndarray) -> tuple[float, float, float]:
+    """(IoU, share of the object covered, share of the mask inside the object) of the mask of ``masks``
+    ((K, N) bool) with the highest IoU with ``obj`` ((N,) bool); zeros without masks."""
+    if len(masks) == 0:
+        return 0.0, 0.0, 0.0
+    inter = (masks & obj).sum(1)
+    size = masks.sum(1)
+    iou = inter / np.maximum(size + int(obj.sum()) - inter, 1)
+    i = int(iou.argmax())
+    return float(iou[i]), float(inter[i] / max(int(obj.sum()), 1)), float(inter[i] / max(int(size[i]), 1))
+
+
+def misses(net_of: dict[str, np.ndarray], labels_of: dict[str, np.ndarray], truth: dict) -> dict:
+    """What a network does with the GT objects (>= 100 seen vertices) its labels find at IoU > 0.5.
+
+    Args:
+        net_of, labels_of: scene id → (K, N) bool masks over the scene's vertices.
+        truth: scene id → (GT ids, seen counts) per vertex.
+
+    Returns:
+        counts ``both``, ``labels_only``, ``network_only``, ``neither``; the ``labels_only`` objects by
+        the network's best mask (``merged``, ``split``, ``other``, see the module docstring); and the
+        median seen-vertex count of the ``both`` and ``labels_only`` objects.
+    """
+    counts = dict.fromkeys(("both", "labels_only", "network_only", "neither"), 0)
+    kinds = dict.fromkeys(("merged", "split", "other"), 0)
+    sizes: dict[str, list[int]] = {"both": [], "labels_only": []}
+    for sid, (gt, seen) in truth.items():
+        ok = seen >= bc.MIN_SEEN
+        g = gt[ok]
+        net = np.asarray(net_of[sid], bool)[:, ok]
+        lab = np.asarray(labels_of[sid], bool)[:, ok]
+        for gi in np.unique(g[g != 0]):
+            obj = g == gi
+            if int(obj.sum()) < MIN_GT_VERTICES:
+                continue
+            n_iou, covered, inside = _best_overlap(net, obj)
+            found = (n_iou > 0.5, _best_overlap(lab, obj)[0] > 0.5)
+            key = {(True, True): "both", (False, True): "labels_only", (True, False): "network_only"}.get(
+                found, "neither"
+            )
+            counts[key] += 1
+            if key in sizes:
+                sizes[key].append(int(obj.sum()))
+            if key == "labels_only":
+                kinds["merged" if covered >= 0.5 else "split" if inside >= 0.5 else "other"] += 1
+    median = {f"median_vertices_{k}": float(np.median(v)) if v else None for k, v in sizes.items()}
+    return {**counts, "labels_only_by_network_mask": kinds, **median}
+
+
 def oracle_masks(groups: np.ndarray, gt: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Per GT object, the union of the groups (superpoints, voxels) whose seen vertices it holds the
     majority of: the best mask made of those units. (K, N) bool."""
@@ -129,6 +184,7 @@ def run_split(args, split: str) -> dict:
         for s in samples
     }
     add("pseudo_labels", pseudo)
+    label_masks = {k: p.masks for k, p in pseudo.items()}
     add(
         "oracle_superpoints",
         None,
@@ -145,7 +201,10 @@ def run_split(args, split: str) -> dict:
     for spec in args.checkpoint:
         name, url = spec.split("=", 1)
         model = Segmenter.from_checkpoint(url)
-        add(name, {s.scene_id: predict_sample(model, s) for s in samples})
+        preds = {s.scene_id: predict_sample(model, s) for s in samples}
+        add(name, preds)
+        rows[name]["versus_labels"] = misses({k: p.masks for k, p in preds.items()}, label_masks, truth)
+        print(f"{split:8s} {name:28s} versus labels: {rows[name]['versus_labels']}", flush=True)
     return {"rows": rows, "scenes": sorted(truth)}
 
 

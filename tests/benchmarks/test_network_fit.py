@@ -45,3 +45,27 @@ def test_oracle_takes_the_units_an_object_holds_the_majority_of():
     assert fit.recall({"s": masks}, {"s": (gt, seen)})["gt_objects"] == 0  # all under 100
     pts = np.array([[0.01, 0, 0], [0.05, 0, 0], [0.09, 0, 0]])
     assert fit.voxel_index(pts, 0.08)[0].tolist() == [0, 0, 1]  # the voxel oracle's units
+
+
+def test_misses_sorts_the_objects_the_labels_find_by_what_the_network_does_with_them():
+    n = 1000
+    gt = np.zeros(n, np.int64)
+    gt[0:200], gt[200:400], gt[400:600], gt[600:800] = 1001, 1002, 1003, 1004
+    seen = np.full(n, 3)
+    labels = np.stack([_object(n, 0, 200), _object(n, 200, 200), _object(n, 400, 200)])
+    net = np.stack(
+        [
+            _object(n, 0, 190),  # object 1: found by both
+            _object(n, 200, 400),  # objects 2 and 3 joined: IoU 0.5 each, covers all of both
+            _object(n, 600, 180),  # object 4: the network alone
+        ]
+    )
+    r = fit.misses({"s": net}, {"s": labels}, {"s": (gt, seen)})
+    assert (r["both"], r["labels_only"], r["network_only"], r["neither"]) == (1, 2, 1, 0)
+    assert r["labels_only_by_network_mask"] == {"merged": 2, "split": 0, "other": 0}
+    assert r["median_vertices_both"] == 200.0
+    # the network keeps half of object 2 (all inside it) and has no mask on object 3
+    net[1] = _object(n, 200, 99)
+    r = fit.misses({"s": net}, {"s": labels}, {"s": (gt, seen)})
+    assert r["labels_only_by_network_mask"] == {"merged": 0, "split": 1, "other": 1}
+    assert fit.misses({"s": np.zeros((0, n), bool)}, {"s": labels}, {"s": (gt, seen)})["labels_only"] == 3
