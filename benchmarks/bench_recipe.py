@@ -71,6 +71,8 @@ VARIANTS: dict[str, dict] = {
     "cosine": {"lr_schedule": "cosine", "warmup": 0.1},
     "cosine+self_train_fill": {"lr_schedule": "cosine", "warmup": 0.1, "self_train": "fill"},
     "cosine+self_train_replace": {"lr_schedule": "cosine", "warmup": 0.1, "self_train": "replace"},
+    # the curriculum's hand-off: stage 3 keeps the backbone of stage 2 and starts a fresh query decoder
+    "cosine+backbone_handoff": {"lr_schedule": "cosine", "warmup": 0.1, "handoff": "backbone"},
     # rotation about gravity, flips and scaling only: no elastic distortion, colour jitter or auto-contrast
     "rigid_augment+cosine": {"augment": "rigid", "lr_schedule": "cosine", "warmup": 0.1},
 }
@@ -129,7 +131,7 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
         return {"stage3": train_stage(cfg, st, first)}
     epochs = bc.stage_epochs(args)
     urls, previous = {}, None
-    for s in (1, 2, 3):
+    for s in (s for s in (1, 2, 3) if epochs[s] > 0):  # a stage of 0 epochs is skipped
         cfg, st = _configs(labels, out, args, seed, v, s, epochs[s], self_train)
         previous = train_stage(cfg, st, previous)
         urls[f"stage{s}"] = previous

@@ -62,12 +62,14 @@ def test_main_job_on_a_tiny_corpus(tmp_path, capsys):
         assert storage.listdir(storage.join(out, "pictures", name))
 
 
-def test_run_offers_exactly_the_learning_rate_schedules_training_knows():
-    """``RunConfig.lr_schedule`` is a ``Literal`` (so ``tracklift run --help`` lists it without importing
-    torch); its values must be the training stage's own list."""
+def test_run_offers_exactly_the_learning_rate_schedules_and_handoffs_training_knows():
+    """``RunConfig.lr_schedule`` and ``RunConfig.handoff`` are ``Literal``s (so ``tracklift run --help``
+    lists them without importing torch); their values must be the training stage's own lists."""
     import typing
 
-    from tracklift.training.config import LR_SCHEDULES
+    from tracklift.training.config import HANDOFFS, LR_SCHEDULES
 
-    offered = typing.get_args(typing.get_type_hints(RunConfig)["lr_schedule"])
-    assert offered == LR_SCHEDULES
+    hints = typing.get_type_hints(RunConfig)
+    assert typing.get_args(hints["lr_schedule"]) == LR_SCHEDULES
+    assert set(typing.get_args(hints["handoff"])) == set(HANDOFFS)
+    assert RunConfig().handoff in HANDOFFS
