@@ -10,9 +10,9 @@ synthesizes and labels, layout seeds 300+) it reports, over the vertices seen at
     (and > 0.25), whatever its score. A network far below its labels in recall on the very scenes it
     trained on under-fits them; one that fits them but not held-out scenes over-fits;
   - for each checkpoint, the GT objects its labels find (IoU > 0.5) and it does not, sorted by what its
-    best mask for them does: ``merged`` (the mask covers most of the object but most of the mask lies
-    elsewhere: the object was joined to a neighbour), ``split`` (most of the mask lies inside the object
-    but covers less than half of it: the object was cut into parts), ``other``; with the median size
+    best mask for them does: ``merged`` (the mask covers at least half of the object, so at IoU <= 0.5 it
+    spills beyond it: the object was joined to a neighbour), ``split`` (it covers less than half of the
+    object and lies at least half inside it: the object was cut into parts), ``other``; with the median size
     (seen vertices) of the objects found by both and of those missed;
   - two oracles, the best any mask built from a unit could do: each GT object as the union of the
     superpoints (the point-cloud segmentator's, as training and inference use) or of the voxels of the

@@ -118,10 +118,11 @@ class RunConfig:
         },
     )
     handoff: Literal["all", "backbone"] = field(
-        default="backbone",
+        default="all",
         metadata={
-            "help": "what stages 2 and 3 take from the stage before: backbone (a fresh query decoder; +2.6 "
-            "validation AP50 over all on training-side seeds, benchmarks/results/recipe_handoff.json) or all"
+            "help": "what stages 2 and 3 take from the stage before: all weights, or the backbone with a fresh "
+            "query decoder (on training-side seeds backbone gained 2.6 validation AP50 for one prior and lost "
+            "3.3 and 3.7 for the two others: benchmarks/results/recipe_handoff.json)"
         },
     )
     lr_schedule: Literal["constant", "cosine", "onecycle"] = field(
