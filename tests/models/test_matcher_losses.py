@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from tracklift.models import HungarianMatcher
-from tracklift.models.losses import matched_mask_losses, objectness_loss, pairwise_mask_costs, scene_targets
+from tracklift.models.losses import (
+    matched_mask_losses,
+    objectness_loss,
+    pairwise_mask_costs,
+    per_unit,
+    scene_targets,
+)
 
 
 def _scene(n_points=500, n_vox=80, n_inst=4, seed=0, noise=0.1):
@@ -40,6 +46,42 @@ def test_pairwise_costs_equal_naive_per_point_losses():
     mb, md = matched_mask_losses(vox_logits[:4][:, t.voxels], t.counts, t.totals)
     torch.testing.assert_close(mb, bce[:4].diagonal())
     torch.testing.assert_close(md, dice[:4].diagonal())
+
+
+def test_equal_unit_weights_are_soft_share_losses_over_units():
+    """``per_unit``: every unit weighs the same; its target is the share of its labelled points per instance."""
+    p2v, inst = _scene()
+    t = per_unit(scene_targets(p2v, inst, dtype=torch.float64))
+    assert torch.all(t.totals == 1) and torch.allclose(
+        t.counts.sum(0), torch.ones(t.voxels.numel(), dtype=t.counts.dtype)
+    )
+    logits = torch.randn(5, t.voxels.numel(), dtype=torch.float64) * 3
+    bce, dice = pairwise_mask_costs(logits, t)
+    for j in range(t.num_targets):
+        share = t.counts[j]
+        for i in range(5):
+            ref_bce = F.binary_cross_entropy_with_logits(logits[i], share)  # mean over units
+            p = logits[i].sigmoid()
+            ref_dice = 1 - (2 * (p * share).sum() + 1) / (p.sum() + share.sum() + 1)
+            torch.testing.assert_close(bce[i, j], ref_bce)
+            torch.testing.assert_close(dice[i, j], ref_dice)
+    # a unit of one point weighs as much as one of a hundred: a point-weighted loss would not
+    units = torch.zeros(101, dtype=torch.int64)
+    units[100] = 1  # unit 0: 100 points of instance 1; unit 1: 1 point of instance 2
+    ids = torch.ones(101, dtype=torch.int64)
+    ids[100] = 2
+    by_points = scene_targets(units, ids, dtype=torch.float64)
+    by_units = per_unit(by_points)
+    small_wrong = torch.tensor([[5.0, 5.0]], dtype=torch.float64)  # instance 1's mask spills onto unit 1
+    big_wrong = torch.tensor([[-5.0, -5.0]], dtype=torch.float64)  # instance 1's mask misses unit 0
+    assert (
+        pairwise_mask_costs(small_wrong, by_units)[0][0, 0]
+        > 40 * pairwise_mask_costs(small_wrong, by_points)[0][0, 0]
+    )
+    assert (
+        pairwise_mask_costs(big_wrong, by_units)[0][0, 0]
+        < 0.6 * pairwise_mask_costs(big_wrong, by_points)[0][0, 0]
+    )
 
 
 def test_point_subset_and_unlabelled_scene():

@@ -118,6 +118,27 @@ def test_training_output_and_masks_constant_on_superpoints():
         model.predict(pts, cols, superpoints=np.where(sp == 3, -2, sp))
 
 
+def test_equal_unit_weights_change_the_mask_losses_only():
+    """``LossConfig.mask_unit_weight="equal"`` reaches the losses: the same weights and batch give another
+    mask BCE when the superpoints differ in size (each weighs the same instead of its point count)."""
+    from tracklift.models.config import LossConfig
+
+    pts, cols, ids = boxes_scene(60)
+    sp = np.arange(len(pts)) // 20
+    sp[: len(pts) // 2] = sp[: len(pts) // 2] // 6 * 6  # superpoints of very different sizes
+    batch = PointBatch.from_arrays(pts, cols, ids, superpoints=sp)
+    points, equal = tiny_sp(), tiny_sp(loss=LossConfig(mask_unit_weight="equal"))
+    equal.load_state_dict(points.state_dict())
+    torch.manual_seed(1)
+    by_points = {k: float(v) for k, v in points.eval().losses(points.run(batch), batch).items()}
+    torch.manual_seed(1)
+    by_units = {k: float(v) for k, v in equal.eval().losses(equal.run(batch), batch).items()}
+    assert by_points.keys() == by_units.keys()
+    assert abs(by_points["loss_mask"] - by_units["loss_mask"]) > 1e-4
+    with pytest.raises(ValueError, match="mask_unit_weight"):
+        tiny_sp(loss=LossConfig(mask_unit_weight="voxels"))
+
+
 def test_collate_mixes_clouds_with_and_without_superpoints():
     pts, cols, _ = boxes_scene(10)
     batch = PointBatch.collate(

@@ -115,6 +115,10 @@ class LossConfig:
         num_points: labelled points per scene used for matching and mask losses (a fresh random subset
             every forward); None = all.
         aux_loss: add the losses of every intermediate decoder prediction (``loss_*_<i>``).
+        mask_unit_weight: how the mask terms (matching costs and losses) weigh the mask units
+            (superpoints, or finest voxels for the point-level decoder): ``points`` (each unit as many
+            points as it holds: a per-point loss) or ``equal`` (each unit the same, targets the share of
+            its points per instance: SPFormer's superpoint-level losses).
     """
 
     mask_weight: float = 5.0
@@ -123,6 +127,7 @@ class LossConfig:
     no_object_weight: float = 0.1
     num_points: int | None = None
     aux_loss: bool = True
+    mask_unit_weight: Literal["points", "equal"] = "points"
 
 
 @dataclass
@@ -200,6 +205,10 @@ class ModelConfig:
         sp = self.superpoints
         if not sp.voxel_size > 0 or sp.knn < 1:
             raise ValueError(f"superpoints.voxel_size must be > 0 and knn >= 1, got {sp}")
+        if self.loss.mask_unit_weight not in ("points", "equal"):
+            raise ValueError(
+                f"loss.mask_unit_weight must be 'points' or 'equal', got {self.loss.mask_unit_weight!r}"
+            )
         return self
 
     @classmethod

@@ -24,7 +24,7 @@ from tracklift.models.config import InferenceConfig, ModelConfig, SuperpointConf
 from tracklift.models.criterion import InstanceCriterion
 from tracklift.models.decoder import DecoderOutput, QueryDecoder
 from tracklift.models.inference import scene_instances
-from tracklift.models.losses import scene_targets
+from tracklift.models.losses import per_unit, scene_targets
 from tracklift.models.sparse import Voxelization
 from tracklift.models.superpoint_decoder import SuperpointDecoder
 from tracklift.models.superpoints import BatchSuperpoints, batch_superpoints, pool_superpoints
@@ -98,6 +98,7 @@ class Segmenter(nn.Module):
         self.inference = inference or InferenceConfig()
         self.config = config
         self.num_points = config.loss.num_points if config is not None else None
+        self.mask_unit_weight = config.loss.mask_unit_weight if config is not None else "points"
         self.backend = backbone.stem.conv.backend
         self.superpoint_level = isinstance(decoder, SuperpointDecoder)
         self.superpoint_cfg = config.superpoints if config is not None else SuperpointConfig()
@@ -207,6 +208,8 @@ class Segmenter(nn.Module):
             )
             for b, sl in enumerate(batch.slices())
         ]
+        if self.mask_unit_weight == "equal":
+            targets = [per_unit(t) for t in targets]
         return self.criterion(out.decoder, targets)
 
     def forward(self, batch: PointBatch) -> dict[str, torch.Tensor] | SegmenterOutput:
