@@ -80,7 +80,7 @@ def per_unit(t: SceneTargets) -> SceneTargets:
     """``t`` with every mask unit weighing the same instead of as many points as it holds: each unit's
     counts become the shares of its labelled points per target (``counts / totals``, the soft share) and its
     total 1. The BCE is then a mean over units and Dice counts units (SPFormer's superpoint-level mask
-    losses), so a small object's few superpoints weigh as much against its neighbour's as their size."""
+    losses): the superpoints of a small object count as much as those of its large neighbour."""
     totals = t.totals.clamp(min=1.0)
     return SceneTargets(t.voxels, t.counts / totals[None], torch.ones_like(t.totals), t.ids)
 
