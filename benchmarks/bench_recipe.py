@@ -41,7 +41,7 @@ from tracklift.evaluation import read_predictions  # noqa: E402
 from tracklift.lifting import SampleConfig  # noqa: E402
 from tracklift.training import StageConfig, TrainConfig, evaluate_checkpoint, load_stage_samples  # noqa: E402
 from tracklift.training.augment import AugmentConfig  # noqa: E402
-from tracklift.training.trainer import train_stage  # noqa: E402
+from tracklift.training.trainer import train_curriculum, train_stage  # noqa: E402
 
 VAL_SEED = 500
 
@@ -130,12 +130,10 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
         cfg, st = _configs(labels, os.path.join(out, "b"), args, seed, v, 3, args.epochs3 - half, self_train)
         return {"stage3": train_stage(cfg, st, first)}
     epochs = bc.stage_epochs(args)
-    urls, previous = {}, None
-    for s in (s for s in (1, 2, 3) if epochs[s] > 0):  # a stage of 0 epochs is skipped
-        cfg, st = _configs(labels, out, args, seed, v, s, epochs[s], self_train)
-        previous = train_stage(cfg, st, previous)
-        urls[f"stage{s}"] = previous
-    return urls
+    configs = [_configs(labels, out, args, seed, v, s, epochs[s], self_train) for s in (1, 2, 3)]
+    # the trainer's own curriculum: each stage from the previous one, stages of 0 epochs skipped
+    urls = train_curriculum(configs[0][0], [st for _, st in configs])
+    return {f"stage{s}": url for s, url in urls.items()}
 
 
 def _split(work: str, corpus: str, labels: str, n: int | None = None):

@@ -21,17 +21,16 @@ def test_augmentation_variants():
 
 
 @pytest.mark.slow
-def test_stage3_run_scores_validation_and_training_fit(tmp_path):
+def test_stage3_and_curriculum_runs_score_validation_and_training_fit(tmp_path):
     out = tmp_path / "recipe.json"
-    cmd = [
-        sys.executable,
-        str(BENCHMARKS / "bench_recipe.py"),
-        *("--stage3-only", "--scans", "classic", "--frames", "6", "--width", "96", "--height", "72"),
+    recipe_args = [
+        *("--scans", "classic", "--frames", "6", "--width", "96", "--height", "72"),
         *("--prior", "controlled-low", "--model", "tiny", "--voxel-size", "0.1", "--max-points", "3000"),
         *("--train-scenes", "2", "--val-scenes", "1", "--score-train", "1", "--epochs3", "1"),
-        *("--seeds", "0", "--variants", "cosine,rigid_augment+cosine", "--threads", "1"),
-        *("--work", str(tmp_path / "work"), "--out", str(out)),
+        *("--seeds", "0", "--threads", "1", "--work", str(tmp_path / "work")),
     ]
+    cmd = [sys.executable, str(BENCHMARKS / "bench_recipe.py"), "--stage3-only", *recipe_args]
+    cmd += ["--variants", "cosine,rigid_augment+cosine", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -57,3 +56,21 @@ def test_stage3_run_scores_validation_and_training_fit(tmp_path):
         assert im.size == (3 * 120 + 2 * 6, 90)  # three panels, 6-pixel gaps
     bad = subprocess.run([*cmd, "--scene", "nope"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "nope: not a scene of" in bad.stderr
+    # the curriculum path on the same work folder (the trainer's own curriculum: a 0-epoch stage is skipped)
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "bench_recipe.py"),
+        *recipe_args,
+        "--epochs1",
+        "1",
+        "--epochs2",
+        "0",
+        "--variants",
+        "cosine+backbone_handoff",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["cosine+backbone_handoff"]
+    assert set(rows) == {"stage1", "stage3", "train_stage1", "train_stage3"}
