@@ -66,24 +66,25 @@ def recall(masks_of: dict[str, np.ndarray], truth: dict) -> dict:
         truth: scene id → (GT ids, seen counts) per vertex.
     """
     hits50 = hits25 = total = 0
-    for sid, (gt, seen) in truth.items():
-        ok = seen >= bc.MIN_SEEN
-        g = gt[ok]
-        m = np.asarray(masks_of[sid], bool)[:, ok]
-        size = m.sum(1)
-        for gi in np.unique(g[g != 0]):
-            obj = g == gi
-            n = int(obj.sum())
-            if n < MIN_GT_VERTICES:
-                continue
+    for sid, ok, objects in _seen_objects(truth):
+        masks = np.asarray(masks_of[sid], bool)[:, ok]
+        for obj in objects:
+            best = _best_overlap(masks, obj)[0]
             total += 1
-            if len(m) == 0:
-                continue
-            inter = (m & obj).sum(1)
-            best = float((inter / (size + n - inter)).max())
             hits50 += best > 0.5
             hits25 += best > 0.25
     return {"recall50": hits50 / max(total, 1), "recall25": hits25 / max(total, 1), "gt_objects": total}
+
+
+def _seen_objects(truth: dict):
+    """Yield ``(scene id, seen, objects)`` per scene: ``seen`` (N,) bool marks the vertices seen at least
+    ``MIN_SEEN`` times, ``objects`` the masks over those seen vertices of the GT objects that have at least
+    ``MIN_GT_VERTICES`` of them."""
+    for sid, (gt, seen_count) in truth.items():
+        seen = seen_count >= bc.MIN_SEEN
+        g = gt[seen]
+        objects = [g == gi for gi in np.unique(g[g != 0])]
+        yield sid, seen, [obj for obj in objects if int(obj.sum()) >= MIN_GT_VERTICES]
 
 
 def _best_overlap(masks: np.ndarray, obj: np.ndarray) -> tuple[float, float, float]:
@@ -113,15 +114,10 @@ def misses(net_of: dict[str, np.ndarray], labels_of: dict[str, np.ndarray], trut
     counts = dict.fromkeys(("both", "labels_only", "network_only", "neither"), 0)
     kinds = dict.fromkeys(("merged", "split", "other"), 0)
     sizes: dict[str, list[int]] = {"both": [], "labels_only": []}
-    for sid, (gt, seen) in truth.items():
-        ok = seen >= bc.MIN_SEEN
-        g = gt[ok]
+    for sid, ok, objects in _seen_objects(truth):
         net = np.asarray(net_of[sid], bool)[:, ok]
         lab = np.asarray(labels_of[sid], bool)[:, ok]
-        for gi in np.unique(g[g != 0]):
-            obj = g == gi
-            if int(obj.sum()) < MIN_GT_VERTICES:
-                continue
+        for obj in objects:
             n_iou, covered, inside = _best_overlap(net, obj)
             found = (n_iou > 0.5, _best_overlap(lab, obj)[0] > 0.5)
             key = {(True, True): "both", (False, True): "labels_only", (True, False): "network_only"}.get(
