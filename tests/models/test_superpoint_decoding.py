@@ -118,7 +118,7 @@ def test_training_output_and_masks_constant_on_superpoints():
         model.predict(pts, cols, superpoints=np.where(sp == 3, -2, sp))
 
 
-def test_equal_unit_weights_change_the_mask_losses_only():
+def test_equal_unit_weights_reach_the_mask_losses():
     """``LossConfig.mask_unit_weight="equal"`` reaches the losses: the same weights and batch give another
     mask BCE when the superpoints differ in size (each weighs the same instead of its point count)."""
     from tracklift.models.config import LossConfig
