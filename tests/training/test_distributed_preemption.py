@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -171,6 +172,57 @@ def test_sigterm_saves_a_checkpoint_before_the_process_ends(tmp_path, script, ho
     assert int(text.split()[-1]) >= 1
 
 
+# The Ray Train deadlock: the training thread is parked in a report that waits for the main thread (the
+# controller polls through it), and the main thread, told to stop, waits for the training thread's save.
+_PARKED_WORKER_THREAD = """
+import queue, signal, sys, threading, time
+from tracklift.training.preemption import PreemptionNotice, Preempted
+out = sys.argv[1]
+
+def framework_handler(signum, frame):
+    raise SystemExit(1)
+
+signal.signal(signal.SIGTERM, framework_handler)
+reports = queue.Queue(maxsize=1)  # taken by the main thread, which never gets to it
+
+def train():
+    notice = PreemptionNotice(grace_s=30)
+    notice.install()
+    for epoch in range(1, 3):
+        notice.check(lambda: (open(out, "w").write("saved at a step"), out)[1])
+        with notice.waiting(lambda: (open(out, "w").write(f"saved while reporting epoch {epoch}"), out)[1]):
+            if epoch == 2:
+                print("parked", flush=True)
+            reports.put(epoch)  # the second report waits for the first to be taken: forever
+
+threading.Thread(target=train, daemon=True).start()
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_sigterm_saves_while_the_training_thread_waits_in_a_report(tmp_path):
+    out = str(tmp_path / "saved.txt")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_PARKED_WORKER_THREAD), out],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "parked"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 1
+        # saved by the notified thread, not after the 30 s grace ran out
+        assert time.monotonic() - started < 25
+    finally:
+        proc.kill()
+    with open(out) as f:
+        assert f.read() == "saved while reporting epoch 2"
+
+
 def test_notice_check_saves_once_and_stops():
     notice = PreemptionNotice()
     saves = []
@@ -200,7 +252,6 @@ def _ray_train_worker_pids() -> list[int]:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the Ray worker process through /proc")
 def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epoch(ray_local, tmp_path):
     import threading
-    import time
 
     from tracklift.models import read_checkpoint
     from tracklift.training.distributed import RayTrainOptions, train_stage_ray

@@ -347,14 +347,16 @@ def train_loop(config: dict[str, Any]) -> None:
                 log.info(
                     "stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"]
                 )
-            _report(
-                model,
-                optimizer,
-                progress,
-                n,
-                rank,
-                {k: v for k, v in record.items() if k != "samples_per_worker"},
-            )
+            metrics = {k: v for k, v in record.items() if k != "samples_per_worker"}
+            if notice is None:
+                _report(model, optimizer, progress, n, rank, metrics)
+            else:  # report may wait for the controller, which a notice blocks: the notice saves then
+                with notice.waiting(
+                    lambda: save_preemption_checkpoint(
+                        model, optimizer, progress, cfg.out, n, progress.done, 0
+                    )
+                ):
+                    _report(model, optimizer, progress, n, rank, metrics)
             if preempted_file and rank == 0:  # used (or stale): the reported checkpoint is newer now
                 storage.remove(preemption_url(cfg.out, n))
             skip_steps, preempted_file = 0, False

@@ -16,6 +16,10 @@ The notice reaches a training loop in one of two ways, picked by :meth:`Preempti
   installing: without it there is no save on SIGTERM, and a warning says so): on SIGTERM the wrapper records
   the notice and waits (at most ``grace_s``) until the training thread has saved, then lets Ray exit.
   Elsewhere (a plain thread whose main thread turns SIGTERM into ``SystemExit``) an exit hook does the same.
+  The training thread may be parked where it cannot reach a step: ``ray.train.report`` waits until the
+  controller has taken the previous report, and the controller asks through the main thread, which is the
+  one now waiting for the save. The loop marks such places with :meth:`PreemptionNotice.waiting` and a
+  save of its consistent state there; a notice that finds the training thread parked saves that itself.
 
 The checkpoint (:func:`save_preemption_checkpoint`) is ``<out>/stage{N}/preempted.pt`` in the tracklift
 format, with the completed epochs and the steps done in the current one; a restarted worker group loads
@@ -30,7 +34,9 @@ import atexit
 import logging
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -75,6 +81,9 @@ class PreemptionNotice:
         self._notice = threading.Event()
         self._saved = threading.Event()
         self._previous = None
+        # the save to run if the notice finds the training thread parked (see waiting), under this lock
+        self._parked_save: Callable[[], str] | None = None
+        self._parked = threading.Lock()
 
     @property
     def received(self) -> bool:
@@ -130,11 +139,36 @@ class PreemptionNotice:
             atexit.unregister(self._on_exit)
         self.how = None
 
+    @contextmanager
+    def waiting(self, save: Callable[[], str]) -> Iterator[None]:
+        """Mark a place where the training thread waits without touching the model (``ray.train.report``):
+        a notice arriving meanwhile runs ``save()`` from the notified thread instead of waiting for a step
+        that may never come. The training thread cannot leave the place while that save runs."""
+        with self._parked:
+            self._parked_save = save
+        try:
+            yield
+        finally:
+            with self._parked:
+                self._parked_save = None
+
     def _on_exit(self) -> None:
-        """Exit hook: the process is ending while the loop runs, so tell it and wait for its save."""
+        """Exit hook: the process is ending while the loop runs, so tell it and wait for its save (or save
+        for it, if it is parked in :meth:`waiting`)."""
         self.notify()
-        if not self._saved.wait(self.grace_s):
-            log.error("preemption: no checkpoint saved within %.0f s", self.grace_s)
+        deadline = time.monotonic() + self.grace_s
+        while not self._saved.wait(0.05):
+            with self._parked:
+                if self._parked_save is not None and not self._saved.is_set():
+                    try:
+                        where = self._parked_save()
+                        log.warning("preemption: saved %s while the training loop waited", where)
+                    finally:
+                        self._saved.set()
+                    return
+            if time.monotonic() > deadline:
+                log.error("preemption: no checkpoint saved within %.0f s", self.grace_s)
+                return
 
     def check(self, save: Callable[[], str]) -> None:
         """Call at a step boundary: after a notice, ``save()`` (returns where it saved) and stop.
@@ -144,6 +178,8 @@ class PreemptionNotice:
         """
         if not self._notice.is_set():
             return
+        if self._saved.is_set():  # saved by the notified thread while this one waited
+            raise Preempted("stopped on a preemption notice after the save made while waiting")
         try:
             where = save()
         finally:
