@@ -144,7 +144,7 @@ def phase_times(model, pts: np.ndarray, cols: np.ndarray) -> tuple[dict, dict]:
         vox = model.voxelize_points(batch)
         out["voxelize"], t = clock() - t, clock()
         if model.superpoint_level:
-            vox.superpoints = model.superpoints(batch)
+            model.attach_superpoints(vox, batch)
             out["superpoints"], t = clock() - t, clock()
             sizes["superpoints"] = vox.superpoints.num_superpoints
         levels = model.backbone(vox.tensor)

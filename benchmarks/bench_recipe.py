@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict] = {
     "cosine+self_train_replace": {"lr_schedule": "cosine", "warmup": 0.1, "self_train": "replace"},
     # the curriculum's hand-off: stage 3 keeps the backbone of stage 2 and starts a fresh query decoder
     "cosine+backbone_handoff": {"lr_schedule": "cosine", "warmup": 0.1, "handoff": "backbone"},
+    # each superpoint's input colour / xyz mean and std beside its pooled backbone features
+    "cosine+superpoint_stats": {"lr_schedule": "cosine", "warmup": 0.1, "model": {"superpoint_stats": True}},
     # rotation about gravity, flips and scaling only: no elastic distortion, colour jitter or auto-contrast
     "rigid_augment+cosine": {"augment": "rigid", "lr_schedule": "cosine", "warmup": 0.1},
 }
@@ -91,7 +93,7 @@ def _configs(labels: str, out: str, args, seed: int, v: dict, stage: int, epochs
         labels=labels,
         out=out,
         model=args.model,
-        model_overrides={"voxel_size": args.voxel_size},
+        model_overrides={"voxel_size": args.voxel_size, **v.get("model", {})},
         log_every=0,
         self_train=self_train != "off",
         self_train_mode="fill" if self_train == "off" else self_train,

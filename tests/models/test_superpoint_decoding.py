@@ -11,7 +11,7 @@ from tracklift.evaluation import APAccumulator
 from tracklift.models import ModelConfig, PointBatch, Segmenter
 from tracklift.models.config import SuperpointConfig
 from tracklift.models.superpoint_decoder import SuperpointDecoder, farthest_point_order
-from tracklift.models.superpoints import batch_superpoints, cloud_superpoints, pool_superpoints
+from tracklift.models.superpoints import batch_superpoints, cloud_superpoints, input_stats, pool_superpoints
 
 
 def tiny_sp(**overrides) -> Segmenter:
@@ -66,6 +66,60 @@ def test_pool_is_mean_and_max_per_superpoint():
     for s in range(6):
         rows = feats[sp.ids == s]
         torch.testing.assert_close(pooled[s], torch.cat([rows.mean(0), rows.amax(0)]))
+
+
+def test_input_stats_are_mean_and_std_per_superpoint():
+    coord = torch.rand(50, 3)
+    ids = torch.randint(0, 6, (50,))
+    ids[:6] = torch.arange(6)
+    ids[6] = 5
+    sp = batch_superpoints(coord, [slice(0, 50)], ids, SuperpointConfig())
+    feats = torch.randn(50, 6, dtype=torch.float64)
+    stats = input_stats(feats, sp)
+    assert stats.shape == (6, 12)
+    for s in range(6):
+        rows = feats[sp.ids == s]
+        torch.testing.assert_close(stats[s], torch.cat([rows.mean(0), rows.std(0, unbiased=False)]))
+
+
+def test_superpoint_stats_tell_apart_superpoints_that_share_voxels():
+    """Two interleaved superpoints in the same voxels (a small object against its neighbour at 8 cm) pool
+    the same backbone features; with ``superpoint_stats`` their colours still tell them apart."""
+    from tracklift.errors import DataError
+    from tracklift.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 0.3, (400, 3)).astype(np.float32)
+    sp = np.arange(400) % 2  # interleaved: every voxel holds both
+    cols = np.where(sp[:, None] == 0, [0.9, 0.1, 0.1], [0.1, 0.1, 0.9]).astype(np.float32)
+    batch = PointBatch.from_arrays(pts, cols, superpoints=sp)
+
+    def pooled(model):
+        with torch.no_grad():
+            vox = model.voxelize(batch)
+            return model.pool(model.backbone(vox.tensor), vox)
+
+    plain, stats = tiny_sp(), tiny_sp(superpoint_stats=True)
+    a, b = pooled(plain.eval()), pooled(stats.eval())
+    assert b.shape[1] == a.shape[1] + 2 * plain.config.in_channels
+    assert stats.decoder.input_proj[0].in_features == b.shape[1]
+    width = a.shape[1]
+    # the mean of the backbone features differs by little (the points' voxel shares), the colour a lot
+    assert float((b[0, width:] - b[1, width:]).abs().max()) > 1.0
+    assert float((a[0, : width // 2] - a[1, : width // 2]).abs().max()) < 0.5 * float(
+        (b[0, width:] - b[1, width:]).abs().max()
+    )
+    # it trains end to end and its checkpoint loads back; a model without the statistics is refused
+    losses = stats.train()(PointBatch.from_arrays(pts, cols, sp + 1, superpoints=sp))
+    sum(losses.values()).backward()
+    assert stats.decoder.input_proj[0].weight.grad[:, width:].abs().sum() > 0
+    save_checkpoint(stats, "memory://sp_stats.pt")
+    assert read_checkpoint("memory://sp_stats.pt")[1].superpoint_stats
+    load_weights(tiny_sp(superpoint_stats=True), "memory://sp_stats.pt")
+    with pytest.raises(DataError, match="superpoint_stats"):
+        load_weights(tiny_sp(), "memory://sp_stats.pt")
+    with pytest.raises(ValueError, match="superpoint_stats"):
+        ModelConfig.preset("tiny", superpoint_stats=True)  # point level
 
 
 def test_farthest_point_order_spreads_and_caps():

@@ -20,6 +20,7 @@ from typing import Literal
 ARCHITECTURE_FIELDS = {
     "use_xyz": None,
     "decoder_level": None,
+    "superpoint_stats": None,
     "unet": ("widths", "depth", "norm"),
     "decoder": (
         "hidden_dim",
@@ -166,6 +167,11 @@ class ModelConfig:
             queries (initialised from sampled superpoints) attend to them and masks are predicted per
             superpoint (SPFormer, OneFormer3D, Mask3D's segment mode). Checkpoints written before this
             field existed are point-level.
+        superpoint_stats: superpoint level: append the mean and standard deviation of each superpoint's
+            input features (colour, and scene-centred xyz with ``use_xyz``) to its pooled backbone
+            features. Backbone features are per voxel, so two superpoints sharing 8 cm voxels (a small
+            object against its neighbour) pool near-identical features; their own colour, position and
+            spread still differ.
         superpoints: the segmentator for clouds without superpoints (superpoint level only).
         unet, decoder, loss, inference: the parts.
     """
@@ -174,6 +180,7 @@ class ModelConfig:
     voxel_size: float = 0.02
     use_xyz: bool = True
     decoder_level: Literal["point", "superpoint"] = "point"
+    superpoint_stats: bool = False
     superpoints: SuperpointConfig = field(default_factory=SuperpointConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -202,6 +209,8 @@ class ModelConfig:
             raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
         if self.decoder_level not in ("point", "superpoint"):
             raise ValueError(f"decoder_level must be 'point' or 'superpoint', got {self.decoder_level!r}")
+        if self.superpoint_stats and self.decoder_level != "superpoint":
+            raise ValueError("superpoint_stats needs decoder_level 'superpoint'")
         sp = self.superpoints
         if not sp.voxel_size > 0 or sp.knn < 1:
             raise ValueError(f"superpoints.voxel_size must be > 0 and knn >= 1, got {sp}")
@@ -216,8 +225,9 @@ class ModelConfig:
         """A named configuration.
 
         ``default``: superpoint decoding on a narrow 4-level UNet over 8 cm voxels (the voxel of the
-        superpoint segmentator, so the backbone is no coarser than the masks it feeds), 3 decoder layers,
-        50 queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
+        superpoint segmentator, so the backbone is no coarser than the masks it feeds), each superpoint's
+        input statistics beside its pooled features (``superpoint_stats``: +6 to +10 validation AP50 on
+        every prior, ``benchmarks/results/recipe_superpoint_stats.json``), 3 decoder layers, 50 queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
         backbone's cost follows the voxel count, not the widths (gathers, scatters and kernel maps
         dominate at these widths), and 8 cm voxels hold a 50k-point room in under a third of the voxels
         of 2 cm ones; the decoder over ~200 superpoints costs a few milliseconds.
@@ -229,6 +239,7 @@ class ModelConfig:
             cfg = cls(
                 voxel_size=0.08,
                 decoder_level="superpoint",
+                superpoint_stats=True,
                 unet=UNetConfig(widths=[16, 32, 64, 96], depth=1),
                 decoder=DecoderConfig(
                     hidden_dim=64,

@@ -27,7 +27,7 @@ from tracklift.models.inference import scene_instances
 from tracklift.models.losses import per_unit, scene_targets
 from tracklift.models.sparse import Voxelization
 from tracklift.models.superpoint_decoder import SuperpointDecoder
-from tracklift.models.superpoints import BatchSuperpoints, batch_superpoints, pool_superpoints
+from tracklift.models.superpoints import BatchSuperpoints, batch_superpoints, input_stats, pool_superpoints
 from tracklift.models.unet import SparseUNet
 from tracklift.structures import Instances
 
@@ -102,6 +102,7 @@ class Segmenter(nn.Module):
         self.backend = backbone.stem.conv.backend
         self.superpoint_level = isinstance(decoder, SuperpointDecoder)
         self.superpoint_cfg = config.superpoints if config is not None else SuperpointConfig()
+        self.superpoint_stats = bool(config is not None and config.superpoint_stats)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, backend: str | None = None) -> Segmenter:
@@ -112,7 +113,8 @@ class Segmenter(nn.Module):
         be = get_backend(cfg.backend)
         backbone = SparseUNet.from_config(cfg.unet, cfg.in_channels, be)
         if cfg.decoder_level == "superpoint":
-            decoder = SuperpointDecoder.from_config(cfg.decoder, backbone.widths[0])
+            extra = 2 * cfg.in_channels if cfg.superpoint_stats else 0
+            decoder = SuperpointDecoder.from_config(cfg.decoder, backbone.widths[0], extra)
         else:
             decoder = QueryDecoder.from_config(cfg.decoder, backbone.widths)
         return cls(
@@ -144,15 +146,29 @@ class Segmenter(nn.Module):
     def voxelize(self, batch: PointBatch) -> Voxelization:
         """Phase 1: quantize the batch to voxels (``batch`` on the model's device); features per
         :meth:`input_features`. A superpoint-level model also attaches the batch's superpoints
-        (:meth:`superpoints`: the given ones, or the segmentator's for clouds without)."""
-        vox = self.voxelize_points(batch)
+        (:meth:`superpoints`: the given ones, or the segmentator's for clouds without), with their input
+        statistics when ``config.superpoint_stats``."""
+        feats = self.input_features(batch)
+        vox = self.voxelize_points(batch, feats)
         if self.superpoint_level:
-            vox.superpoints = self.superpoints(batch)
+            self.attach_superpoints(vox, batch, feats)
         return vox
 
-    def voxelize_points(self, batch: PointBatch) -> Voxelization:
-        """The voxelization alone (phase 1 without superpoints)."""
-        return self.backend.voxelize(batch.coord, batch.offset, self.input_features(batch), self.voxel_size)
+    def attach_superpoints(
+        self, vox: Voxelization, batch: PointBatch, feats: torch.Tensor | None = None
+    ) -> None:
+        """Phase 1 for a superpoint-level model: ``vox.superpoints`` (:meth:`superpoints`), with their
+        input statistics when ``config.superpoint_stats``; ``feats``: :meth:`input_features`, if computed."""
+        sp = self.superpoints(batch)
+        if self.superpoint_stats:
+            sp.input_stats = input_stats(self.input_features(batch) if feats is None else feats, sp)
+        vox.superpoints = sp
+
+    def voxelize_points(self, batch: PointBatch, feats: torch.Tensor | None = None) -> Voxelization:
+        """The voxelization alone (phase 1 without superpoints); ``feats``: :meth:`input_features`, if
+        already computed."""
+        feats = self.input_features(batch) if feats is None else feats
+        return self.backend.voxelize(batch.coord, batch.offset, feats, self.voxel_size)
 
     def superpoints(self, batch: PointBatch) -> BatchSuperpoints:
         """The batch's superpoints numbered batch-wide; scenes without any get
@@ -165,10 +181,17 @@ class Segmenter(nn.Module):
         return self.decode(self.backbone(vox.tensor), vox, all_stages)
 
     def pool(self, levels: list, vox: Voxelization) -> torch.Tensor:
-        """(S, 2 * C0) mean and max of the finest backbone features over each superpoint's points."""
-        if vox.superpoints is None:
+        """(S, 2 * C0) mean and max of the finest backbone features over each superpoint's points, then
+        the superpoint's input statistics when ``config.superpoint_stats``."""
+        sp = vox.superpoints
+        if sp is None:
             raise ValueError("superpoint decoding needs vox.superpoints: voxelize with Segmenter.voxelize")
-        return pool_superpoints(levels[0].feats[vox.point2voxel], vox.superpoints)
+        pooled = pool_superpoints(levels[0].feats[vox.point2voxel], sp)
+        if not self.superpoint_stats:
+            return pooled
+        if sp.input_stats is None:
+            raise ValueError("this model uses superpoint input statistics: voxelize with Segmenter.voxelize")
+        return torch.cat([pooled, sp.input_stats.to(pooled.dtype)], dim=1)
 
     def decode(self, levels: list, vox: Voxelization, all_stages: bool = True) -> DecoderOutput:
         """The decoder on the backbone's levels: over voxels, or over superpoints after :meth:`pool`."""

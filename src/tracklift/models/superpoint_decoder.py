@@ -40,6 +40,7 @@ def farthest_point_order(xyz: torch.Tensor, k: int) -> torch.Tensor:
 class SuperpointDecoder(QueryLayerStack):
     """Args:
     in_channels: channels of the finest backbone level (pooled to ``2 * in_channels``: mean and max).
+    extra_channels: channels appended to the pooled features (superpoint input statistics), 0 for none.
     hidden_dim, num_queries, num_heads, ffn_dim, num_layers, masked_attention, pos_freqs, dropout: see
         :class:`~tracklift.models.config.DecoderConfig` (``attn_levels`` and ``max_attn_voxels`` do not
         apply: every superpoint of a scene takes part).
@@ -56,13 +57,14 @@ class SuperpointDecoder(QueryLayerStack):
         masked_attention: bool = True,
         pos_freqs: int = 0,
         dropout: float = 0.0,
+        extra_channels: int = 0,
     ):
         super().__init__()
         d = hidden_dim
         self.num_queries = num_queries
         self.masked_attention = masked_attention
         self.input_proj = nn.Sequential(
-            nn.Linear(2 * in_channels, d), nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, d)
+            nn.Linear(2 * in_channels + extra_channels, d), nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, d)
         )
         self.mask_features = nn.Linear(d, d)
         self.query_init = nn.Linear(d, d)
@@ -71,9 +73,10 @@ class SuperpointDecoder(QueryLayerStack):
         self._build_stack(d, num_heads, ffn_dim, num_layers, dropout)
 
     @classmethod
-    def from_config(cls, cfg: DecoderConfig, in_channels: int) -> SuperpointDecoder:
+    def from_config(cls, cfg: DecoderConfig, in_channels: int, extra_channels: int = 0) -> SuperpointDecoder:
         return cls(
             in_channels,
+            extra_channels=extra_channels,
             hidden_dim=cfg.hidden_dim,
             num_queries=cfg.num_queries,
             num_heads=cfg.num_heads,
@@ -101,7 +104,7 @@ class SuperpointDecoder(QueryLayerStack):
 
     def forward(self, pooled: torch.Tensor, sp: BatchSuperpoints, all_stages: bool = True) -> DecoderOutput:
         """Args:
-            pooled: (S, 2 * in_channels) pooled backbone features of the batch's superpoints.
+            pooled: (S, 2 * in_channels + extra_channels) pooled features of the batch's superpoints.
             sp: the batch's superpoints (scene offsets, normalised centroids).
             all_stages: keep every stage's predictions (auxiliary losses); False keeps only the final one.
 

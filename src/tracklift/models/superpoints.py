@@ -66,11 +66,14 @@ class BatchSuperpoints:
         offsets: (B + 1,) int64 first superpoint of each scene, then S (the total).
         positions: (S, 3) float superpoint centroids normalised per scene to [0, 1]^3 by the scene's
             bounding box (the decoder's positional encoding input).
+        input_stats: (S, 2C) ``[mean | std]`` of the point input features of every superpoint
+            (:func:`input_stats`), when the model uses them (``ModelConfig.superpoint_stats``), else None.
     """
 
     ids: torch.Tensor
     offsets: torch.Tensor
     positions: torch.Tensor
+    input_stats: torch.Tensor | None = None
 
     @property
     def num_superpoints(self) -> int:
@@ -143,3 +146,20 @@ def pool_superpoints(point_feats: torch.Tensor, sp: BatchSuperpoints) -> torch.T
         0, index, point_feats, reduce="amax", include_self=False
     )
     return torch.cat([mean, peak], dim=1)
+
+
+def input_stats(point_inputs: torch.Tensor, sp: BatchSuperpoints) -> torch.Tensor:
+    """Mean and standard deviation of the point input features of every superpoint.
+
+    Args:
+        point_inputs: (N, C) the network's input features per point (colour, optionally xyz).
+        sp: the batch's superpoints.
+
+    Returns:
+        (S, 2C): ``[mean | std]`` per superpoint (population std: 0 for a one-point superpoint).
+    """
+    s, c = sp.num_superpoints, point_inputs.shape[1]
+    cnt = torch.bincount(sp.ids, minlength=s).clamp(min=1).to(point_inputs.dtype)[:, None]
+    mean = point_inputs.new_zeros(s, c).index_add_(0, sp.ids, point_inputs) / cnt
+    sq = point_inputs.new_zeros(s, c).index_add_(0, sp.ids, point_inputs * point_inputs) / cnt
+    return torch.cat([mean, (sq - mean * mean).clamp(min=0).sqrt()], dim=1)

@@ -138,6 +138,10 @@ class ModelOverrides:
     decoder_level: str | None = field(
         default=None, metadata={"help": "superpoint | point decoding (models that offer both)"}
     )
+    superpoint_stats: bool | None = field(
+        default=None,
+        metadata={"help": "superpoint decoding: append each superpoint's input mean and std to its features"},
+    )
 
     def apply(self, cfg: ModelConfig) -> ModelConfig:
         """``cfg`` with the fields that are set here replaced.
