@@ -118,8 +118,9 @@ def test_superpoint_stats_tell_apart_superpoints_that_share_voxels():
     load_weights(tiny_sp(superpoint_stats=True), "memory://sp_stats.pt")
     with pytest.raises(DataError, match="superpoint_stats"):
         load_weights(tiny_sp(), "memory://sp_stats.pt")
-    with pytest.raises(ValueError, match="superpoint_stats"):
-        ModelConfig.preset("tiny", superpoint_stats=True)  # point level
+    # the point decoder ignores it: a preset that sets it can switch to point decoding
+    point = Segmenter.from_config(ModelConfig.preset("default", decoder_level="point"))
+    assert not point.superpoint_stats and point.predict(pts, cols).num_points == len(pts)
 
 
 def test_farthest_point_order_spreads_and_caps():

@@ -171,7 +171,8 @@ class ModelConfig:
             input features (colour, and scene-centred xyz with ``use_xyz``) to its pooled backbone
             features. Backbone features are per voxel, so two superpoints sharing 8 cm voxels (a small
             object against its neighbour) pool near-identical features; their own colour, position and
-            spread still differ.
+            spread still differ. Superpoint level only: the point decoder ignores it (so ``decoder_level``
+            can be switched on a preset that sets it).
         superpoints: the segmentator for clouds without superpoints (superpoint level only).
         unet, decoder, loss, inference: the parts.
     """
@@ -209,8 +210,6 @@ class ModelConfig:
             raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
         if self.decoder_level not in ("point", "superpoint"):
             raise ValueError(f"decoder_level must be 'point' or 'superpoint', got {self.decoder_level!r}")
-        if self.superpoint_stats and self.decoder_level != "superpoint":
-            raise ValueError("superpoint_stats needs decoder_level 'superpoint'")
         sp = self.superpoints
         if not sp.voxel_size > 0 or sp.knn < 1:
             raise ValueError(f"superpoints.voxel_size must be > 0 and knn >= 1, got {sp}")

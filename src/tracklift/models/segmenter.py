@@ -102,7 +102,7 @@ class Segmenter(nn.Module):
         self.backend = backbone.stem.conv.backend
         self.superpoint_level = isinstance(decoder, SuperpointDecoder)
         self.superpoint_cfg = config.superpoints if config is not None else SuperpointConfig()
-        self.superpoint_stats = bool(config is not None and config.superpoint_stats)
+        self.superpoint_stats = self.superpoint_level and config is not None and config.superpoint_stats
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, backend: str | None = None) -> Segmenter:
