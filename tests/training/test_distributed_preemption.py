@@ -257,8 +257,11 @@ def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epo
     from tracklift.training.distributed import RayTrainOptions, train_stage_ray
 
     write_shards(str(tmp_path / "labels"), stages=(1,))
-    # 4 steps per epoch; enough epochs that the stop lands before the stage ends on a loaded machine
-    stage = StageConfig(stage=1, epochs=80, lr=1e-3, batch_size=1, max_points=150)
+    # 4 steps per epoch. A report waits for the controller's poll (every 2 s), so the worker is at most an
+    # epoch or two past the first checkpoint when the stop lands: 30 epochs leave it mid-stage, and the
+    # stage (30 polls at least) still ends within the join below on a machine loaded several times over
+    epochs = 30
+    stage = StageConfig(stage=1, epochs=epochs, lr=1e-3, batch_size=1, max_points=150)
     cfg = config(tmp_path)
     result: dict = {}
     run = threading.Thread(
@@ -269,12 +272,17 @@ def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epo
     )
     run.start()
     runs = storage.join(cfg.out, "ray_runs", "tracklift-train-stage1")
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(n.startswith("checkpoint") for n in storage.listdir(runs)):
-        time.sleep(0.2)  # the first epoch was reported: the worker is inside epoch 2 or later
+    deadline = time.time() + 900
+
+    def reported() -> bool:
+        return any(n.startswith("checkpoint_") for n in storage.listdir(runs))
+
+    while time.time() < deadline and not reported():
+        time.sleep(0.2)
+    assert reported(), "no epoch was reported within 15 minutes"  # the worker is inside epoch 2 or later
     (pid,) = _ray_train_worker_pids()
     os.kill(pid, signal.SIGTERM)  # what a pod eviction or a spot reclaim sends
-    run.join(timeout=600)
+    run.join(timeout=1200)
     assert "url" in result, "the stage did not finish"
     extra = read_checkpoint(result["url"])[0]["extra"]
     resumed = [h for h in extra["history"] if h.get("resumed_after_step")]
@@ -285,6 +293,6 @@ def test_a_ray_train_worker_told_to_stop_saves_and_the_restart_continues_its_epo
         # the restarted worker continued the interrupted epoch: it trained only the steps that were left
         assert epoch["steps"] == 4 - epoch["resumed_after_step"]
     assert all(h["steps"] == 4 for h in extra["history"] if h not in resumed)
-    assert [h["epoch"] for h in extra["history"]] == list(range(1, 81))
+    assert [h["epoch"] for h in extra["history"]] == list(range(1, epochs + 1))
     assert len(extra["attempt_starts"]) == 2
     assert not storage.exists(preemption_url(cfg.out, 1))  # used, then removed

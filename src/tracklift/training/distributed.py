@@ -37,11 +37,12 @@ a stage whose ``<out>/stage{N}/last.pt`` has all its epochs is skipped, as in th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,15 +290,28 @@ def train_loop(config: dict[str, Any]) -> None:
     window = window_size(config["window_samples"], per_worker)
     fail_hook = _fail_hook(config["fail_once"], n, rank, world, progress)
     notice = PreemptionNotice(config["preemption_grace_s"]) if config["preemption_grace_s"] > 0 else None
-    now = {"epoch": progress.done}
+    now = {"epoch": progress.done, "step": skip_steps}  # where the loop is: epoch, steps done in it
+
+    def save_here() -> str:
+        return save_preemption_checkpoint(model, optimizer, progress, cfg.out, n, now["epoch"], now["step"])
 
     def on_step(step: int) -> None:  # step: counted over the epoch
+        now["step"] = step
         if fail_hook is not None:
             fail_hook(step)
         if notice is not None:
-            notice.check(
-                lambda: save_preemption_checkpoint(model, optimizer, progress, cfg.out, n, now["epoch"], step)
-            )
+            notice.check(save_here)
+
+    def windows() -> Iterator[list[dict[str, Any]]]:
+        """The epoch's windows; waiting for one (Ray Data may be slow to deliver) is a place where a
+        preemption notice saves for the loop (:meth:`PreemptionNotice.waiting`)."""
+        stream = iter(stream_windows(shard, window))
+        while True:
+            with notice.waiting(save_here) if notice is not None else contextlib.nullcontext():
+                rows = next(stream, None)
+            if rows is None:
+                return
+            yield rows
 
     if progress.done >= stage_cfg.epochs:  # a finished run restarted: hand its final state back
         _report(model, optimizer, progress, n, rank, {"stage": n, "epoch": progress.done})
@@ -307,11 +321,11 @@ def train_loop(config: dict[str, Any]) -> None:
     try:
         for epoch in range(progress.done, stage_cfg.epochs):
             t0 = time.perf_counter()
-            now["epoch"] = epoch
+            now["epoch"], now["step"] = epoch, skip_steps
             done = stream_epoch(
                 ddp,
                 optimizer,
-                stream_windows(shard, window),
+                windows(),
                 loader,
                 stage_cfg,
                 epoch,
@@ -351,11 +365,8 @@ def train_loop(config: dict[str, Any]) -> None:
             if notice is None:
                 _report(model, optimizer, progress, n, rank, metrics)
             else:  # report may wait for the controller, which a notice blocks: the notice saves then
-                with notice.waiting(
-                    lambda: save_preemption_checkpoint(
-                        model, optimizer, progress, cfg.out, n, progress.done, 0
-                    )
-                ):
+                now["epoch"], now["step"] = progress.done, 0  # the epoch is done: its checkpoint is due
+                with notice.waiting(save_here):
                     _report(model, optimizer, progress, n, rank, metrics)
             if preempted_file and rank == 0:  # used (or stale): the reported checkpoint is newer now
                 storage.remove(preemption_url(cfg.out, n))
