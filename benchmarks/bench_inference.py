@@ -141,10 +141,11 @@ def phase_times(model, pts: np.ndarray, cols: np.ndarray) -> tuple[dict, dict]:
         batch = PointBatch.from_arrays(pts, cols)
         model.check_size(batch)
         out["input"], t = clock() - t, clock()
-        vox = model.voxelize_points(batch)
+        feats = model.input_features(batch)  # once, for the voxels and the superpoints, as voxelize does
+        vox = model.voxelize_points(batch, feats)
         out["voxelize"], t = clock() - t, clock()
         if model.superpoint_level:
-            model.attach_superpoints(vox, batch)
+            model.attach_superpoints(vox, batch, feats)
             out["superpoints"], t = clock() - t, clock()
             sizes["superpoints"] = vox.superpoints.num_superpoints
         levels = model.backbone(vox.tensor)

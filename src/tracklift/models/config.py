@@ -226,7 +226,8 @@ class ModelConfig:
         ``default``: superpoint decoding on a narrow 4-level UNet over 8 cm voxels (the voxel of the
         superpoint segmentator, so the backbone is no coarser than the masks it feeds), each superpoint's
         input statistics beside its pooled features (``superpoint_stats``: +6 to +10 validation AP50 on
-        every prior, ``benchmarks/results/recipe_superpoint_stats.json``), 3 decoder layers, 50 queries. Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
+        every prior, ``benchmarks/results/recipe_superpoint_stats.json``), 3 decoder layers, 50 queries.
+        Chosen by per-phase CPU profiles at 50k points (``benchmarks/bench_inference.py``): the
         backbone's cost follows the voxel count, not the widths (gathers, scatters and kernel maps
         dominate at these widths), and 8 cm voxels hold a 50k-point room in under a third of the voxels
         of 2 cm ones; the decoder over ~200 superpoints costs a few milliseconds.

@@ -159,7 +159,7 @@ def input_stats(point_inputs: torch.Tensor, sp: BatchSuperpoints) -> torch.Tenso
         (S, 2C): ``[mean | std]`` per superpoint (population std: 0 for a one-point superpoint).
     """
     s, c = sp.num_superpoints, point_inputs.shape[1]
-    cnt = torch.bincount(sp.ids, minlength=s).clamp(min=1).to(point_inputs.dtype)[:, None]
+    cnt = sp.counts().clamp(min=1).to(point_inputs.dtype)[:, None]
     mean = point_inputs.new_zeros(s, c).index_add_(0, sp.ids, point_inputs) / cnt
     sq = point_inputs.new_zeros(s, c).index_add_(0, sp.ids, point_inputs * point_inputs) / cnt
     return torch.cat([mean, (sq - mean * mean).clamp(min=0).sqrt()], dim=1)

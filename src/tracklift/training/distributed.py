@@ -302,12 +302,16 @@ def train_loop(config: dict[str, Any]) -> None:
         if notice is not None:
             notice.check(save_here)
 
+    def parked() -> contextlib.AbstractContextManager:
+        """A wait that touches no weights: a preemption notice saves for the loop meanwhile
+        (:meth:`PreemptionNotice.waiting`)."""
+        return notice.waiting(save_here) if notice is not None else contextlib.nullcontext()
+
     def windows() -> Iterator[list[dict[str, Any]]]:
-        """The epoch's windows; waiting for one (Ray Data may be slow to deliver) is a place where a
-        preemption notice saves for the loop (:meth:`PreemptionNotice.waiting`)."""
+        """The epoch's windows, each waited for :func:`parked` (Ray Data may be slow to deliver)."""
         stream = iter(stream_windows(shard, window))
         while True:
-            with notice.waiting(save_here) if notice is not None else contextlib.nullcontext():
+            with parked():
                 rows = next(stream, None)
             if rows is None:
                 return
@@ -361,13 +365,17 @@ def train_loop(config: dict[str, Any]) -> None:
                 log.info(
                     "stage %d epoch %d/%d: mean loss %.4f", n, epoch + 1, stage_cfg.epochs, record["loss"]
                 )
-            metrics = {k: v for k, v in record.items() if k != "samples_per_worker"}
-            if notice is None:
-                _report(model, optimizer, progress, n, rank, metrics)
-            else:  # report may wait for the controller, which a notice blocks: the notice saves then
-                now["epoch"], now["step"] = progress.done, 0  # the epoch is done: its checkpoint is due
-                with notice.waiting(save_here):
-                    _report(model, optimizer, progress, n, rank, metrics)
+            # report may wait for the controller, which a notice blocks: the notice saves the finished epoch
+            now["epoch"], now["step"] = progress.done, 0
+            with parked():
+                _report(
+                    model,
+                    optimizer,
+                    progress,
+                    n,
+                    rank,
+                    {k: v for k, v in record.items() if k != "samples_per_worker"},
+                )
             if preempted_file and rank == 0:  # used (or stale): the reported checkpoint is newer now
                 storage.remove(preemption_url(cfg.out, n))
             skip_steps, preempted_file = 0, False
