@@ -70,6 +70,7 @@ from tracklift.lifting import LiftConfig, SampleConfig, VisibilityConfig, read_p
 from tracklift.models import ModelConfig  # noqa: E402
 from tracklift.training import StageConfig, TrainConfig, evaluate_checkpoint, load_stage_samples  # noqa: E402
 from tracklift.training.augment import AugmentConfig  # noqa: E402
+from tracklift.training.config import span_curriculum  # noqa: E402
 from tracklift.training.trainer import train_stage  # noqa: E402
 
 TRAIN_SEED, HELD_OUT_SEED, HELD_OUT_STYLE = 100, 6000, 96000
@@ -264,9 +265,13 @@ def train_rows(
 
     def curriculum(cfg: TrainConfig, prefix: str) -> None:
         previous = None
-        for s in (1, 2, 3):
+        stages = [StageConfig(stage=s, epochs=epochs[s], **settings) for s in (1, 2, 3)]
+        if args.lr_span == "curriculum":
+            stages = span_curriculum(stages)
+        for stage_cfg in stages:
+            s = stage_cfg.stage
             t = time.perf_counter()
-            previous = train_stage(cfg, StageConfig(stage=s, epochs=epochs[s], **settings), previous)
+            previous = train_stage(cfg, stage_cfg, previous)
             seconds[f"{prefix}stage{s}"] = time.perf_counter() - t
             urls[f"{prefix}stage{s}"] = previous
 
@@ -435,6 +440,7 @@ def run(args) -> dict:
             "epochs": epochs,
             "self_train": args.self_train,
             "self_train_threshold": args.self_train_threshold,
+            "lr_span": args.lr_span,
             **{
                 k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                 for k, v in recipe(args).items()
@@ -513,6 +519,9 @@ def parse_args(argv=None):
     # stages 2 and 3 take every weight of the stage before; a fresh query decoder (backbone) lost 1.4 validation
     # AP50 averaged over the three priors on training-side seeds (recipe_handoff.json, session 18)
     ap.add_argument("--handoff", choices=("all", "backbone"), default="all")
+    # what one cosine schedule spans: each stage (warm-up and decay per stage) or the whole curriculum
+    # (warm up in stage 1, hold, decay in stage 3: TrainConfig.lr_span, span_curriculum)
+    ap.add_argument("--lr-span", choices=("stage", "curriculum"), default="stage")
     ap.add_argument("--self-train", choices=("off", "fill", "replace"), default="off")
     ap.add_argument("--self-train-threshold", type=float, default=0.6)
     ap.add_argument("--batch", type=int, default=2)

@@ -41,6 +41,7 @@ from tracklift.evaluation import read_predictions  # noqa: E402
 from tracklift.lifting import SampleConfig  # noqa: E402
 from tracklift.training import StageConfig, TrainConfig, evaluate_checkpoint, load_stage_samples  # noqa: E402
 from tracklift.training.augment import AugmentConfig  # noqa: E402
+from tracklift.training.config import span_curriculum  # noqa: E402
 from tracklift.training.trainer import train_curriculum, train_stage  # noqa: E402
 
 VAL_SEED = 500
@@ -75,6 +76,8 @@ VARIANTS: dict[str, dict] = {
     "cosine+backbone_handoff": {"lr_schedule": "cosine", "warmup": 0.1, "handoff": "backbone"},
     # each superpoint's input colour / xyz mean and std beside its pooled backbone features
     "cosine+superpoint_stats": {"lr_schedule": "cosine", "warmup": 0.1, "model": {"superpoint_stats": True}},
+    # one warm-up / hold / decay schedule across the curriculum instead of a warm-up and decay per stage
+    "cosine+lr_span_curriculum": {"lr_schedule": "cosine", "warmup": 0.1, "lr_span": "curriculum"},
     # rotation about gravity, flips and scaling only: no elastic distortion, colour jitter or auto-contrast
     "rigid_augment+cosine": {"augment": "rigid", "lr_schedule": "cosine", "warmup": 0.1},
 }
@@ -133,8 +136,11 @@ def train_variant(labels: str, out: str, args, seed: int, v: dict) -> dict[str, 
         return {"stage3": train_stage(cfg, st, first)}
     epochs = bc.stage_epochs(args)
     configs = [_configs(labels, out, args, seed, v, s, epochs[s], self_train) for s in (1, 2, 3)]
+    stages = [st for _, st in configs]
+    if v.get("lr_span", "stage") == "curriculum":
+        stages = span_curriculum(stages)
     # the trainer's own curriculum: each stage from the previous one, stages of 0 epochs skipped
-    urls = train_curriculum(configs[0][0], [st for _, st in configs])
+    urls = train_curriculum(configs[0][0], stages)
     return {f"stage{s}": url for s, url in urls.items()}
 
 

@@ -129,6 +129,13 @@ class RunConfig:
         default="cosine", metadata={"help": "learning-rate schedule of each stage"}
     )
     warmup: float = field(default=0.1, metadata={"help": "share of each stage's steps spent warming up"})
+    lr_span: Literal["stage", "curriculum"] = field(
+        default="stage",
+        metadata={
+            "help": "what one schedule spans: each stage (a warm-up and decay per stage) or the curriculum "
+            "(warm up in stage 1, hold, decay in stage 3)"
+        },
+    )
     augment: bool = field(
         default=False,
         metadata={
@@ -329,6 +336,7 @@ def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
         lr=cfg.lr,
         lr_schedule=cfg.lr_schedule,
         warmup=cfg.warmup,
+        lr_span=cfg.lr_span,
         handoff=cfg.handoff,
         augment=AugmentConfig(enabled=cfg.augment),
         max_points=cfg.max_points,

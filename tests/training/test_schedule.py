@@ -8,8 +8,9 @@ import torch
 
 from tests.training.samples import make_sample
 from tracklift.models import ModelConfig, Segmenter
-from tracklift.training import StageConfig
+from tracklift.training import StageConfig, TrainConfig
 from tracklift.training.augment import AugmentConfig
+from tracklift.training.config import span_curriculum
 from tracklift.training.epochs import augmented, learning_rate, run_epoch
 
 torch.set_num_threads(1)
@@ -68,3 +69,45 @@ def test_augmented_sample_keeps_ids_and_changes_points():
 def test_augment_section_from_a_mapping():
     st = StageConfig(stage=1, epochs=1, augment={"enabled": True, "crop": True})
     assert isinstance(st.augment, AugmentConfig) and st.augment.crop
+
+
+def _rates(stages, steps_per_stage: int) -> list[float]:
+    """The learning rates of every step of the trained stages, one after the other."""
+    return [
+        learning_rate(st, k, steps_per_stage) for st in stages if st.epochs for k in range(steps_per_stage)
+    ]
+
+
+def test_curriculum_span_warms_up_once_holds_then_decays():
+    """lr_span=curriculum: one warm-up in stage 1, the peak held through stage 2, one decay in stage 3;
+    per stage, the rate drops to near zero twice before stage 3 and warms up again three times."""
+    common = dict(lr=1e-3, lr_schedule="cosine", warmup=0.1, epochs=[1, 1, 1])
+    spanned = TrainConfig(**common, lr_span="curriculum").stages
+    lrs = _rates(spanned, 50)
+    assert lrs[0] == pytest.approx(2e-4) and lrs[4] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5]))  # warming up in stage 1
+    assert lrs[5:101] == pytest.approx([1e-3] * 96)  # held to the first step of stage 3
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:])) and lrs[-1] < 2e-5
+    per_stage = _rates(TrainConfig(**common).stages, 50)
+    assert per_stage[49] < 2e-5 and per_stage[50] == pytest.approx(2e-4)
+
+
+def test_curriculum_span_uses_the_stages_that_train():
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine", warmup=0.2, epochs=[0, 2, 3], lr_span="curriculum")
+    s1, s2, s3 = cfg.stages
+    assert s1 == TrainConfig(lr=1e-3, lr_schedule="cosine", warmup=0.2, epochs=[0, 2, 3]).stages[0]
+    assert (s2.lr_schedule, s2.warmup, s2.final_lr_ratio) == ("cosine", 0.2, 1.0)
+    assert (s3.lr_schedule, s3.warmup) == ("cosine", 0.0)
+    alone = TrainConfig(lr_schedule="cosine", warmup=0.2, epochs=[0, 0, 3], lr_span="curriculum").stages[2]
+    assert (alone.warmup, alone.final_lr_ratio) == (0.2, 0.01)  # one stage keeps its own schedule
+    constant = TrainConfig(epochs=[1, 1, 1], lr_span="curriculum").stages
+    assert constant == TrainConfig(epochs=[1, 1, 1]).stages
+
+
+def test_curriculum_span_refuses_onecycle_and_unknown_spans():
+    with pytest.raises(ValueError, match="lr_span=curriculum needs the cosine"):
+        TrainConfig(lr_schedule="onecycle", lr_span="curriculum")
+    with pytest.raises(ValueError, match="lr_span must be one of stage, curriculum"):
+        TrainConfig(lr_span="run")
+    stages = span_curriculum([StageConfig(stage=s, epochs=1, lr_schedule="cosine") for s in (1, 2, 3)])
+    assert [s.lr_schedule for s in stages] == ["cosine", "constant", "cosine"]

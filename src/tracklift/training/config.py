@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tracklift.config import from_dict
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 STAGES = (1, 2, 3)
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
+LR_SPANS = ("stage", "curriculum")
 HANDOFFS = ("all", "backbone")
 
 
@@ -117,6 +118,36 @@ def check_epochs(stage_cfg: StageConfig) -> None:
         )
 
 
+def span_curriculum(stages: Sequence[StageConfig]) -> list[StageConfig]:
+    """The stages with one warm-up / hold / decay schedule across the curriculum instead of one per stage.
+
+    The first stage that trains warms up over its ``warmup`` share and then holds its rate
+    (``final_lr_ratio`` 1); the stages between hold theirs (``constant``); the last stage that trains
+    decays by its ``cosine`` schedule with no second warm-up. So stages 1 and 2 hand on a network that
+    was never cooled, and stage 3 is not warmed up again from rate 0 (the "warmup-stable-decay" shape).
+    One trained stage keeps its own schedule; ``constant`` stages are unchanged.
+
+    Raises:
+        ValueError: a trained stage has the ``onecycle`` schedule (its warm-up and end rates are tied to
+            one stage) or the stages mix schedules.
+    """
+    trained = [i for i, s in enumerate(stages) if s.epochs > 0]
+    schedules = {stages[i].lr_schedule for i in trained}
+    out = list(stages)
+    if len(trained) < 2 or schedules == {"constant"}:
+        return out
+    if schedules != {"cosine"}:
+        raise ValueError(
+            f"lr_span=curriculum needs the cosine schedule in every trained stage, got {sorted(schedules)}"
+        )
+    first, *middle, last = trained
+    out[first] = dataclasses.replace(stages[first], final_lr_ratio=1.0)
+    for i in middle:
+        out[i] = dataclasses.replace(stages[i], lr_schedule="constant")
+    out[last] = dataclasses.replace(stages[last], warmup=0.0)
+    return out
+
+
 def trained_stages(stages: Iterable[StageConfig]) -> Iterator[StageConfig]:
     """The stages of a curriculum that train (epochs > 0), in order; each skipped stage is logged."""
     for stage_cfg in stages:
@@ -170,6 +201,9 @@ class TrainConfig(StageSettings):
         epochs: epochs of stages 1, 2, 3 (Segment3D trains 20 + 50 epochs on GPU; 4 each is CPU-sized).
         stage_lrs: the (start) learning rate of stages 1, 2, 3 when they should differ (e.g. a lower rate
             for a stage that fine-tunes the previous one); empty = ``lr`` for every stage.
+        lr_span: what one ``lr_schedule`` spans: each ``stage`` (every stage warms up and decays), or the
+            whole ``curriculum`` (warm up in the first stage, hold, decay in the last:
+            :func:`span_curriculum`).
         device: torch device (``"cpu"``, ``"cuda"``) of the one-process trainer.
         log_every: log the running loss every this many steps.
         self_train: before stage 3, add confident stage-2 predictions on unlabelled points
@@ -195,6 +229,9 @@ class TrainConfig(StageSettings):
     stage_lrs: list[float] = field(
         default_factory=list, metadata={"help": "learning rates of stages 1,2,3 (empty = lr for all)"}
     )
+    lr_span: str = field(
+        default="stage", metadata={"help": "one schedule per stage | one across the curriculum"}
+    )
     device: str = field(default="cpu", metadata={"help": "torch device (one-process runner)"})
     log_every: int = field(default=10, metadata={"help": "log the running loss every N steps (0 = never)"})
     self_train: bool = field(default=False, metadata={"help": "stage 3 adds confident stage-2 predictions"})
@@ -219,6 +256,8 @@ class TrainConfig(StageSettings):
         self.stage_lrs = [float(v) for v in self.stage_lrs]
         if self.stage_lrs and (len(self.stage_lrs) != len(STAGES) or min(self.stage_lrs) <= 0):
             raise ValueError(f"stage_lrs takes three positive numbers or none, got {self.stage_lrs}")
+        if self.lr_span not in LR_SPANS:
+            raise ValueError(f"lr_span must be one of {', '.join(LR_SPANS)}, got {self.lr_span!r}")
         if self.self_train_mode not in ("fill", "replace"):
             raise ValueError(f"self_train_mode must be fill or replace, got {self.self_train_mode!r}")
         self.stages  # noqa: B018 (runs the per-stage checks now rather than when a stage starts)
@@ -232,10 +271,11 @@ class TrainConfig(StageSettings):
         """One :class:`StageConfig` per stage, in order: the stage's epochs and the shared settings."""
         shared = dataclasses.asdict(self.settings())
         lrs = self.stage_lrs or [self.lr] * len(STAGES)
-        return [
+        stages = [
             StageConfig(stage=s, epochs=e, **{**shared, "lr": lr})
             for s, e, lr in zip(STAGES, self.epochs, lrs)
         ]
+        return span_curriculum(stages) if self.lr_span == "curriculum" else stages
 
 
 def stage_model_config(cfg: TrainConfig, stage_cfg: StageConfig) -> ModelConfig:
