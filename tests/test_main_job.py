@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tracklift import storage
-from tracklift.main_job import RunConfig, run
+from tracklift.main_job import RunConfig, _serve_step, run
 
 
 @pytest.mark.slow
@@ -67,9 +67,30 @@ def test_run_offers_exactly_the_learning_rate_schedules_and_handoffs_training_kn
     lists them without importing torch); their values must be the training stage's own lists."""
     import typing
 
-    from tracklift.training.config import HANDOFFS, LR_SCHEDULES
+    from tracklift.training.config import HANDOFFS, LR_SCHEDULES, LR_SPANS
 
     hints = typing.get_type_hints(RunConfig)
     assert typing.get_args(hints["lr_schedule"]) == LR_SCHEDULES
+    assert typing.get_args(hints["lr_span"]) == LR_SPANS
     assert set(typing.get_args(hints["handoff"])) == set(HANDOFFS)
     assert RunConfig().handoff in HANDOFFS
+
+
+@pytest.mark.slow
+def test_a_failed_serve_step_becomes_an_error_entry(tmp_path):
+    """The Serve step deploys a real checkpoint and then cannot read its scene: the step returns the error
+    instead of raising, so run() writes the evaluation, results.json and the report before it raises."""
+    import ray
+    import torch
+
+    from tracklift.models import ModelConfig, Segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    checkpoint = str(tmp_path / "model.pt")
+    save_checkpoint(Segmenter.from_config(ModelConfig.preset("tiny")), checkpoint)
+    try:
+        served = _serve_step(RunConfig(out=str(tmp_path)), checkpoint, str(tmp_path / "no_such_scene"))
+    finally:
+        ray.shutdown()
+    assert set(served) == {"error"}
+    assert served["error"].startswith("DataError") and "no_such_scene" in served["error"]

@@ -18,6 +18,7 @@ Numbers are on synthetic scans and CPU-sized training; they check that the syste
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,8 @@ from tracklift.labeling.layout import OutputLayout
 from tracklift.tracking.consistent import ConsistencyConfig
 from tracklift.tracking.geometric import GeometricConfig
 from tracklift.tracking.weightless import WeightlessConfig
+
+log = logging.getLogger(__name__)
 
 # Vertices seen in at least this many frames of the held-out scan form the "seen" evaluation set.
 MIN_SEEN = 2
@@ -211,6 +214,7 @@ def run(cfg: RunConfig) -> dict:
 
     from tracklift.actors.pipeline import label_corpus_ray
     from tracklift.labeling import label_corpus
+    from tracklift.serving.config import PROXY_READY_ENV
 
     epochs = _stage_epochs(cfg.epochs)
     cfg = replace(cfg, out=storage.absolute(cfg.out))
@@ -234,13 +238,15 @@ def run(cfg: RunConfig) -> dict:
     scans = _scan_facts(urls)
 
     address = resolve_address(cfg.address)
-    # Ray Data's per-operator progress bars would bury the job's own progress lines
-    quiet = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    # Ray Data's per-operator progress bars would bury the job's own progress lines; Serve's controller
+    # reads its proxy readiness timeout when it starts, so it must be in the environment Ray starts with
+    # (Serve's 5 s killed the proxy of a run on a loaded machine)
+    job_env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", PROXY_READY_ENV: os.environ.get(PROXY_READY_ENV, "60")}
     if not ray.is_initialized():
         _log(f"[2/6] Ray: {'connecting to ' + address if address else 'starting a local Ray'}")
-        os.environ.update(quiet)
+        os.environ.update(job_env)
     started = connect(
-        address, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": quiet}
+        address, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": job_env}
     )
     try:
         t = time.perf_counter()
@@ -268,7 +274,7 @@ def run(cfg: RunConfig) -> dict:
         serving = None
         if cfg.serve:
             t = time.perf_counter()
-            serving = _serve_once(cfg, checkpoints[3], urls["held_out"][0])
+            serving = _serve_step(cfg, checkpoints[3], urls["held_out"][0])
             timings["serve"] = time.perf_counter() - t
     finally:
         if started:
@@ -288,6 +294,11 @@ def run(cfg: RunConfig) -> dict:
     }
     storage.write_text(storage.join(cfg.out, "results.json"), json.dumps(summary, indent=2, default=float))
     _write_report(cfg, urls, scans, table, serving, timings, elapsed)
+    if serving and "error" in serving:
+        raise RuntimeError(
+            f"the Ray Serve step failed ({serving['error']}); the evaluation, results.json and report.md "
+            f"were written to {cfg.out}"
+        )
     _log(f"done in {elapsed:.0f} s; report: {storage.join(cfg.out, 'report.md')}")
     return summary
 
@@ -412,6 +423,17 @@ def _evaluate(
     return {"seen_vertices": seen_results, "whole_mesh": whole}, table
 
 
+def _serve_step(cfg: RunConfig, checkpoint: str, scene_url: str) -> dict:
+    """:func:`_serve_once`, or ``{"error": ...}`` when it fails: a Serve failure must not lose the
+    evaluation before it (:func:`run` writes the results and the report, then raises)."""
+    try:
+        return _serve_once(cfg, checkpoint, scene_url)
+    except Exception as e:  # noqa: BLE001 (reported, then raised by run() once the results are written)
+        log.exception("the Ray Serve step failed")
+        _log(f"[5/6] Ray Serve step FAILED: {type(e).__name__}: {e}")
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def _serve_once(cfg: RunConfig, checkpoint: str, scene_url: str) -> dict:
     """Deploy ``checkpoint`` on Ray Serve, segment one scene's vertices over HTTP, check it against the same
     model in this process, and shut the deployment down."""
@@ -494,7 +516,9 @@ def _write_report(
         pics.append((title, f"pictures/{name}/{storage.basename(written[0])}"))
     tracks = f"labels_held_out/scenes/{sid}/tracks.png"
     serve_lines = []
-    if serving:
+    if serving and "error" in serving:
+        serve_lines = ["## Serving", "", f"The Ray Serve step failed: `{serving['error']}`.", ""]
+    elif serving:
         serve_lines = [
             "## Serving",
             "",

@@ -157,6 +157,9 @@ def test_builder_args():
         config_from_args({"batch": 3})
     with pytest.raises(ConfigError, match="port"):
         config_from_args({"port": "eighty"})
+    # refused before Ray starts: Serve's proxy would retry a port it cannot bind forever
+    with pytest.raises(ConfigError, match="port must be in 0..65535, got 70000"):
+        config_from_args({"checkpoint": "c.pt", "port": 70000}).validate()
     # serve build calls the builder without args: a template app, deployment options applied
     app = build_app({"max_batch_size": 8, "max_ongoing_requests": 24, "max_open_requests": 99})
     ingress = app._bound_deployment  # the light HTTP ingress, bound to the model deployment

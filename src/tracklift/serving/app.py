@@ -36,11 +36,7 @@ from ray.serve import Application
 from tracklift import config as config_lib
 from tracklift.cluster.session import connect
 from tracklift.errors import ConfigError
-from tracklift.serving.config import ServeConfig
-
-# Measured on loaded 2-core machines: Serve's proxy is killed when its ready check takes longer than
-# the default, which it does while replicas load torch.
-PROXY_READY_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
+from tracklift.serving.config import PROXY_READY_ENV, ServeConfig
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
@@ -139,12 +135,13 @@ def start(
     proxy on ``cfg.host:cfg.port``, and the application. Returns the ingress deployment handle.
     ``after_init`` is called once Ray is up, before Serve starts (``tracklift serve`` takes its signals
     back there: ``ray.init`` installs a SIGTERM handler that aborts the process)."""
+    cfg.validate()  # before anything starts
     os.environ.setdefault(PROXY_READY_ENV, "60")
     connect(ray_address, include_dashboard=False, logging_level="WARNING")
     if after_init is not None:
         after_init()
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    return serve.run(application(cfg.validate()), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    return serve.run(application(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
 
 
 def _stop_on_signals() -> None:

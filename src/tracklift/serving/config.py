@@ -16,6 +16,11 @@ from tracklift.config import from_dict
 from tracklift.errors import ConfigError
 from tracklift.openvocab.config import ClipConfig
 
+# Measured on loaded 2-core machines: Serve's proxy is killed when its ready check takes longer than
+# the default 5 s, which it does while replicas load torch. Serve's controller reads it when it starts,
+# so it must be in the environment of the processes Ray starts (tracklift sets 60 s unless it is set).
+PROXY_READY_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
+
 TOKEN_ENV = "TRACKLIFT_SERVE_TOKEN"
 # Host memory of a forward pass per point of the batch, bytes: one 1M-point cloud took a CPU replica from
 # 1.3 to 6.8 GB (issue 10). With the replica's idle size, the budget that max_batch_points bounds.
@@ -176,6 +181,8 @@ class ServeConfig:
                 raise ConfigError(f"serve config: {what}")
 
         need(bool(self.checkpoint), "checkpoint is required (--checkpoint URL)")
+        # a port Serve's proxy cannot bind is not an error there: the controller restarts the proxy forever
+        need(0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port}")
         need(self.max_batch_size >= 1, f"max_batch_size must be >= 1, got {self.max_batch_size}")
         need(self.max_batch_points >= 2, f"max_batch_points must be >= 2, got {self.max_batch_points}")
         need(self.max_open_requests >= 1, "max_open_requests must be >= 1")
