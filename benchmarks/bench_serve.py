@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from tracklift.models import ModelConfig, Segmenter, save_checkpoint
-    from tracklift.serving.app import PROXY_READY_ENV, application
+    from tracklift.serving.app import application
     from tracklift.serving.codec import encode_cloud
-    from tracklift.serving.config import ServeConfig
+    from tracklift.serving.config import ServeConfig, proxy_ready_env
 
     levels = [int(x) for x in args.clients.split(",")]
     t0 = time.perf_counter()
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = os.path.join(tmp, f"{args.model}.pt")
         save_checkpoint(Segmenter.from_config(ModelConfig.preset(args.model)), ckpt)
 
-    os.environ.setdefault(PROXY_READY_ENV, "60")
+    os.environ.update(proxy_ready_env())
     ray.init(address="local", num_cpus=max(2, int(args.cpus)), include_dashboard=False, logging_level="ERROR")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

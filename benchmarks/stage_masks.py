@@ -71,7 +71,7 @@ def main():
         url = os.path.join(ckpts, f"stage{stage}", "last.pt")
         for split, shard_stage in SPLITS.items():
             r = mask_stats(url, load_stage_samples(labels, shard_stage)[: args.samples])
-            rows[f"stage{stage}"] = {**rows.get(f"stage{stage}", {}), split: r}
+            rows.setdefault(f"stage{stage}", {})[split] = r
             print(
                 f"{stage:<7d} {split:13s} {r['mean_points']:7.0f} {r['instances_per_sample']:6.1f} "
                 f"{r['label_instances_per_sample']:6.1f} {r['median_mask_share']:12.3f} "

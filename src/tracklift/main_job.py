@@ -223,7 +223,7 @@ def run(cfg: RunConfig) -> dict:
 
     from tracklift.actors.pipeline import label_corpus_ray
     from tracklift.labeling import label_corpus
-    from tracklift.serving.config import PROXY_READY_ENV
+    from tracklift.serving.config import proxy_ready_env
 
     epochs = _stage_epochs(cfg.epochs)
     cfg = replace(cfg, out=storage.absolute(cfg.out))
@@ -250,7 +250,7 @@ def run(cfg: RunConfig) -> dict:
     # Ray Data's per-operator progress bars would bury the job's own progress lines; Serve's controller
     # reads its proxy readiness timeout when it starts, so it must be in the environment Ray starts with
     # (Serve's 5 s killed the proxy of a run on a loaded machine)
-    job_env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", PROXY_READY_ENV: os.environ.get(PROXY_READY_ENV, "60")}
+    job_env = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", **proxy_ready_env()}
     if not ray.is_initialized():
         _log(f"[2/6] Ray: {'connecting to ' + address if address else 'starting a local Ray'}")
         os.environ.update(job_env)

@@ -60,10 +60,10 @@ def server(artifacts):
     import ray
     from ray import serve
 
-    from tracklift.serving.app import PROXY_READY_ENV, application
-    from tracklift.serving.config import ServeConfig
+    from tracklift.serving.app import application
+    from tracklift.serving.config import ServeConfig, proxy_ready_env
 
-    os.environ.setdefault(PROXY_READY_ENV, "60")
+    os.environ.update(proxy_ready_env())
     assert not ray.is_initialized(), "another test left Ray running"
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:

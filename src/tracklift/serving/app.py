@@ -36,7 +36,7 @@ from ray.serve import Application
 from tracklift import config as config_lib
 from tracklift.cluster.session import connect
 from tracklift.errors import ConfigError
-from tracklift.serving.config import PROXY_READY_ENV, ServeConfig
+from tracklift.serving.config import ServeConfig, proxy_ready_env
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
@@ -136,7 +136,7 @@ def start(
     ``after_init`` is called once Ray is up, before Serve starts (``tracklift serve`` takes its signals
     back there: ``ray.init`` installs a SIGTERM handler that aborts the process)."""
     cfg.validate()  # before anything starts
-    os.environ.setdefault(PROXY_READY_ENV, "60")
+    os.environ.update(proxy_ready_env())
     connect(ray_address, include_dashboard=False, logging_level="WARNING")
     if after_init is not None:
         after_init()

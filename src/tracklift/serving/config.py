@@ -21,6 +21,12 @@ from tracklift.openvocab.config import ClipConfig
 # so it must be in the environment of the processes Ray starts (tracklift sets 60 s unless it is set).
 PROXY_READY_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
 
+
+def proxy_ready_env() -> dict[str, str]:
+    """The proxy readiness timeout to start Ray with: the environment's own, else 60 s."""
+    return {PROXY_READY_ENV: os.environ.get(PROXY_READY_ENV, "60")}
+
+
 TOKEN_ENV = "TRACKLIFT_SERVE_TOKEN"
 # Host memory of a forward pass per point of the batch, bytes: one 1M-point cloud took a CPU replica from
 # 1.3 to 6.8 GB (issue 10). With the replica's idle size, the budget that max_batch_points bounds.
