@@ -64,6 +64,13 @@ class RunConfig:
         },
     )
     seed: int = field(default=1000, metadata={"help": "seed of the first training scene"})
+    train_seed: int = field(
+        default=0,
+        metadata={
+            "help": "seed of the network's initialisation, shuffling and subsampling (a run repeats with "
+            "the same seeds; another train seed shows the seed-to-seed spread)"
+        },
+    )
     held_out_seed: int = field(default=2000, metadata={"help": "seed of the first held-out scene"})
     width: int = field(default=320, metadata={"help": "synthetic image width"})
     height: int = field(default=240, metadata={"help": "synthetic image height"})
@@ -360,6 +367,7 @@ def _train(cfg: RunConfig, epochs: list[int], labels: str) -> dict[int, str]:
         handoff=cfg.handoff,
         augment=AugmentConfig(enabled=cfg.augment),
         max_points=cfg.max_points,
+        seed=cfg.train_seed,
         log_every=0,
     )
     _log(
@@ -550,7 +558,8 @@ def _write_report(
         "",
         f"Pseudo-labels: weightless mask generator + granularity-consistent tracker on {cfg.num_actors} Ray "
         f"actors, votes lifted per {cfg.vote_unit}. Network: preset `{cfg.model}`, voxel {cfg.voxel_size} m, "
-        f"stages 1/2/3 for {cfg.epochs} epochs on Ray Train with {cfg.num_workers} workers.",
+        f"stages 1/2/3 for {cfg.epochs} epochs on Ray Train with {cfg.num_workers} workers, train seed "
+        f"{cfg.train_seed}.",
         "",
         "Scans (coverage: share of the GT surface seen by at least two kept frames):",
         "",

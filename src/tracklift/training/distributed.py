@@ -64,6 +64,7 @@ from tracklift.training.preemption import (
 from tracklift.training.ray_shards import (
     ShardLoader,
     check_enough_rows,
+    ingest_config,
     pyarrow_filesystem,
     stage_dataset,
     stream_windows,
@@ -122,6 +123,9 @@ class RayTrainOptions:
             moves the whole model between workers once per epoch, so it is off by default.
         preemption_grace_s: a worker told to stop (SIGTERM) saves a checkpoint at its next step, waiting
             at most this long (seconds; keep it under the platform's grace period); 0 = no such save.
+        preserve_order: Ray Data keeps the shards' row order when reading and splitting them between
+            workers, so a run with the same seed repeats (:func:`~tracklift.training.ray_shards.ingest_config`);
+            off, blocks go out as read tasks finish and the workers' samples change from run to run.
     """
 
     num_workers: int = field(default=2, metadata={"help": "training workers (DDP processes)"})
@@ -159,6 +163,10 @@ class RayTrainOptions:
         metadata={
             "help": "on SIGTERM save a checkpoint at the next step, waiting at most this long (0 = off)"
         },
+    )
+    preserve_order: bool = field(
+        default=True,
+        metadata={"help": "keep the shards' row order in Ray Data, so runs repeat (off: read order)"},
     )
 
     def __post_init__(self):
@@ -538,7 +546,12 @@ def train_stage_ray(
         pyarrow_filesystem(where)  # refuses memory:// before any worker starts
     started = ensure_ray(options.address)
     try:
-        ds, kind, rows = stage_dataset(cfg.labels, n, materialize=_materialize(cfg.labels, n, options))
+        ds, kind, rows = stage_dataset(
+            cfg.labels,
+            n,
+            materialize=_materialize(cfg.labels, n, options),
+            preserve_order=options.preserve_order,
+        )
         check_enough_rows(rows, options.num_workers, n)
         path, fs = pyarrow_filesystem(options.storage_path or storage.join(cfg.out, "ray_runs"))
         name = f"{options.run_name}-stage{n}"
@@ -574,6 +587,7 @@ def train_stage_ray(
                 failure_config=FailureConfig(max_failures=options.max_failures),
             ),
             datasets={"train": ds},
+            dataset_config=ingest_config(options.preserve_order),
         )
         t0 = time.perf_counter()
         try:
