@@ -4,7 +4,9 @@ Per stage N (stages chained exactly as in :func:`tracklift.training.train_curric
 
 1. the driver builds the stage's Ray Dataset (:func:`tracklift.training.ray_shards.stage_dataset`; Parquet
    shards up to ``materialize_mb`` are read once into the object store, larger ones stream every epoch) and
-   starts ``TorchTrainer`` with ``num_workers`` workers (DDP: gloo on CPU, NCCL with ``use_gpu``);
+   starts ``TorchTrainer`` with ``num_workers`` workers (DDP: gloo on CPU, NCCL with ``use_gpu``); Ray
+   Data keeps the shards' order (``preserve_order``, :func:`~tracklift.training.ray_shards.ingest_config`),
+   so every run gives each worker the same samples and a run with the same seed repeats bit for bit;
 2. every worker builds the stage model (:func:`~tracklift.training.state.build_stage_model`), then resumes
    from ``ray.train.get_checkpoint()`` after a failure, else from an unfinished ``<out>/stage{N}/last.pt``,
    else initialises from stage N-1's checkpoint (:func:`~tracklift.training.state.init_from`, query-count
