@@ -35,8 +35,8 @@ import torch  # noqa: E402
 
 from tracklift.lifting import scanned_part  # noqa: E402
 from tracklift.models import PointBatch, Segmenter  # noqa: E402
-from tracklift.structures import Instances  # noqa: E402
 from tracklift.training import load_stage_samples  # noqa: E402
+from tracklift.training.evaluate import on_whole_sample  # noqa: E402
 
 VAL_CORPUS = "val_corpus"  # bench_curriculum.prepare's folders for the validation split
 
@@ -72,11 +72,7 @@ def predictions_per_point(model: Segmenter, samples, points: list[dict]) -> dict
         for p in points:
             model.inference = dataclasses.replace(base, **p)
             pred = model.postprocess(raw, batch)[0]
-            if index is not None:
-                masks = np.zeros((len(pred.scores), len(sample)), dtype=bool)
-                masks[:, index] = pred.masks
-                pred = Instances(masks, pred.scores)
-            out[key(p)][sample.scene_id] = pred
+            out[key(p)][sample.scene_id] = on_whole_sample(pred, index, len(sample))
     model.inference = base
     return out
 

@@ -22,10 +22,15 @@ def predict_sample(model: Segmenter, sample: Sample) -> Instances:
     """Instances over all of ``sample``'s points, predicted from its part inside the scan (points marked
     outside the scan, id -1, are not fed to the network and belong to no instance)."""
     part, index = scanned_part(sample)
-    pred = model.predict(part.points, part.colors)
+    return on_whole_sample(model.predict(part.points, part.colors), index, len(sample))
+
+
+def on_whole_sample(pred: Instances, index: np.ndarray | None, n_points: int) -> Instances:
+    """Instances predicted on a sample's scanned part (``index`` from :func:`scanned_part`, None when the
+    part is the whole sample) as instances over all ``n_points`` of the sample."""
     if index is None:
         return pred
-    masks = np.zeros((len(pred.scores), len(sample)), dtype=bool)
+    masks = np.zeros((len(pred.scores), n_points), dtype=bool)
     masks[:, index] = pred.masks
     return Instances(masks, pred.scores)
 
